@@ -1,0 +1,20 @@
+//! kindload: get locally built images into kind nodes and prove they arrived.
+//!
+//! The pipeline, one module per stage: `request` (CLI, environment, Skaffold contract) →
+//! `resolve` (engine, image refs, cluster, nodes) → `plan` (per node: skip, retag, transfer)
+//! → `transfer` (export, fan-out, import) → `verify` (crictl or ctr per node) → `report`.
+
+pub mod commands;
+pub mod error;
+pub mod exec;
+pub mod plan;
+pub mod report;
+pub mod request;
+pub mod resolve;
+pub mod transfer;
+pub mod verify;
+
+/// Parses the command line, runs the command, prints any error; returns the exit status.
+pub fn run() -> i32 {
+    commands::run()
+}

@@ -1,0 +1,1 @@
+//! Per node: skip, retag or transfer.

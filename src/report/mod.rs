@@ -1,0 +1,1 @@
+//! Human lines and JSON reports.

@@ -1,0 +1,6 @@
+//! What the user asked for: command line, environment, and Skaffold's contract.
+
+pub mod build_artifacts;
+pub mod cli;
+pub mod manifests;
+pub mod skaffold;

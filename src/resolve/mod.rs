@@ -1,0 +1,11 @@
+//! Turning the request into facts: engine, image references and ids, cluster, nodes.
+
+pub mod cluster;
+pub mod containerd;
+pub mod engine;
+pub mod image;
+pub mod inspect;
+pub mod kubeconfig;
+pub mod node;
+pub mod provider;
+pub mod reference;
