@@ -29,11 +29,19 @@ pub struct Cmd {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     stdin_data: Option<Vec<u8>>,
+    /// Tidying that must run even after a cancel (removing a half-imported record).
+    cleanup: bool,
 }
 
 impl Cmd {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        Cmd { program: program.as_ref().to_owned(), args: Vec::new(), envs: Vec::new(), stdin_data: None }
+        Cmd {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            stdin_data: None,
+            cleanup: false,
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -58,6 +66,11 @@ impl Cmd {
     /// Bytes written to the child's stdin by [`Runner::output`].
     pub fn stdin_bytes(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.stdin_data = Some(data.into());
+        self
+    }
+
+    pub fn cleanup(mut self) -> Self {
+        self.cleanup = true;
         self
     }
 
@@ -232,7 +245,7 @@ impl Runner for RealRunner {
 
 /// Spawns with stderr piped (and stdout piped when asked), logged and registered for cancellation.
 pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, ExecError> {
-    if cancelled() {
+    if cancelled() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
     if verbose() {
@@ -256,7 +269,7 @@ pub fn wait(child: &mut Child, cmd: &Cmd) -> Result<std::process::ExitStatus, Ex
         .wait()
         .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
     unregister(child.id());
-    if cancelled() && !status.success() {
+    if cancelled() && !status.success() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
     Ok(status)

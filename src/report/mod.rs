@@ -1,1 +1,161 @@
-//! Human lines and JSON reports.
+//! What the user sees: human lines on stderr, or one JSON object on stdout.
+
+pub mod progress;
+pub mod style;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::plan::Action;
+use crate::resolve::node::Node;
+use crate::verify::VerifiedWith;
+
+/// `kindload load|verify|build --output json`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LoadReport {
+    pub cluster: String,
+    pub provider: String,
+    /// True only when every image is verified on every selected node.
+    pub ok: bool,
+    pub images: Vec<ImageReport>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ImageReport {
+    /// As given on the command line (or named in the archive).
+    pub reference: String,
+    /// The name the kubelet resolves it to.
+    pub normalized: String,
+    /// Every name the nodes were made to answer to.
+    pub names: Vec<String>,
+    /// The image id CRI reports (config digest), or the manifest digest when that is all that is known.
+    pub id: String,
+    /// Where the image came from: `docker`, `podman`, an archive path, or `stdin`.
+    pub source: String,
+    pub nodes: Vec<NodeReport>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NodeReport {
+    pub name: String,
+    /// What was done; `failed` when the node could not be loaded.
+    pub action: Action,
+    pub verified: bool,
+    /// Absent when verification could not run (for example, the node is stopped).
+    pub verified_with: Option<VerifiedWith>,
+    /// Bytes streamed to this node (0 when skipped or retagged).
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Why it failed and what to do; absent on success.
+    pub error: Option<String>,
+}
+
+/// `kindload nodes --output json`: one entry per node.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NodeRow {
+    pub name: String,
+    pub role: String,
+    pub provider: String,
+    pub running: bool,
+    pub state: String,
+    pub containerd_version: Option<String>,
+    pub config_version: Option<i64>,
+    pub snapshotter: Option<String>,
+    pub crictl: bool,
+    pub warnings: Vec<String>,
+}
+
+impl From<&Node> for NodeRow {
+    fn from(n: &Node) -> Self {
+        NodeRow {
+            name: n.name.clone(),
+            role: n.role.clone(),
+            provider: n.provider.to_string(),
+            running: n.running,
+            state: n.state.clone(),
+            containerd_version: n.containerd_version.clone(),
+            config_version: n.config_version,
+            snapshotter: n.snapshotter.clone(),
+            crictl: n.crictl,
+            warnings: n.warnings.clone(),
+        }
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// One line per node and image, e.g. `kind-worker  app:dev  loaded 2.1 MiB in 0.4s, verified with ctr (no crictl on node)`.
+pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
+    let what = match node.action {
+        Action::Loaded => format!("loaded {} in {:.1}s", human_bytes(node.bytes), node.seconds),
+        Action::Skipped => "skipped (already present)".to_string(),
+        Action::Retagged => "retagged (content already present)".to_string(),
+        Action::Failed => "FAILED".to_string(),
+    };
+    let proof = match (node.verified, node.verified_with) {
+        (true, Some(VerifiedWith::Crictl)) => ", verified with crictl".to_string(),
+        (true, Some(VerifiedWith::Ctr)) => ", verified with ctr (no crictl on node)".to_string(),
+        _ => String::new(),
+    };
+    let mut line = format!("{}  {}  {what}{proof}", node.name, image.normalized);
+    if let Some(error) = &node.error {
+        line.push_str(&format!("\n    {error}"));
+    }
+    line
+}
+
+/// The committed schemas, generated from these types (see `schemas/`).
+pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
+    vec![
+        ("load-report.schema.json", schemars::schema_for!(LoadReport)),
+        ("nodes-report.schema.json", schemars::schema_for!(Vec<NodeRow>)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 + 1024 * 512), "3.5 MiB");
+    }
+
+    #[test]
+    fn committed_schemas_match_the_types() {
+        for (file, schema) in schemas() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+            assert!(
+                committed == generated,
+                "schemas/{file} is out of date: regenerate with `KINDLOAD_WRITE_SCHEMAS=1 cargo test committed_schemas`"
+            );
+        }
+    }
+
+    #[test]
+    fn write_schemas_when_asked() {
+        if std::env::var_os("KINDLOAD_WRITE_SCHEMAS").is_none() {
+            return;
+        }
+        for (file, schema) in schemas() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+            std::fs::write(path, serde_json::to_string_pretty(&schema).unwrap() + "\n").unwrap();
+        }
+    }
+}

@@ -1,1 +1,164 @@
-//! Command line.
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::resolve::engine::EngineKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kindload",
+    version,
+    about = "Load locally built images into kind nodes and prove the kubelet can see them",
+    long_about = "Load locally built images into every node of a kind cluster, from Docker or Podman, \
+                  and verify each node with crictl (or ctr where crictl is absent).\n\n\
+                  Exit status: 0 every image verified on every node; 1 a load or verification failed; \
+                  2 bad usage or input (malformed reference, missing image, cluster or engine)."
+)]
+pub struct Cli {
+    /// Log every command kindload runs, shell-pasteable
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print only errors (and the JSON report when asked for)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load images into every node of the cluster and verify them
+    Load(LoadArgs),
+    /// Verify that every node can see the images, without loading
+    Verify(VerifyArgs),
+    /// List the cluster's nodes with their containerd facts
+    Nodes(NodesArgs),
+    /// Check engine, cluster and nodes, and say how to fix each problem
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Which cluster, on which provider.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClusterArgs {
+    /// kind cluster name [default: KIND_CLUSTER_NAME, else from the kube context, else "kind"]
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// Kube context naming the kind cluster [default: SKAFFOLD_KUBE_CONTEXT, else current-context]
+    #[arg(long, value_name = "CONTEXT")]
+    pub kube_context: Option<String>,
+
+    /// Engine hosting the node containers [default: KIND_EXPERIMENTAL_PROVIDER, else whichever has the cluster]
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<EngineKind>,
+}
+
+/// Which engine holds the images.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EngineArgs {
+    /// Engine holding the images [default: KINDLOAD_ENGINE, else docker, then podman]
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<EngineKind>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Only these nodes (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    pub nodes: Vec<String>,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LoadArgs {
+    /// Images to load, as you would write them in a pod spec
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Load from a docker-archive or OCI archive file instead of an engine; - reads stdin
+    #[arg(long, value_name = "PATH")]
+    pub archive: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct VerifyArgs {
+    /// Images to verify
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DoctorArgs {
+    /// Images whose names and whereabouts to check
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn load_takes_nodes_as_a_list() {
+        let cli = Cli::try_parse_from(["kindload", "load", "app:dev", "--nodes", "a,b", "--engine", "podman", "-q"]).unwrap();
+        let Command::Load(args) = cli.command else { panic!("not load") };
+        assert_eq!(args.select.nodes, ["a", "b"]);
+        assert_eq!(args.engine.engine, Some(EngineKind::Podman));
+        assert!(cli.quiet);
+    }
+
+    #[test]
+    fn unknown_engine_is_a_usage_error() {
+        let err = Cli::try_parse_from(["kindload", "load", "x", "--engine", "nerdctl"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,1 +1,324 @@
-//! (in progress)
+//! The engine: where locally built images live (Docker or Podman), and how we found it.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::exec::{Cmd, Runner};
+
+/// The CLI dialect kindload drives. Also names a node provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    pub fn program(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "docker" => Some(EngineKind::Docker),
+            "podman" => Some(EngineKind::Podman),
+            _ => None,
+        }
+    }
+
+    /// Podman can write several images into one archive (`save -m`); Docker always can.
+    pub fn save_args(self, images: &[String]) -> Vec<String> {
+        let mut args = vec!["save".to_string()];
+        if self == EngineKind::Podman {
+            args.extend(["--format".into(), "docker-archive".into()]);
+            if images.len() > 1 {
+                args.push("--multi-image-archive".into());
+            }
+        }
+        args.extend(images.iter().cloned());
+        args
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
+/// A detected, answering engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Engine {
+    pub kind: EngineKind,
+    /// How it was chosen: flag, environment, or found on PATH.
+    pub detected_by: String,
+    pub server_version: Option<String>,
+    /// A `docker` CLI whose backend is really Podman (podman-docker shim or a Podman socket).
+    pub podman_backend: bool,
+    pub rootless: bool,
+    /// Docker's containerd image store: `.Id` is a manifest digest and `save` writes an OCI layout.
+    pub containerd_store: bool,
+}
+
+impl Engine {
+    pub fn program(&self) -> &'static str {
+        self.kind.program()
+    }
+
+    pub fn cmd(&self) -> Cmd {
+        Cmd::new(self.program())
+    }
+
+    /// Podman names local builds `localhost/...`; so does Docker's API served by Podman.
+    pub fn names_localhost(&self) -> bool {
+        self.kind == EngineKind::Podman || self.podman_backend
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}", self.kind);
+        if let Some(v) = &self.server_version {
+            s.push_str(&format!(" {v}"));
+        }
+        let mut notes = Vec::new();
+        if self.podman_backend {
+            notes.push("backed by Podman");
+        }
+        if self.rootless {
+            notes.push("rootless");
+        }
+        if self.containerd_store {
+            notes.push("containerd image store");
+        }
+        if !notes.is_empty() {
+            s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        s
+    }
+}
+
+/// Where an explicit choice came from, if any.
+pub struct EngineChoice {
+    pub kind: EngineKind,
+    pub source: &'static str,
+}
+
+/// Detects the engine: an explicit choice wins; otherwise `docker`, then `podman`, each
+/// confirmed by asking it; neither answering is an error naming what was looked for.
+pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
+    if let Some(choice) = choice {
+        return probe(runner, choice.kind, choice.source).map_err(|why| Error::EngineNotFound {
+            looked: format!("{} was chosen by {} but {why}", choice.kind, choice.source),
+        });
+    }
+    let mut looked = Vec::new();
+    for kind in [EngineKind::Docker, EngineKind::Podman] {
+        match probe(runner, kind, "found on PATH") {
+            Ok(engine) => return Ok(engine),
+            Err(why) => looked.push(format!("{kind}: {why}")),
+        }
+    }
+    Err(Error::EngineNotFound { looked: looked.join("; ") })
+}
+
+/// Every engine that answers, in detection order; for finding which one holds an image.
+pub fn detect_all(runner: &dyn Runner) -> Vec<Engine> {
+    [EngineKind::Docker, EngineKind::Podman]
+        .into_iter()
+        .filter_map(|kind| probe(runner, kind, "found on PATH").ok())
+        .collect()
+}
+
+/// Asks the engine about itself; the error says why it does not count as present.
+pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, String> {
+    let first_line = |s: &str| s.trim().lines().last().unwrap_or("").to_string();
+    let ask = |args: &[&str]| {
+        runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| {
+            if e.is_not_found() {
+                "not found on PATH".to_string()
+            } else {
+                e.to_string()
+            }
+        })
+    };
+    match kind {
+        EngineKind::Docker => {
+            let version = ask(&["version", "--format", "{{json .}}"])?;
+            let (server_version, podman_backend) = parse_docker_version(&version.stdout)
+                .ok_or_else(|| format!("the daemon does not answer ({})", first_line(&version.stderr)))?;
+            let info = ask(&["info", "--format", "{{json .}}"])?;
+            if !info.success() {
+                return Err(format!("the daemon does not answer ({})", first_line(&info.stderr)));
+            }
+            let (rootless, containerd_store) = parse_docker_info(&info.stdout)?;
+            Ok(Engine {
+                kind,
+                detected_by: detected_by.into(),
+                server_version,
+                podman_backend,
+                rootless,
+                containerd_store: containerd_store && !podman_backend,
+            })
+        }
+        EngineKind::Podman => {
+            let out = ask(&["info", "--format", "json"])?;
+            if !out.success() {
+                return Err(format!("it does not answer ({})", first_line(&out.stderr)));
+            }
+            let (server_version, rootless) = parse_podman_info(&out.stdout)?;
+            Ok(Engine {
+                kind,
+                detected_by: detected_by.into(),
+                server_version,
+                podman_backend: true,
+                rootless,
+                containerd_store: false,
+            })
+        }
+    }
+}
+
+/// `docker version --format '{{json .}}'` → (server version, backed by Podman), or None when
+/// no server answered. The podman-docker shim prints Podman's client-only JSON (`APIVersion`
+/// equal to its version, no `Server`); Docker's API served by Podman lists a "Podman Engine" component.
+pub fn parse_docker_version(json: &str) -> Option<(Option<String>, bool)> {
+    let v: Value = serde_json::from_str(json.trim()).ok()?;
+    let client_is_podman = v.pointer("/Client/APIVersion").is_some() && v.pointer("/Client/ApiVersion").is_none();
+    let Some(server) = v.get("Server").filter(|s| !s.is_null()) else {
+        let version = v.pointer("/Client/Version").and_then(Value::as_str).map(str::to_string);
+        return client_is_podman.then_some((version, true));
+    };
+    let components = server.get("Components").and_then(Value::as_array).cloned().unwrap_or_default();
+    let component_named = |name: &str| {
+        components.iter().find(|c| c.get("Name").and_then(Value::as_str) == Some(name))
+    };
+    let podman = component_named("Podman Engine").is_some() || client_is_podman;
+    let version = server
+        .get("Version")
+        .and_then(Value::as_str)
+        .or_else(|| component_named("Engine").and_then(|c| c.get("Version")).and_then(Value::as_str))
+        .map(str::to_string);
+    Some((version, podman))
+}
+
+/// `docker info --format '{{json .}}'` → (rootless, containerd image store). A podman-docker
+/// shim answers with Podman's info shape instead.
+pub fn parse_docker_info(json: &str) -> std::result::Result<(bool, bool), String> {
+    let v: Value = serde_json::from_str(json.trim()).map_err(|e| format!("unexpected `docker info` output: {e}"))?;
+    if v.get("host").is_some() {
+        return Ok((podman_rootless(&v), false));
+    }
+    let security = v.get("SecurityOptions").map(Value::to_string).unwrap_or_default();
+    let driver_status = v.get("DriverStatus").map(Value::to_string).unwrap_or_default();
+    Ok((security.contains("name=rootless"), driver_status.contains("io.containerd.snapshotter")))
+}
+
+/// `podman info --format json` → (version, rootless).
+pub fn parse_podman_info(json: &str) -> std::result::Result<(Option<String>, bool), String> {
+    let v: Value = serde_json::from_str(json.trim()).map_err(|e| format!("unexpected `podman info` output: {e}"))?;
+    let version = v.pointer("/version/Version").and_then(Value::as_str).map(str::to_string);
+    Ok((version, podman_rootless(&v)))
+}
+
+fn podman_rootless(v: &Value) -> bool {
+    v.pointer("/host/security/rootless").and_then(Value::as_bool).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::fake::FakeRunner;
+
+    const DOCKER_VERSION: &str = include_str!("../../tests/fixtures/engines/docker-20.10-version.json");
+    const DOCKER_INFO: &str = include_str!("../../tests/fixtures/engines/docker-20.10-info.json");
+    const DOCKER_API_ON_PODMAN: &str = include_str!("../../tests/fixtures/engines/docker-api-on-podman-4.3-version.json");
+    const PODMAN_VERSION: &str = include_str!("../../tests/fixtures/engines/podman-4.3-version.json");
+    const PODMAN_INFO: &str = include_str!("../../tests/fixtures/engines/podman-4.3-info.json");
+    const STORE_DRIVER_STATUS: &str = include_str!("../../tests/fixtures/engines/docker-28.5-containerd-store-driverstatus.json");
+
+    #[test]
+    fn docker_classic_store() {
+        assert_eq!(parse_docker_version(DOCKER_VERSION), Some((Some("20.10.24+dfsg1".into()), false)));
+        assert_eq!(parse_docker_info(DOCKER_INFO).unwrap(), (false, false));
+    }
+
+    #[test]
+    fn docker_containerd_store_is_recognised() {
+        let info = format!(r#"{{"DriverStatus":{STORE_DRIVER_STATUS},"SecurityOptions":["name=seccomp,profile=builtin"]}}"#);
+        assert_eq!(parse_docker_info(&info).unwrap(), (false, true));
+        let rootless = r#"{"DriverStatus":[],"SecurityOptions":["name=seccomp,profile=builtin","name=rootless"]}"#;
+        assert_eq!(parse_docker_info(rootless).unwrap(), (true, false));
+    }
+
+    #[test]
+    fn docker_api_served_by_podman_is_recognised() {
+        assert_eq!(parse_docker_version(DOCKER_API_ON_PODMAN), Some((Some("4.3.1".into()), true)));
+    }
+
+    #[test]
+    fn podman_docker_shim_is_recognised() {
+        // The shim runs podman, which prints a client-only version and Podman's info.
+        assert_eq!(parse_docker_version(PODMAN_VERSION), Some((Some("4.3.1".into()), true)));
+        assert_eq!(parse_docker_info(PODMAN_INFO).unwrap(), (false, false));
+    }
+
+    #[test]
+    fn a_docker_client_without_daemon_does_not_count() {
+        let client_only = r#"{"Client":{"Version":"28.2.2","ApiVersion":"1.50"},"Server":null}"#;
+        assert_eq!(parse_docker_version(client_only), None);
+    }
+
+    #[test]
+    fn docker_first_then_podman() {
+        let runner = FakeRunner::new()
+            .on(&["docker", "version"], 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
+            .on(&["podman", "info"], 0, PODMAN_INFO, "");
+        let e = detect(&runner, None).unwrap();
+        assert_eq!(e.kind, EngineKind::Podman);
+        assert_eq!(e.server_version.as_deref(), Some("4.3.1"));
+        assert_eq!(e.detected_by, "found on PATH");
+    }
+
+    #[test]
+    fn docker_answering_wins() {
+        let runner = FakeRunner::new()
+            .on(&["docker", "version"], 0, DOCKER_VERSION, "")
+            .on(&["docker", "info"], 0, DOCKER_INFO, "");
+        let e = detect(&runner, None).unwrap();
+        assert_eq!((e.kind, e.podman_backend, e.containerd_store), (EngineKind::Docker, false, false));
+    }
+
+    #[test]
+    fn neither_engine_names_what_was_looked_for() {
+        let runner = FakeRunner::new().on(&["docker", "version"], 1, "", "Cannot connect to the Docker daemon");
+        let err = detect(&runner, None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("docker: the daemon does not answer (Cannot connect"), "{text}");
+        assert!(text.contains("podman: not found on PATH"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn explicit_choice_is_not_second_guessed() {
+        let runner = FakeRunner::new()
+            .on(&["docker", "version"], 0, DOCKER_VERSION, "")
+            .on(&["podman", "info"], 125, "", "podman broken");
+        let err = detect(&runner, Some(EngineChoice { kind: EngineKind::Podman, source: "--engine" })).unwrap_err();
+        assert!(err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"), "{err}");
+    }
+
+    #[test]
+    fn podman_saves_several_images_into_one_docker_archive() {
+        let images = vec!["a:1".to_string(), "b:2".to_string()];
+        assert_eq!(
+            EngineKind::Podman.save_args(&images),
+            ["save", "--format", "docker-archive", "--multi-image-archive", "a:1", "b:2"]
+        );
+        assert_eq!(EngineKind::Docker.save_args(&images), ["save", "a:1", "b:2"]);
+    }
+}

@@ -1,0 +1,117 @@
+//! What every command shares: the runner, the output style, and the environment read once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::exec::{RealRunner, Runner};
+use crate::report::style::Style;
+use crate::request::cli::{ClusterArgs, EngineArgs};
+use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
+use crate::resolve::engine::{self, Engine, EngineChoice, EngineKind};
+use crate::resolve::node::{self, Node};
+use crate::resolve::provider::Provider;
+
+pub struct Context {
+    pub runner: RealRunner,
+    pub style: Style,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT/SIGTERM kill every child at once; the command then tidies up and exits 130.
+pub fn install_signal_handlers() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            crate::exec::cancel_all();
+        }
+    });
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Context {
+    pub fn new(quiet: bool) -> Self {
+        Context { runner: RealRunner, style: Style::detect(quiet) }
+    }
+
+    pub fn runner(&self) -> &dyn Runner {
+        &self.runner
+    }
+
+    /// A status line on stderr, unless quiet.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.style.quiet {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    pub fn cluster_name(&self, args: &ClusterArgs) -> Result<ClusterName> {
+        cluster::cluster_name(&ClusterInputs {
+            flag: args.cluster.clone(),
+            env: env("KIND_CLUSTER_NAME"),
+            kube_context: args.kube_context.clone().or_else(|| env("SKAFFOLD_KUBE_CONTEXT")),
+            kubeconfig: env("KUBECONFIG"),
+            home: std::env::var_os("HOME").map(Into::into),
+        })
+    }
+
+    /// `--provider`, else KIND_EXPERIMENTAL_PROVIDER, else None (search both).
+    pub fn provider_choice(&self, args: &ClusterArgs) -> Result<Option<EngineKind>> {
+        if let Some(p) = args.provider {
+            return Ok(Some(p));
+        }
+        match env("KIND_EXPERIMENTAL_PROVIDER") {
+            None => Ok(None),
+            Some(v) => EngineKind::parse(&v).map(Some).ok_or_else(|| {
+                Error::usage(
+                    format!("KIND_EXPERIMENTAL_PROVIDER={v} is not a provider kindload supports"),
+                    "set it to docker or podman, or unset it",
+                )
+            }),
+        }
+    }
+
+    /// The cluster, its provider, and every node probed.
+    pub fn nodes(&self, args: &ClusterArgs) -> Result<(ClusterName, Provider, Vec<Node>)> {
+        let name = self.cluster_name(args)?;
+        let (provider, containers) = cluster::find_cluster(self.runner(), &name, self.provider_choice(args)?)?;
+        let nodes = node::probe_all(self.runner(), provider, containers);
+        Ok((name, provider, nodes))
+    }
+
+    pub fn engine_choice(&self, args: &EngineArgs) -> Result<Option<EngineChoice>> {
+        if let Some(kind) = args.engine {
+            return Ok(Some(EngineChoice { kind, source: "--engine" }));
+        }
+        match env("KINDLOAD_ENGINE") {
+            None => Ok(None),
+            Some(v) => EngineKind::parse(&v).map(|kind| Some(EngineChoice { kind, source: "KINDLOAD_ENGINE" })).ok_or_else(|| {
+                Error::usage(format!("KINDLOAD_ENGINE={v} is not an engine"), "set it to docker or podman, or unset it")
+            }),
+        }
+    }
+
+    /// The engines to look for images in: the chosen one, or every one that answers.
+    pub fn engines(&self, args: &EngineArgs) -> Result<Vec<Engine>> {
+        match self.engine_choice(args)? {
+            Some(choice) => Ok(vec![engine::detect(self.runner(), Some(choice))?]),
+            None => {
+                let all = engine::detect_all(self.runner());
+                if all.is_empty() {
+                    // Let detect() explain what was looked for.
+                    engine::detect(self.runner(), None)?;
+                }
+                Ok(all)
+            }
+        }
+    }
+}
