@@ -80,10 +80,7 @@ impl Cmd {
 
     /// The argv as strings, for tests and matching.
     pub fn argv(&self) -> Vec<String> {
-        std::iter::once(&self.program)
-            .chain(&self.args)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+        std::iter::once(&self.program).chain(&self.args).map(|a| a.to_string_lossy().into_owned()).collect()
     }
 
     fn command(&self) -> Command {
@@ -256,18 +253,14 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, 
         .stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() })
         .stdout(if stdout_piped { Stdio::piped() } else { Stdio::null() })
         .stderr(Stdio::piped());
-    let child = command
-        .spawn()
-        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    let child = command.spawn().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
     register(child.id());
     Ok(child)
 }
 
 /// Waits for a spawned child and unregisters it.
 pub fn wait(child: &mut Child, cmd: &Cmd) -> Result<std::process::ExitStatus, ExecError> {
-    let status = child
-        .wait()
-        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
     unregister(child.id());
     if cancelled() && !status.success() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
@@ -358,14 +351,12 @@ pub mod fake {
         fn output(&self, cmd: &Cmd) -> Result<Output, ExecError> {
             let argv = cmd.argv();
             self.seen.lock().unwrap().push(argv.clone());
-            self.answers
-                .iter()
-                .find(|(prefix, _)| argv.starts_with(prefix))
-                .map(|(_, out)| out.clone())
-                .ok_or_else(|| ExecError::CouldNotStart {
+            self.answers.iter().find(|(prefix, _)| argv.starts_with(prefix)).map(|(_, out)| out.clone()).ok_or_else(
+                || ExecError::CouldNotStart {
                     cmd: cmd.to_string(),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such program"),
-                })
+                },
+            )
         }
     }
 }

@@ -8,12 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const API_VERSION: &str = "skaffold/v4beta14";
-const EXPECTED_EXAMPLES: [&str; 4] = [
-    "build-hook",
-    "custom-build",
-    "podman",
-    "render-deploy-hooks",
-];
+const EXPECTED_EXAMPLES: [&str; 4] = ["build-hook", "custom-build", "podman", "render-deploy-hooks"];
 
 // --- skaffold/v4beta14, the parts the examples use ---
 
@@ -204,10 +199,7 @@ impl Example {
     }
 
     fn artifacts(&self) -> &[Artifact] {
-        self.config
-            .build
-            .as_ref()
-            .map_or(&[], |b| b.artifacts.as_slice())
+        self.config.build.as_ref().map_or(&[], |b| b.artifacts.as_slice())
     }
 }
 
@@ -230,8 +222,8 @@ fn load_examples() -> Vec<Example> {
         .map(|dir| {
             let file = dir.join("skaffold.yaml");
             let text = fs::read_to_string(&file).unwrap();
-            let config = parse_config(&text)
-                .unwrap_or_else(|e| panic!("{}: not a valid v4beta14 subset: {e}", file.display()));
+            let config =
+                parse_config(&text).unwrap_or_else(|e| panic!("{}: not a valid v4beta14 subset: {e}", file.display()));
             Example { dir, config }
         })
         .collect()
@@ -262,21 +254,15 @@ fn glob_matches(pattern: &str, path: &str) -> bool {
     fn segments(pattern: &[&str], path: &[&str]) -> bool {
         match (pattern.first(), path.first()) {
             (None, None) => true,
-            (Some(&"**"), _) => {
-                segments(&pattern[1..], path) || (!path.is_empty() && segments(pattern, &path[1..]))
-            }
-            (Some(p), Some(s)) => {
-                segment(p.as_bytes(), s.as_bytes()) && segments(&pattern[1..], &path[1..])
-            }
+            (Some(&"**"), _) => segments(&pattern[1..], path) || (!path.is_empty() && segments(pattern, &path[1..])),
+            (Some(p), Some(s)) => segment(p.as_bytes(), s.as_bytes()) && segments(&pattern[1..], &path[1..]),
             _ => false,
         }
     }
     fn segment(pattern: &[u8], name: &[u8]) -> bool {
         match (pattern.first(), name.first()) {
             (None, None) => true,
-            (Some(b'*'), _) => {
-                segment(&pattern[1..], name) || (!name.is_empty() && segment(pattern, &name[1..]))
-            }
+            (Some(b'*'), _) => segment(&pattern[1..], name) || (!name.is_empty() && segment(pattern, &name[1..])),
             (Some(b'?'), Some(_)) => segment(&pattern[1..], &name[1..]),
             (Some(p), Some(n)) => p == n && segment(&pattern[1..], &name[1..]),
             _ => false,
@@ -289,10 +275,7 @@ fn glob_matches(pattern: &str, path: &str) -> bool {
 }
 
 fn matching_files(dir: &Path, pattern: &str) -> Vec<String> {
-    files_under(dir)
-        .into_iter()
-        .filter(|file| glob_matches(pattern, file))
-        .collect()
+    files_under(dir).into_iter().filter(|file| glob_matches(pattern, file)).collect()
 }
 
 fn artifact_context(example: &Example, artifact: &Artifact) -> PathBuf {
@@ -303,10 +286,7 @@ fn artifact_context(example: &Example, artifact: &Artifact) -> PathBuf {
 /// custom build, the declared Dockerfile dependency, else what `kindload build` looks for.
 fn build_files(artifact: &Artifact) -> Vec<String> {
     if let Some(docker) = &artifact.docker {
-        return vec![docker
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| "Dockerfile".into())];
+        return vec![docker.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into())];
     }
     let declared = artifact
         .custom
@@ -325,43 +305,18 @@ fn build_files(artifact: &Artifact) -> Vec<String> {
 fn kindload_invocations(config: &SkaffoldConfig) -> Vec<Vec<String>> {
     let mut commands: Vec<Vec<String>> = Vec::new();
     for artifact in config.build.iter().flat_map(|b| &b.artifacts) {
-        if let Some(command) = artifact
-            .custom
-            .as_ref()
-            .and_then(|c| c.build_command.as_ref())
-        {
+        if let Some(command) = artifact.custom.as_ref().and_then(|c| c.build_command.as_ref()) {
             commands.push(command.split_whitespace().map(String::from).collect());
         }
-        for hook in artifact
-            .hooks
-            .iter()
-            .flat_map(|h| h.before.iter().chain(&h.after))
-        {
+        for hook in artifact.hooks.iter().flat_map(|h| h.before.iter().chain(&h.after)) {
             commands.push(hook.command.clone());
         }
     }
     if let Some(hooks) = config.manifests.as_ref().and_then(|m| m.hooks.as_ref()) {
-        commands.extend(
-            hooks
-                .before
-                .iter()
-                .filter_map(|h| h.host.as_ref())
-                .map(|h| h.command.clone()),
-        );
-        commands.extend(
-            hooks
-                .after
-                .iter()
-                .filter_map(|h| h.host.as_ref())
-                .map(|h| h.command.clone()),
-        );
+        commands.extend(hooks.before.iter().filter_map(|h| h.host.as_ref()).map(|h| h.command.clone()));
+        commands.extend(hooks.after.iter().filter_map(|h| h.host.as_ref()).map(|h| h.command.clone()));
     }
-    if let Some(hooks) = config
-        .deploy
-        .as_ref()
-        .and_then(|d| d.kubectl.as_ref())
-        .and_then(|k| k.hooks.as_ref())
-    {
+    if let Some(hooks) = config.deploy.as_ref().and_then(|d| d.kubectl.as_ref()).and_then(|k| k.hooks.as_ref()) {
         for item in hooks.before.iter().chain(&hooks.after) {
             commands.extend(item.host.as_ref().map(|h| h.command.clone()));
         }
@@ -376,33 +331,17 @@ fn kindload_invocations(config: &SkaffoldConfig) -> Vec<Vec<String>> {
 fn every_expected_example_is_present() {
     let names: BTreeSet<String> = load_examples().iter().map(Example::name).collect();
     for expected in EXPECTED_EXAMPLES {
-        assert!(
-            names.contains(expected),
-            "skaffold-examples/{expected}/skaffold.yaml is missing"
-        );
+        assert!(names.contains(expected), "skaffold-examples/{expected}/skaffold.yaml is missing");
     }
 }
 
 #[test]
 fn configs_are_latest_api_version() {
     for example in load_examples() {
-        assert_eq!(
-            example.config.api_version,
-            API_VERSION,
-            "{}",
-            example.name()
-        );
+        assert_eq!(example.config.api_version, API_VERSION, "{}", example.name());
         assert_eq!(example.config.kind, "Config", "{}", example.name());
-        let name = example
-            .config
-            .metadata
-            .as_ref()
-            .and_then(|m| m.name.as_deref());
-        assert!(
-            name.is_some_and(|n| !n.is_empty()),
-            "{}: metadata.name",
-            example.name()
-        );
+        let name = example.config.metadata.as_ref().and_then(|m| m.name.as_deref());
+        assert!(name.is_some_and(|n| !n.is_empty()), "{}: metadata.name", example.name());
     }
 }
 
@@ -410,37 +349,23 @@ fn configs_are_latest_api_version() {
 fn the_mirror_rejects_fields_skaffold_does_not_have() {
     let valid = "apiVersion: skaffold/v4beta14\nkind: Config\nbuild:\n  artifacts:\n    - image: app\n      custom:\n        buildCommand: kindload build\n";
     parse_config(valid).expect("the minimal config parses");
-    for (typo, field) in [
-        ("buildCommand", "buildComand"),
-        ("custom:", "custon:"),
-        ("image: app", "image: app\n      env: [A=b]"),
-    ] {
+    for (typo, field) in
+        [("buildCommand", "buildComand"), ("custom:", "custon:"), ("image: app", "image: app\n      env: [A=b]")]
+    {
         let bad = valid.replacen(typo, field, 1);
         assert!(parse_config(&bad).is_err(), "accepted {field:?}");
     }
     let bad_hook = "apiVersion: skaffold/v4beta14\nkind: Config\nmanifests:\n  hooks:\n    after:\n      - host: {command: [kindload], stdin: true}\n";
-    assert!(
-        parse_config(bad_hook).is_err(),
-        "accepted an invented hook field"
-    );
+    assert!(parse_config(bad_hook).is_err(), "accepted an invented hook field");
 }
 
 #[test]
 fn every_artifact_context_has_its_build_file() {
     for example in load_examples() {
-        assert!(
-            !example.artifacts().is_empty(),
-            "{}: no artifacts",
-            example.name()
-        );
+        assert!(!example.artifacts().is_empty(), "{}: no artifacts", example.name());
         for artifact in example.artifacts() {
             let context = artifact_context(&example, artifact);
-            assert!(
-                context.is_dir(),
-                "{}: context {} is missing",
-                example.name(),
-                context.display()
-            );
+            assert!(context.is_dir(), "{}: context {} is missing", example.name(), context.display());
             let candidates = build_files(artifact);
             assert!(
                 candidates.iter().any(|file| context.join(file).is_file()),
@@ -456,11 +381,7 @@ fn every_artifact_context_has_its_build_file() {
 fn custom_dependency_paths_exist() {
     for example in load_examples() {
         for artifact in example.artifacts() {
-            let Some(deps) = artifact
-                .custom
-                .as_ref()
-                .and_then(|c| c.dependencies.as_ref())
-            else {
+            let Some(deps) = artifact.custom.as_ref().and_then(|c| c.dependencies.as_ref()) else {
                 continue;
             };
             let context = artifact_context(&example, artifact);
@@ -478,25 +399,12 @@ fn custom_dependency_paths_exist() {
 #[test]
 fn manifests_reference_every_artifact_image() {
     for example in load_examples() {
-        let patterns = example
-            .config
-            .manifests
-            .as_ref()
-            .map(|m| m.raw_yaml.clone())
-            .unwrap_or_default();
-        assert!(
-            !patterns.is_empty(),
-            "{}: no manifests.rawYaml",
-            example.name()
-        );
+        let patterns = example.config.manifests.as_ref().map(|m| m.raw_yaml.clone()).unwrap_or_default();
+        assert!(!patterns.is_empty(), "{}: no manifests.rawYaml", example.name());
         let mut images = BTreeSet::new();
         for pattern in &patterns {
             let files = matching_files(&example.dir, pattern);
-            assert!(
-                !files.is_empty(),
-                "{}: rawYaml {pattern:?} matches nothing",
-                example.name()
-            );
+            assert!(!files.is_empty(), "{}: rawYaml {pattern:?} matches nothing", example.name());
             for file in files {
                 let yaml = fs::read_to_string(example.dir.join(&file)).unwrap();
                 let found = kindload::request::manifests::images_in_manifests(&yaml)
@@ -519,11 +427,7 @@ fn manifests_reference_every_artifact_image() {
 fn every_example_runs_kindload_and_keeps_images_local() {
     for example in load_examples() {
         let invocations = kindload_invocations(&example.config);
-        assert!(
-            !invocations.is_empty(),
-            "{}: never runs kindload",
-            example.name()
-        );
+        assert!(!invocations.is_empty(), "{}: never runs kindload", example.name());
         for argv in &invocations {
             let at = argv.iter().position(|w| w == "kindload").unwrap();
             let subcommand = argv.get(at + 1).map(String::as_str);
@@ -533,18 +437,8 @@ fn every_example_runs_kindload_and_keeps_images_local() {
                 example.name()
             );
         }
-        let push = example
-            .config
-            .build
-            .as_ref()
-            .and_then(|b| b.local.as_ref())
-            .and_then(|l| l.push);
-        assert_eq!(
-            push,
-            Some(false),
-            "{}: build.local.push must be false",
-            example.name()
-        );
+        let push = example.config.build.as_ref().and_then(|b| b.local.as_ref()).and_then(|l| l.push);
+        assert_eq!(push, Some(false), "{}: build.local.push must be false", example.name());
     }
 }
 
@@ -552,18 +446,9 @@ fn every_example_runs_kindload_and_keeps_images_local() {
 fn readmes_explain_how_to_avoid_double_loading() {
     for example in load_examples() {
         let readme = example.dir.join("README.md");
-        let text =
-            fs::read_to_string(&readme).unwrap_or_else(|e| panic!("{}: {e}", readme.display()));
-        for needle in [
-            "kind-disable-load",
-            "push: false",
-            "skaffold config set --kube-context kind-",
-        ] {
-            assert!(
-                text.contains(needle),
-                "{}: README does not mention {needle:?}",
-                example.name()
-            );
+        let text = fs::read_to_string(&readme).unwrap_or_else(|e| panic!("{}: {e}", readme.display()));
+        for needle in ["kind-disable-load", "push: false", "skaffold config set --kube-context kind-"] {
+            assert!(text.contains(needle), "{}: README does not mention {needle:?}", example.name());
         }
     }
 }

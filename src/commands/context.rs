@@ -94,9 +94,14 @@ impl Context {
         }
         match env("KINDLOAD_ENGINE") {
             None => Ok(None),
-            Some(v) => EngineKind::parse(&v).map(|kind| Some(EngineChoice { kind, source: "KINDLOAD_ENGINE" })).ok_or_else(|| {
-                Error::usage(format!("KINDLOAD_ENGINE={v} is not an engine"), "set it to docker or podman, or unset it")
-            }),
+            Some(v) => EngineKind::parse(&v)
+                .map(|kind| Some(EngineChoice { kind, source: "KINDLOAD_ENGINE" }))
+                .ok_or_else(|| {
+                    Error::usage(
+                        format!("KINDLOAD_ENGINE={v} is not an engine"),
+                        "set it to docker or podman, or unset it",
+                    )
+                }),
         }
     }
 

@@ -47,13 +47,21 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
     }
     let wanted = wanted_from(&args.images)?;
     let engines = if args.archive.is_some() { Vec::new() } else { ctx.engines(&args.engine)? };
-    finish(ctx, &args.select, run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: args.archive, transfer: true })?)
+    finish(
+        ctx,
+        &args.select,
+        run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: args.archive, transfer: true })?,
+    )
 }
 
 pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<i32> {
     let wanted = wanted_from(&args.images)?;
     let engines = ctx.engines(&args.engine)?;
-    finish(ctx, &args.select, run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: None, transfer: false })?)
+    finish(
+        ctx,
+        &args.select,
+        run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: None, transfer: false })?,
+    )
 }
 
 /// Parses every reference up front so a typo fails before any work starts.
@@ -123,12 +131,16 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
     let nodes = select_nodes(nodes, &req.select.nodes)?;
     let runner = ctx.runner();
 
-    let source_for_archive = req.archive.as_ref().map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p.clone()) });
+    let source_for_archive =
+        req.archive.as_ref().map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p.clone()) });
     let mut images: Vec<Image> = match &source_for_archive {
         None => req.wanted.iter().map(|w| find_with_names(runner, &req.engines, w)).collect::<Result<_>>()?,
         Some(Source::File(path)) => {
             let file = std::fs::File::open(path).map_err(|e| {
-                Error::input(format!("cannot open archive {}: {e}", path.display()), "pass an existing archive file, or - for stdin")
+                Error::input(
+                    format!("cannot open archive {}: {e}", path.display()),
+                    "pass an existing archive file, or - for stdin",
+                )
             })?;
             let found = archive::scan(std::io::BufReader::new(file)).map_err(|e| {
                 Error::input(
@@ -214,7 +226,16 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
         }
         if req.transfer {
             retag(runner, provider, &nodes, &images, &steps, &mut outcomes);
-            transfer_groups(ctx, provider, &nodes, &mut images, &steps, &listings, &mut outcomes, source_for_archive.as_ref())?;
+            transfer_groups(
+                ctx,
+                provider,
+                &nodes,
+                &mut images,
+                &steps,
+                &listings,
+                &mut outcomes,
+                source_for_archive.as_ref(),
+            )?;
         } else {
             // verify only: nothing moves; the verdict alone decides.
             for row in outcomes.iter_mut() {
@@ -318,7 +339,10 @@ fn select_nodes(nodes: Vec<Node>, only: &[String]) -> Result<Vec<Node>> {
     let unknown: Vec<&String> = only.iter().filter(|o| !nodes.iter().any(|n| &n.name == *o)).collect();
     if !unknown.is_empty() {
         return Err(Error::usage(
-            format!("no node named {} in this cluster", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "no node named {} in this cluster",
+                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
             format!("the cluster's nodes are {}", nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")),
         ));
     }
@@ -395,7 +419,9 @@ fn transfer_groups(
         }
         // Name what arrived: the archive may carry other names (Podman's localhost/...).
         for &n in &targets {
-            if outcomes[members[0]][n].action == Action::Failed && members.iter().all(|&i| outcomes[i][n].action == Action::Failed) {
+            if outcomes[members[0]][n].action == Action::Failed
+                && members.iter().all(|&i| outcomes[i][n].action == Action::Failed)
+            {
                 continue;
             }
             let node_images: Vec<&Image> = members.iter().filter(|&&i| needs(i, n)).map(|&i| &images[i]).collect();
@@ -478,11 +504,7 @@ fn stream_to(
     for (name, result) in transferred.nodes {
         let Some(&n) = targets.iter().find(|&&n| nodes[n].name == name) else { continue };
         let outcome = match result {
-            Ok(()) => Outcome {
-                bytes,
-                seconds: transferred.elapsed.as_secs_f64(),
-                ..Outcome::new(Action::Loaded)
-            },
+            Ok(()) => Outcome { bytes, seconds: transferred.elapsed.as_secs_f64(), ..Outcome::new(Action::Loaded) },
             Err(e) => {
                 let tidy = clean(n, &archive_names);
                 Outcome::failed(format!("import into {name} failed: {e}{tidy}"))
@@ -495,11 +517,17 @@ fn stream_to(
 
 /// Gives every image all its names on the node, tagging from whatever record holds the
 /// content; waits briefly for CRI to index a fresh import first.
-pub fn name_on_node(runner: &dyn crate::exec::Runner, provider: Provider, node: &str, images: &[&Image]) -> std::result::Result<(), String> {
+pub fn name_on_node(
+    runner: &dyn crate::exec::Runner,
+    provider: Provider,
+    node: &str,
+    images: &[&Image],
+) -> std::result::Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let listing = import::list(runner, provider, node).map_err(|e| e.to_string())?;
-        let unheld: Vec<&&Image> = images.iter().filter(|i| plan::any_holding(&listing, &i.identity).is_none()).collect();
+        let unheld: Vec<&&Image> =
+            images.iter().filter(|i| plan::any_holding(&listing, &i.identity).is_none()).collect();
         if unheld.is_empty() {
             for image in images {
                 let missing = plan::missing_names(&listing, image);
@@ -508,7 +536,8 @@ pub fn name_on_node(runner: &dyn crate::exec::Runner, provider: Provider, node: 
                 }
                 let from = plan::any_holding(&listing, &image.identity).expect("checked above").name.clone();
                 for name in missing {
-                    import::tag(runner, provider, node, &from, &name).map_err(|e| format!("naming {name} on {node} failed: {e}"))?;
+                    import::tag(runner, provider, node, &from, &name)
+                        .map_err(|e| format!("naming {name} on {node} failed: {e}"))?;
                 }
             }
             return Ok(());

@@ -16,7 +16,8 @@ pub fn nodes(ctx: &Context, args: NodesArgs) -> Result<i32> {
 }
 
 fn table(rows: &[NodeRow]) -> String {
-    let header = ["NAME", "ROLE", "PROVIDER", "STATE", "CONTAINERD", "CONFIG", "SNAPSHOTTER", "CRICTL"].map(String::from);
+    let header =
+        ["NAME", "ROLE", "PROVIDER", "STATE", "CONTAINERD", "CONFIG", "SNAPSHOTTER", "CRICTL"].map(String::from);
     let dash = || "-".to_string();
     let mut lines = vec![header.to_vec()];
     for r in rows {

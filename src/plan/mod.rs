@@ -19,7 +19,10 @@ pub enum Action {
 pub enum Step {
     Skip,
     /// Tag these names from an existing record holding the same content.
-    Retag { from: String, names: Vec<String> },
+    Retag {
+        from: String,
+        names: Vec<String>,
+    },
     Transfer,
 }
 

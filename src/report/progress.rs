@@ -55,7 +55,8 @@ fn tick(style: Style, label: String, total: Option<u64>, bytes: Arc<AtomicU64>, 
                     .progress_chars("=> "),
             ),
             None => indicatif::ProgressBar::new_spinner().with_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}").expect("valid template"),
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
+                    .expect("valid template"),
             ),
         };
         bar.set_message(label);

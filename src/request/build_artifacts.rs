@@ -23,9 +23,7 @@ struct BuildOutput {
     builds: Vec<BuildArtifact>,
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<BuildArtifact>, D::Error> {
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<BuildArtifact>, D::Error> {
     Ok(Option::deserialize(deserializer)?.unwrap_or_default())
 }
 
@@ -39,10 +37,7 @@ pub fn parse_build_artifacts(json: &str) -> Result<Vec<BuildArtifact>> {
         .map_err(|e| Error::input(format!("cannot read the build-artifacts file: {e}"), FIX))?;
     if let Some(untagged) = output.builds.iter().find(|a| a.tag.trim().is_empty()) {
         return Err(Error::input(
-            format!(
-                "the build-artifacts file has no tag for image {:?}",
-                untagged.image_name
-            ),
+            format!("the build-artifacts file has no tag for image {:?}", untagged.image_name),
             FIX,
         ));
     }
@@ -54,10 +49,7 @@ mod tests {
     use super::*;
 
     fn artifact(image_name: &str, tag: &str) -> BuildArtifact {
-        BuildArtifact {
-            image_name: image_name.into(),
-            tag: tag.into(),
-        }
+        BuildArtifact { image_name: image_name.into(), tag: tag.into() }
     }
 
     #[test]
@@ -71,59 +63,35 @@ mod tests {
         );
         assert_eq!(
             parse_build_artifacts(&json).unwrap(),
-            vec![
-                artifact("app", "app:3f1c9a0e5b7d"),
-                artifact("localhost:5000/api", pushed),
-            ]
+            vec![artifact("app", "app:3f1c9a0e5b7d"), artifact("localhost:5000/api", pushed),]
         );
     }
 
     #[test]
     fn ignores_fields_it_does_not_use() {
         let json = r#"{"builds":[{"imageName":"app","tag":"app:1","runtimeType":"go"}],"extra":1}"#;
-        assert_eq!(
-            parse_build_artifacts(json).unwrap(),
-            vec![artifact("app", "app:1")]
-        );
+        assert_eq!(parse_build_artifacts(json).unwrap(), vec![artifact("app", "app:1")]);
     }
 
     #[test]
     fn null_or_empty_builds_mean_nothing_was_built() {
-        assert!(parse_build_artifacts(r#"{"builds":null}"#)
-            .unwrap()
-            .is_empty());
-        assert!(parse_build_artifacts(r#"{"builds":[]}"#)
-            .unwrap()
-            .is_empty());
+        assert!(parse_build_artifacts(r#"{"builds":null}"#).unwrap().is_empty());
+        assert!(parse_build_artifacts(r#"{"builds":[]}"#).unwrap().is_empty());
     }
 
     #[test]
     fn bad_json_is_an_input_error_pointing_at_file_output() {
-        for bad in [
-            "",
-            "{",
-            r#"{"other":[]}"#,
-            r#"{"builds":[{"imageName":"app"}]}"#,
-            "[]",
-        ] {
+        for bad in ["", "{", r#"{"other":[]}"#, r#"{"builds":[{"imageName":"app"}]}"#, "[]"] {
             let err = parse_build_artifacts(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
-            assert!(
-                err.to_string()
-                    .starts_with("cannot read the build-artifacts file"),
-                "{err}"
-            );
-            assert!(
-                err.fix().unwrap().contains("skaffold build --file-output"),
-                "{bad}"
-            );
+            assert!(err.to_string().starts_with("cannot read the build-artifacts file"), "{err}");
+            assert!(err.fix().unwrap().contains("skaffold build --file-output"), "{bad}");
         }
     }
 
     #[test]
     fn an_empty_tag_is_rejected_with_the_image_name() {
-        let err =
-            parse_build_artifacts(r#"{"builds":[{"imageName":"app","tag":""}]}"#).unwrap_err();
+        let err = parse_build_artifacts(r#"{"builds":[{"imageName":"app","tag":""}]}"#).unwrap_err();
         assert!(err.to_string().contains("\"app\""), "{err}");
     }
 }

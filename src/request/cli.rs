@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn load_takes_nodes_as_a_list() {
-        let cli = Cli::try_parse_from(["kindload", "load", "app:dev", "--nodes", "a,b", "--engine", "podman", "-q"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["kindload", "load", "app:dev", "--nodes", "a,b", "--engine", "podman", "-q"]).unwrap();
         let Command::Load(args) = cli.command else { panic!("not load") };
         assert_eq!(args.select.nodes, ["a", "b"]);
         assert_eq!(args.engine.engine, Some(EngineKind::Podman));

@@ -64,11 +64,7 @@ fn collect_from_object(object: &Value, images: &mut Images) {
         }
         return;
     }
-    match object
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(pod_spec_path)
-    {
+    match object.get("kind").and_then(Value::as_str).and_then(pod_spec_path) {
         Some(path) => {
             if let Some(pod_spec) = at_path(object, path) {
                 collect_from_pod_spec(pod_spec, images);
@@ -93,20 +89,16 @@ fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "Pod" => &["spec"],
         "PodTemplate" => &["template", "spec"],
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job" => &["spec", "template", "spec"],
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job" => {
+            &["spec", "template", "spec"]
+        }
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => return None,
     })
 }
 
 fn at_path<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter()
-        .try_fold(value, |current, key| current.get(*key))
+    path.iter().try_fold(value, |current, key| current.get(*key))
 }
 
 fn collect_from_pod_spec(pod_spec: &Value, images: &mut Images) {
@@ -123,9 +115,7 @@ fn collect_from_pod_spec(pod_spec: &Value, images: &mut Images) {
 /// Walks an object of unknown kind and reads every mapping that looks like a pod spec.
 fn collect_from_any_pod_spec(value: &Value, images: &mut Images) {
     match value {
-        Value::Mapping(mapping) if looks_like_pod_spec(mapping) => {
-            collect_from_pod_spec(value, images)
-        }
+        Value::Mapping(mapping) if looks_like_pod_spec(mapping) => collect_from_pod_spec(value, images),
         Value::Mapping(mapping) => {
             for child in mapping.values() {
                 collect_from_any_pod_spec(child, images);
@@ -147,11 +137,7 @@ fn looks_like_pod_spec(mapping: &Mapping) -> bool {
     mapping
         .get("containers")
         .and_then(Value::as_sequence)
-        .is_some_and(|containers| {
-            containers
-                .iter()
-                .any(|c| c.get("image").and_then(Value::as_str).is_some())
-        })
+        .is_some_and(|containers| containers.iter().any(|c| c.get("image").and_then(Value::as_str).is_some()))
 }
 
 #[cfg(test)]
@@ -179,15 +165,7 @@ spec:
       ephemeralContainers:
         - {name: debug, image: "debug:latest"}
 "#;
-        assert_eq!(
-            images(yaml),
-            [
-                "localhost:5000/web:3f1c",
-                "busybox:1.36",
-                "migrate:v1",
-                "debug:latest"
-            ]
-        );
+        assert_eq!(images(yaml), ["localhost:5000/web:3f1c", "busybox:1.36", "migrate:v1", "debug:latest"]);
     }
 
     #[test]
@@ -219,16 +197,7 @@ template: {spec: {containers: [{name: a, image: template-image}]}}
 "#;
         assert_eq!(
             images(yaml),
-            [
-                "pod-image",
-                "sts-image",
-                "ds-image",
-                "rs-image",
-                "rc-image",
-                "job-image",
-                "cron-image",
-                "template-image"
-            ]
+            ["pod-image", "sts-image", "ds-image", "rs-image", "rc-image", "job-image", "cron-image", "template-image"]
         );
     }
 

@@ -38,10 +38,8 @@ const CUSTOM_BUILD_REQUIRED: [&str; 3] = ["IMAGE", "PUSH_IMAGE", "BUILD_CONTEXT"
 /// `BUILD_CONTEXT` are required; a missing one is a usage error that names every missing
 /// variable and shows how to run `kindload build` by hand.
 pub fn custom_build_env(lookup: Lookup) -> Result<CustomBuildEnv> {
-    let missing: Vec<&str> = CUSTOM_BUILD_REQUIRED
-        .into_iter()
-        .filter(|name| non_empty(lookup, name).is_none())
-        .collect();
+    let missing: Vec<&str> =
+        CUSTOM_BUILD_REQUIRED.into_iter().filter(|name| non_empty(lookup, name).is_none()).collect();
     if !missing.is_empty() {
         return Err(missing_custom_build_vars(&missing));
     }
@@ -50,9 +48,7 @@ pub fn custom_build_env(lookup: Lookup) -> Result<CustomBuildEnv> {
         image: required("IMAGE"),
         push_image: parse_push_image("PUSH_IMAGE", &required("PUSH_IMAGE"))?,
         build_context: PathBuf::from(required("BUILD_CONTEXT")),
-        platforms: non_empty(lookup, "PLATFORMS")
-            .map(|p| split_list(&p))
-            .unwrap_or_default(),
+        platforms: non_empty(lookup, "PLATFORMS").map(|p| split_list(&p)).unwrap_or_default(),
         skip_test: non_empty(lookup, "SKIP_TEST").is_some_and(|v| is_truthy(&v)),
         image_repo: non_empty(lookup, "IMAGE_REPO"),
         image_tag: non_empty(lookup, "IMAGE_TAG"),
@@ -124,9 +120,7 @@ pub struct DeployHookEnv {
 pub fn deploy_hook_env(lookup: Lookup) -> DeployHookEnv {
     DeployHookEnv {
         kube_context: non_empty(lookup, "SKAFFOLD_KUBE_CONTEXT"),
-        namespaces: non_empty(lookup, "SKAFFOLD_NAMESPACES")
-            .map(|n| split_list(&n))
-            .unwrap_or_default(),
+        namespaces: non_empty(lookup, "SKAFFOLD_NAMESPACES").map(|n| split_list(&n)).unwrap_or_default(),
         run_id: non_empty(lookup, "SKAFFOLD_RUN_ID"),
         work_dir: non_empty(lookup, "SKAFFOLD_WORK_DIR").map(PathBuf::from),
     }
@@ -195,12 +189,7 @@ fn is_truthy(value: &str) -> bool {
 }
 
 fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(String::from)
-        .collect()
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -209,10 +198,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn lookup_in(vars: &HashMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
@@ -266,16 +252,8 @@ mod tests {
 
     #[test]
     fn custom_build_keeps_platforms_all_as_is() {
-        let vars = env(&[
-            ("IMAGE", "a"),
-            ("PUSH_IMAGE", "false"),
-            ("BUILD_CONTEXT", "."),
-            ("PLATFORMS", "all"),
-        ]);
-        assert_eq!(
-            custom_build_env(&lookup_in(&vars)).unwrap().platforms,
-            vec!["all".to_string()]
-        );
+        let vars = env(&[("IMAGE", "a"), ("PUSH_IMAGE", "false"), ("BUILD_CONTEXT", "."), ("PLATFORMS", "all")]);
+        assert_eq!(custom_build_env(&lookup_in(&vars)).unwrap().platforms, vec!["all".to_string()]);
     }
 
     #[test]
@@ -288,20 +266,14 @@ mod tests {
         assert!(!message.contains("PUSH_IMAGE"), "{message}");
         assert!(message.contains("custom builder"), "{message}");
         let fix = err.fix().unwrap();
-        assert!(
-            fix.contains("IMAGE=app:dev PUSH_IMAGE=false BUILD_CONTEXT=. kindload build"),
-            "{fix}"
-        );
+        assert!(fix.contains("IMAGE=app:dev PUSH_IMAGE=false BUILD_CONTEXT=. kindload build"), "{fix}");
     }
 
     #[test]
     fn custom_build_with_nothing_set_lists_all_three() {
         let vars = env(&[]);
         let message = custom_build_env(&lookup_in(&vars)).unwrap_err().to_string();
-        assert!(
-            message.contains("variables IMAGE, PUSH_IMAGE, BUILD_CONTEXT"),
-            "{message}"
-        );
+        assert!(message.contains("variables IMAGE, PUSH_IMAGE, BUILD_CONTEXT"), "{message}");
     }
 
     #[test]
@@ -344,11 +316,7 @@ mod tests {
 
     #[test]
     fn build_hook_for_a_one_component_name_has_no_repo() {
-        let vars = env(&[
-            ("SKAFFOLD_IMAGE", "app:v1"),
-            ("SKAFFOLD_PUSH_IMAGE", "false"),
-            ("SKAFFOLD_IMAGE_REPO", ""),
-        ]);
+        let vars = env(&[("SKAFFOLD_IMAGE", "app:v1"), ("SKAFFOLD_PUSH_IMAGE", "false"), ("SKAFFOLD_IMAGE_REPO", "")]);
         let got = build_hook_env(&lookup_in(&vars)).unwrap().unwrap();
         assert!(!got.push_image);
         assert_eq!(got.image_repo, None);
@@ -357,10 +325,7 @@ mod tests {
 
     #[test]
     fn build_hook_rejects_a_garbled_push_flag() {
-        let vars = env(&[
-            ("SKAFFOLD_IMAGE", "app:v1"),
-            ("SKAFFOLD_PUSH_IMAGE", "maybe"),
-        ]);
+        let vars = env(&[("SKAFFOLD_IMAGE", "app:v1"), ("SKAFFOLD_PUSH_IMAGE", "maybe")]);
         let err = build_hook_env(&lookup_in(&vars)).unwrap_err();
         assert!(err.to_string().contains("SKAFFOLD_PUSH_IMAGE"), "{err}");
     }
@@ -392,10 +357,7 @@ mod tests {
 
     #[test]
     fn deployed_ref_replaces_the_tag_with_the_image_id() {
-        assert_eq!(
-            deployed_ref("app:v1", &format!("sha256:{HEX}")),
-            format!("app:{HEX}")
-        );
+        assert_eq!(deployed_ref("app:v1", &format!("sha256:{HEX}")), format!("app:{HEX}"));
         assert_eq!(deployed_ref("app", HEX), format!("app:{HEX}"));
         assert_eq!(deployed_ref("team/app:v1", HEX), format!("team/app:{HEX}"));
     }
@@ -406,19 +368,13 @@ mod tests {
             deployed_ref("localhost:5000/app:v1", &format!("sha256:{HEX}")),
             format!("localhost:5000/app:{HEX}")
         );
-        assert_eq!(
-            deployed_ref("localhost:5000/app", HEX),
-            format!("localhost:5000/app:{HEX}")
-        );
+        assert_eq!(deployed_ref("localhost:5000/app", HEX), format!("localhost:5000/app:{HEX}"));
     }
 
     #[test]
     fn deployed_ref_drops_tag_and_digest() {
         let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            deployed_ref(&format!("app:v1@{digest}"), HEX),
-            format!("app:{HEX}")
-        );
+        assert_eq!(deployed_ref(&format!("app:v1@{digest}"), HEX), format!("app:{HEX}"));
         assert_eq!(
             deployed_ref(&format!("registry.io:443/team/app@{digest}"), HEX),
             format!("registry.io:443/team/app:{HEX}")
@@ -432,15 +388,9 @@ mod tests {
 
     #[test]
     fn required_artifact_args_returns_set_aliases_in_order() {
-        let vars = env(&[
-            ("BASE", "localhost:5000/base:abc"),
-            ("TOOLS", "tools:def"),
-            ("EMPTY", ""),
-            ("UNRELATED", "x"),
-        ]);
-        let aliases: Vec<String> = ["TOOLS", "MISSING", "BASE", "EMPTY", "TOOLS"]
-            .map(String::from)
-            .to_vec();
+        let vars =
+            env(&[("BASE", "localhost:5000/base:abc"), ("TOOLS", "tools:def"), ("EMPTY", ""), ("UNRELATED", "x")]);
+        let aliases: Vec<String> = ["TOOLS", "MISSING", "BASE", "EMPTY", "TOOLS"].map(String::from).to_vec();
         assert_eq!(
             required_artifact_args(&lookup_in(&vars), &aliases),
             vec![

@@ -10,10 +10,7 @@ use toml::{Table, Value};
 pub fn parse_containerd_version(output: &str) -> Option<String> {
     // The version is the first word shaped like one: the package path and the
     // distribution name come before it, the commit after it.
-    output
-        .split_whitespace()
-        .find(|word| looks_like_version(word))
-        .map(str::to_string)
+    output.split_whitespace().find(|word| looks_like_version(word)).map(str::to_string)
 }
 
 fn looks_like_version(word: &str) -> bool {
@@ -27,9 +24,7 @@ fn looks_like_version(word: &str) -> bool {
 pub fn lenient_version(v: &str) -> Option<semver::Version> {
     let v = v.trim();
     let v = v.strip_prefix('v').unwrap_or(v);
-    let core_len = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
+    let core_len = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
     let core = v[..core_len].trim_end_matches('.');
     let mut numbers = core.split('.').map(|n| n.parse::<u64>().ok());
     let major = numbers.next()??;
@@ -56,21 +51,14 @@ const KNOWN_VERSIONS: [i64; 3] = [2, 3, 4];
 /// the short plugin name.
 const SNAPSHOTTER_PATHS: [&[&str]; 3] = [
     &["plugins", "io.containerd.cri.v1.images", "snapshotter"],
-    &[
-        "plugins",
-        "io.containerd.grpc.v1.cri",
-        "containerd",
-        "snapshotter",
-    ],
+    &["plugins", "io.containerd.grpc.v1.cri", "containerd", "snapshotter"],
     &["plugins", "cri", "containerd", "snapshotter"],
 ];
 
 /// Parses `containerd config dump` (TOML). Only invalid TOML is an error: an unknown config
 /// version or a missing snapshotter become warnings, so a newer containerd is not refused.
 pub fn parse_config_dump(dump: &str) -> Result<ConfigFacts, String> {
-    let config: Table = dump
-        .parse()
-        .map_err(|e| format!("containerd config dump is not valid TOML: {e}"))?;
+    let config: Table = dump.parse().map_err(|e| format!("containerd config dump is not valid TOML: {e}"))?;
     let mut warnings = Vec::new();
 
     let version = match config.get("version") {
@@ -90,24 +78,15 @@ pub fn parse_config_dump(dump: &str) -> Result<ConfigFacts, String> {
         ));
     }
 
-    let snapshotter = SNAPSHOTTER_PATHS
-        .iter()
-        .find_map(|path| non_empty_string_at(&config, path));
+    let snapshotter = SNAPSHOTTER_PATHS.iter().find_map(|path| non_empty_string_at(&config, path));
     if snapshotter.is_none() {
-        let looked: Vec<String> = SNAPSHOTTER_PATHS
-            .iter()
-            .map(|path| path.join("."))
-            .collect();
+        let looked: Vec<String> = SNAPSHOTTER_PATHS.iter().map(|path| path.join(".")).collect();
         warnings.push(format!(
             "containerd config dump names no CRI snapshotter (looked at {}); the snapshotter is unknown",
             looked.join(", ")
         ));
     }
-    Ok(ConfigFacts {
-        version,
-        snapshotter,
-        warnings,
-    })
+    Ok(ConfigFacts { version, snapshotter, warnings })
 }
 
 fn non_empty_string_at(config: &Table, path: &[&str]) -> Option<String> {
@@ -124,12 +103,9 @@ fn non_empty_string_at(config: &Table, path: &[&str]) -> Option<String> {
 mod tests {
     use super::*;
 
-    const DUMP_1_6: &str =
-        include_str!("../../tests/fixtures/containerd-1.6/containerd-config-dump.toml");
-    const DUMP_1_7: &str =
-        include_str!("../../tests/fixtures/containerd-1.7/containerd-config-dump.toml");
-    const DUMP_2_1: &str =
-        include_str!("../../tests/fixtures/containerd-2.1/containerd-config-dump.toml");
+    const DUMP_1_6: &str = include_str!("../../tests/fixtures/containerd-1.6/containerd-config-dump.toml");
+    const DUMP_1_7: &str = include_str!("../../tests/fixtures/containerd-1.7/containerd-config-dump.toml");
+    const DUMP_2_1: &str = include_str!("../../tests/fixtures/containerd-2.1/containerd-config-dump.toml");
 
     fn version(major: u64, minor: u64, patch: u64) -> Option<semver::Version> {
         Some(semver::Version::new(major, minor, patch))
@@ -138,25 +114,12 @@ mod tests {
     #[test]
     fn version_from_captured_output() {
         let cases = [
-            (
-                include_str!("../../tests/fixtures/containerd-1.6/containerd--version.txt"),
-                "1.6.20~ds1",
-            ),
-            (
-                include_str!("../../tests/fixtures/containerd-1.7/containerd--version.txt"),
-                "1.7.24~ds1",
-            ),
-            (
-                include_str!("../../tests/fixtures/containerd-2.1/containerd--version.txt"),
-                "2.1.9+unknown",
-            ),
+            (include_str!("../../tests/fixtures/containerd-1.6/containerd--version.txt"), "1.6.20~ds1"),
+            (include_str!("../../tests/fixtures/containerd-1.7/containerd--version.txt"), "1.7.24~ds1"),
+            (include_str!("../../tests/fixtures/containerd-2.1/containerd--version.txt"), "2.1.9+unknown"),
         ];
         for (output, expected) in cases {
-            assert_eq!(
-                parse_containerd_version(output).as_deref(),
-                Some(expected),
-                "{output:?}"
-            );
+            assert_eq!(parse_containerd_version(output).as_deref(), Some(expected), "{output:?}");
         }
     }
 
@@ -164,18 +127,17 @@ mod tests {
     fn version_from_other_builds() {
         let cases = [
             ("containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da\n", Some("1.7.27")),
-            ("containerd github.com/containerd/containerd v1.7.18 ae71819c4f5e67bb4d5ae76a6b735f29cc25774e", Some("v1.7.18")),
+            (
+                "containerd github.com/containerd/containerd v1.7.18 ae71819c4f5e67bb4d5ae76a6b735f29cc25774e",
+                Some("v1.7.18"),
+            ),
             ("v1.7.18", Some("v1.7.18")),
             ("containerd github.com/containerd/containerd/v2 2.1.9+unknown ", Some("2.1.9+unknown")),
             ("", None),
             ("containerd: command not found", None),
         ];
         for (output, expected) in cases {
-            assert_eq!(
-                parse_containerd_version(output).as_deref(),
-                expected,
-                "{output:?}"
-            );
+            assert_eq!(parse_containerd_version(output).as_deref(), expected, "{output:?}");
         }
     }
 
@@ -237,10 +199,7 @@ version = 3
 [plugins."io.containerd.grpc.v1.cri".containerd]
   snapshotter = "overlayfs"
 "#;
-        assert_eq!(
-            parse_config_dump(dump).unwrap().snapshotter.as_deref(),
-            Some("native")
-        );
+        assert_eq!(parse_config_dump(dump).unwrap().snapshotter.as_deref(), Some("native"));
     }
 
     #[test]
@@ -254,11 +213,7 @@ version = 9
         assert_eq!(facts.version, Some(9));
         assert_eq!(facts.snapshotter.as_deref(), Some("overlayfs"));
         assert_eq!(facts.warnings.len(), 1);
-        assert!(
-            facts.warnings[0].contains("version 9"),
-            "{}",
-            facts.warnings[0]
-        );
+        assert!(facts.warnings[0].contains("version 9"), "{}", facts.warnings[0]);
         assert!(facts.warnings[0].contains("snapshotter detection may be wrong"));
     }
 
@@ -273,10 +228,9 @@ version = 9
 
     #[test]
     fn missing_or_empty_snapshotter_is_unknown_not_overlayfs() {
-        for dump in [
-            "version = 2\n",
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"\"\n",
-        ] {
+        for dump in
+            ["version = 2\n", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"\"\n"]
+        {
             let facts = parse_config_dump(dump).unwrap();
             assert_eq!(facts.version, Some(2));
             assert_eq!(facts.snapshotter, None);

@@ -194,9 +194,7 @@ pub fn parse_docker_version(json: &str) -> Option<(Option<String>, bool)> {
         return client_is_podman.then_some((version, true));
     };
     let components = server.get("Components").and_then(Value::as_array).cloned().unwrap_or_default();
-    let component_named = |name: &str| {
-        components.iter().find(|c| c.get("Name").and_then(Value::as_str) == Some(name))
-    };
+    let component_named = |name: &str| components.iter().find(|c| c.get("Name").and_then(Value::as_str) == Some(name));
     let podman = component_named("Podman Engine").is_some() || client_is_podman;
     let version = server
         .get("Version")
@@ -236,10 +234,12 @@ mod tests {
 
     const DOCKER_VERSION: &str = include_str!("../../tests/fixtures/engines/docker-20.10-version.json");
     const DOCKER_INFO: &str = include_str!("../../tests/fixtures/engines/docker-20.10-info.json");
-    const DOCKER_API_ON_PODMAN: &str = include_str!("../../tests/fixtures/engines/docker-api-on-podman-4.3-version.json");
+    const DOCKER_API_ON_PODMAN: &str =
+        include_str!("../../tests/fixtures/engines/docker-api-on-podman-4.3-version.json");
     const PODMAN_VERSION: &str = include_str!("../../tests/fixtures/engines/podman-4.3-version.json");
     const PODMAN_INFO: &str = include_str!("../../tests/fixtures/engines/podman-4.3-info.json");
-    const STORE_DRIVER_STATUS: &str = include_str!("../../tests/fixtures/engines/docker-28.5-containerd-store-driverstatus.json");
+    const STORE_DRIVER_STATUS: &str =
+        include_str!("../../tests/fixtures/engines/docker-28.5-containerd-store-driverstatus.json");
 
     #[test]
     fn docker_classic_store() {
@@ -249,7 +249,8 @@ mod tests {
 
     #[test]
     fn docker_containerd_store_is_recognised() {
-        let info = format!(r#"{{"DriverStatus":{STORE_DRIVER_STATUS},"SecurityOptions":["name=seccomp,profile=builtin"]}}"#);
+        let info =
+            format!(r#"{{"DriverStatus":{STORE_DRIVER_STATUS},"SecurityOptions":["name=seccomp,profile=builtin"]}}"#);
         assert_eq!(parse_docker_info(&info).unwrap(), (false, true));
         let rootless = r#"{"DriverStatus":[],"SecurityOptions":["name=seccomp,profile=builtin","name=rootless"]}"#;
         assert_eq!(parse_docker_info(rootless).unwrap(), (true, false));
@@ -286,9 +287,12 @@ mod tests {
 
     #[test]
     fn docker_answering_wins() {
-        let runner = FakeRunner::new()
-            .on(&["docker", "version"], 0, DOCKER_VERSION, "")
-            .on(&["docker", "info"], 0, DOCKER_INFO, "");
+        let runner = FakeRunner::new().on(&["docker", "version"], 0, DOCKER_VERSION, "").on(
+            &["docker", "info"],
+            0,
+            DOCKER_INFO,
+            "",
+        );
         let e = detect(&runner, None).unwrap();
         assert_eq!((e.kind, e.podman_backend, e.containerd_store), (EngineKind::Docker, false, false));
     }
@@ -305,11 +309,17 @@ mod tests {
 
     #[test]
     fn explicit_choice_is_not_second_guessed() {
-        let runner = FakeRunner::new()
-            .on(&["docker", "version"], 0, DOCKER_VERSION, "")
-            .on(&["podman", "info"], 125, "", "podman broken");
+        let runner = FakeRunner::new().on(&["docker", "version"], 0, DOCKER_VERSION, "").on(
+            &["podman", "info"],
+            125,
+            "",
+            "podman broken",
+        );
         let err = detect(&runner, Some(EngineChoice { kind: EngineKind::Podman, source: "--engine" })).unwrap_err();
-        assert!(err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"), "{err}");
+        assert!(
+            err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -176,9 +176,12 @@ mod tests {
 
     #[test]
     fn missing_everywhere_is_an_input_error_naming_each_engine() {
-        let runner = FakeRunner::new()
-            .on(&["docker", "image", "inspect"], 1, "[]", "Error: No such image: nope:1")
-            .on(&["podman", "image", "inspect"], 125, "[]", "Error: nope:1: image not known");
+        let runner = FakeRunner::new().on(&["docker", "image", "inspect"], 1, "[]", "Error: No such image: nope:1").on(
+            &["podman", "image", "inspect"],
+            125,
+            "[]",
+            "Error: nope:1: image not known",
+        );
         let err = find(&runner, &[engine(EngineKind::Docker), engine(EngineKind::Podman)], "nope:1").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
@@ -187,7 +190,8 @@ mod tests {
 
     #[test]
     fn an_engine_failure_is_shown_as_it_is() {
-        let runner = FakeRunner::new().on(&["docker", "image", "inspect"], 1, "", "permission denied while trying to connect");
+        let runner =
+            FakeRunner::new().on(&["docker", "image", "inspect"], 1, "", "permission denied while trying to connect");
         let err = find(&runner, &[engine(EngineKind::Docker)], "app:1").unwrap_err();
         assert_eq!(err.exit_code(), 1);
         assert!(err.to_string().contains("permission denied"), "{err}");

@@ -49,14 +49,13 @@ struct RawDescriptor {
 
 /// Parses the whole inspect array; an id that is not a sha256 image id is an error.
 pub fn parse_image_inspect(json: &str) -> Result<Vec<EngineImage>, String> {
-    let raw: Vec<RawImage> = serde_json::from_str(json)
-        .map_err(|e| format!("image inspect output is not the expected JSON: {e}"))?;
+    let raw: Vec<RawImage> =
+        serde_json::from_str(json).map_err(|e| format!("image inspect output is not the expected JSON: {e}"))?;
     raw.into_iter().map(engine_image).collect()
 }
 
 fn engine_image(raw: RawImage) -> Result<EngineImage, String> {
-    let id = normalize_id(&raw.id)
-        .ok_or_else(|| format!("image inspect gave an unexpected Id {:?}", raw.id))?;
+    let id = normalize_id(&raw.id).ok_or_else(|| format!("image inspect gave an unexpected Id {:?}", raw.id))?;
     Ok(EngineImage {
         id,
         repo_tags: raw.repo_tags.unwrap_or_default(),
@@ -77,10 +76,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 /// anything else `None`. Only lowercase hex counts, as engines and CRI print it.
 pub fn normalize_id(id: &str) -> Option<String> {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    let is_sha256_hex = hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let is_sha256_hex = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     is_sha256_hex.then(|| format!("sha256:{hex}"))
 }
 
@@ -88,13 +84,10 @@ pub fn normalize_id(id: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const DOCKER_20: &str =
-        include_str!("../../tests/fixtures/engines/docker-20.10-image-inspect.json");
-    const DOCKER_28_CONTAINERD: &str = include_str!(
-        "../../tests/fixtures/engines/docker-28.5-containerd-store-image-inspect.json"
-    );
-    const PODMAN_4: &str =
-        include_str!("../../tests/fixtures/engines/podman-4.3-image-inspect.json");
+    const DOCKER_20: &str = include_str!("../../tests/fixtures/engines/docker-20.10-image-inspect.json");
+    const DOCKER_28_CONTAINERD: &str =
+        include_str!("../../tests/fixtures/engines/docker-28.5-containerd-store-image-inspect.json");
+    const PODMAN_4: &str = include_str!("../../tests/fixtures/engines/podman-4.3-image-inspect.json");
 
     fn only(json: &str) -> EngineImage {
         let mut images = parse_image_inspect(json).unwrap();
@@ -105,10 +98,7 @@ mod tests {
     #[test]
     fn docker_classic_store_id_is_the_config_digest() {
         let image = only(DOCKER_20);
-        assert_eq!(
-            image.id,
-            "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83"
-        );
+        assert_eq!(image.id, "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83");
         assert_eq!(image.repo_tags, ["bb:1", "example.com/app/bb:dev"]);
         assert!(image.repo_digests.is_empty());
         assert_eq!(image.os.as_deref(), Some("linux"));
@@ -126,20 +116,14 @@ mod tests {
         assert_eq!(image.id, manifest);
         assert_eq!(image.manifest_digest.as_deref(), Some(manifest));
         assert_eq!(image.repo_tags, ["example.com/app/bb28:dev"]);
-        assert_eq!(
-            image.repo_digests,
-            [format!("example.com/app/bb28@{manifest}")]
-        );
+        assert_eq!(image.repo_digests, [format!("example.com/app/bb28@{manifest}")]);
         assert!(image.id_is_manifest_digest());
     }
 
     #[test]
     fn podman_id_gets_its_prefix() {
         let image = only(PODMAN_4);
-        assert_eq!(
-            image.id,
-            "sha256:b21546368a959dcf24dcfaf1b90e72f199d5fac6eaff83cf4b329f97e366b7bd"
-        );
+        assert_eq!(image.id, "sha256:b21546368a959dcf24dcfaf1b90e72f199d5fac6eaff83cf4b329f97e366b7bd");
         assert_eq!(
             image.podman_digest.as_deref(),
             Some("sha256:7fa47645c6db52c20a9ea6b9e6e5f40ec09928a88059f333b000916db7b1fc57")
@@ -164,10 +148,7 @@ mod tests {
     fn empty_array_and_bad_input() {
         assert_eq!(parse_image_inspect("[]\n").unwrap(), vec![]);
         assert!(parse_image_inspect("Error: No such image: app").is_err());
-        assert!(
-            parse_image_inspect(r#"[{"RepoTags":[]}]"#).is_err(),
-            "Id is required"
-        );
+        assert!(parse_image_inspect(r#"[{"RepoTags":[]}]"#).is_err(), "Id is required");
         let err = parse_image_inspect(r#"[{"Id":"not-an-id"}]"#).unwrap_err();
         assert!(err.contains("not-an-id"), "{err}");
     }

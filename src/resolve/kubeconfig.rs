@@ -41,19 +41,11 @@ pub fn parse_kubeconfig(yaml: &str) -> Result<Kubeconfig, String> {
         .contexts
         .unwrap_or_default()
         .into_iter()
-        .map(|c| {
-            (
-                c.name,
-                c.context.and_then(|c| c.cluster).unwrap_or_default(),
-            )
-        })
+        .map(|c| (c.name, c.context.and_then(|c| c.cluster).unwrap_or_default()))
         .collect();
     // kubectl reads `current-context: ""` as unset.
     let current_context = raw.current_context.filter(|c| !c.is_empty());
-    Ok(Kubeconfig {
-        current_context,
-        contexts,
-    })
+    Ok(Kubeconfig { current_context, contexts })
 }
 
 /// Merges several files like kubectl does for `KUBECONFIG=a:b`: the first file that sets
@@ -88,9 +80,7 @@ pub fn kind_cluster_for_context(cfg: &Kubeconfig, context: &str) -> Option<Strin
 }
 
 fn strip_kind_marker(name: &str) -> Option<String> {
-    let stripped = name
-        .strip_prefix(KIND_PREFIX)
-        .or_else(|| name.strip_suffix(KIND_SUFFIX))?;
+    let stripped = name.strip_prefix(KIND_PREFIX).or_else(|| name.strip_suffix(KIND_SUFFIX))?;
     (!stripped.is_empty()).then(|| stripped.to_string())
 }
 
@@ -151,66 +141,32 @@ contexts:
     fn kind_written_kubeconfig() {
         let cfg = parse(KIND_DEV);
         assert_eq!(cfg.current_context.as_deref(), Some("kind-dev"));
-        assert_eq!(
-            cfg.contexts,
-            [("kind-dev".to_string(), "kind-dev".to_string())]
-        );
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "kind-dev").as_deref(),
-            Some("dev")
-        );
+        assert_eq!(cfg.contexts, [("kind-dev".to_string(), "kind-dev".to_string())]);
+        assert_eq!(kind_cluster_for_context(&cfg, "kind-dev").as_deref(), Some("dev"));
     }
 
     #[test]
     fn cluster_field_decides_not_the_context_name() {
         let cfg = parse(MIXED);
         assert_eq!(cfg.contexts.len(), 4);
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "admin@old").as_deref(),
-            Some("old")
-        );
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "renamed").as_deref(),
-            Some("staging")
-        );
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "gke_proj_europe-west1_prod"),
-            None
-        );
+        assert_eq!(kind_cluster_for_context(&cfg, "admin@old").as_deref(), Some("old"));
+        assert_eq!(kind_cluster_for_context(&cfg, "renamed").as_deref(), Some("staging"));
+        assert_eq!(kind_cluster_for_context(&cfg, "gke_proj_europe-west1_prod"), None);
     }
 
     #[test]
     fn unknown_context_or_missing_cluster_falls_back_to_the_context_name() {
         let cfg = parse(MIXED);
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "kind-elsewhere").as_deref(),
-            Some("elsewhere")
-        );
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "x@kind").as_deref(),
-            Some("x")
-        );
+        assert_eq!(kind_cluster_for_context(&cfg, "kind-elsewhere").as_deref(), Some("elsewhere"));
+        assert_eq!(kind_cluster_for_context(&cfg, "x@kind").as_deref(), Some("x"));
         assert_eq!(kind_cluster_for_context(&cfg, "minikube"), None);
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "kind-nocluster").as_deref(),
-            Some("nocluster")
-        );
-        assert_eq!(
-            kind_cluster_for_context(&cfg, "kind-"),
-            None,
-            "an empty name is no cluster"
-        );
+        assert_eq!(kind_cluster_for_context(&cfg, "kind-nocluster").as_deref(), Some("nocluster"));
+        assert_eq!(kind_cluster_for_context(&cfg, "kind-"), None, "an empty name is no cluster");
     }
 
     #[test]
     fn empty_files() {
-        for yaml in [
-            "",
-            "\n",
-            "# nothing yet\n",
-            "---\n",
-            "apiVersion: v1\nkind: Config\ncurrent-context: \"\"\n",
-        ] {
+        for yaml in ["", "\n", "# nothing yet\n", "---\n", "apiVersion: v1\nkind: Config\ncurrent-context: \"\"\n"] {
             assert_eq!(parse(yaml), Kubeconfig::default(), "{yaml:?}");
         }
     }
@@ -225,29 +181,13 @@ contexts:
     fn merge_takes_the_first_current_context_and_first_definition() {
         let first = parse("contexts:\n- name: shared\n  context:\n    cluster: kind-first\n");
         let second = parse(MIXED);
-        let third = parse(
-            "current-context: kind-dev\ncontexts:\n- name: shared\n  context:\n    cluster: kind-third\n",
-        );
+        let third =
+            parse("current-context: kind-dev\ncontexts:\n- name: shared\n  context:\n    cluster: kind-third\n");
         let merged = merge(vec![first, second, third]);
-        assert_eq!(
-            merged.current_context.as_deref(),
-            Some("gke_proj_europe-west1_prod")
-        );
-        assert_eq!(
-            kind_cluster_for_context(&merged, "shared").as_deref(),
-            Some("first")
-        );
+        assert_eq!(merged.current_context.as_deref(), Some("gke_proj_europe-west1_prod"));
+        assert_eq!(kind_cluster_for_context(&merged, "shared").as_deref(), Some("first"));
         let names: Vec<&str> = merged.contexts.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "shared",
-                "gke_proj_europe-west1_prod",
-                "admin@old",
-                "renamed",
-                "kind-nocluster"
-            ]
-        );
+        assert_eq!(names, ["shared", "gke_proj_europe-west1_prod", "admin@old", "renamed", "kind-nocluster"]);
         assert_eq!(merge(vec![]), Kubeconfig::default());
     }
 }

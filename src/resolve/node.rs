@@ -25,10 +25,7 @@ pub struct Node {
 /// Probes every running node concurrently; stopped nodes are returned with no facts.
 pub fn probe_all(runner: &dyn Runner, provider: Provider, containers: Vec<NodeContainer>) -> Vec<Node> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = containers
-            .into_iter()
-            .map(|c| scope.spawn(move || probe(runner, provider, c)))
-            .collect();
+        let handles: Vec<_> = containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c))).collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
 }
@@ -71,10 +68,8 @@ pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer) 
         },
         Err(e) => node.warnings.push(format!("`containerd config dump` failed: {e}")),
     }
-    node.crictl = runner
-        .output(&provider.exec(&node.name, &["crictl", "--version"]))
-        .map(|o| o.success())
-        .unwrap_or(false);
+    node.crictl =
+        runner.output(&provider.exec(&node.name, &["crictl", "--version"])).map(|o| o.success()).unwrap_or(false);
     node
 }
 
@@ -134,6 +129,9 @@ mod tests {
         let runner = FakeRunner::new();
         let node = probe(&runner, Provider::new(EngineKind::Podman), container(false));
         assert!(runner.seen.lock().unwrap().is_empty());
-        assert_eq!(node.warnings, ["node kind-control-plane is exited: start it with `podman start kind-control-plane`"]);
+        assert_eq!(
+            node.warnings,
+            ["node kind-control-plane is exited: start it with `podman start kind-control-plane`"]
+        );
     }
 }

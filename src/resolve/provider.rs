@@ -72,9 +72,8 @@ impl Provider {
             return Ok(Vec::new());
         }
         let json = runner.stdout(&self.inspect_cmd(&names))?;
-        let mut nodes = parse_node_inspect(&json, cluster).map_err(|e| {
-            Error::failed(format!("could not read `{} inspect` output: {e}", self.name()), "")
-        })?;
+        let mut nodes = parse_node_inspect(&json, cluster)
+            .map_err(|e| Error::failed(format!("could not read `{} inspect` output: {e}", self.name()), ""))?;
         nodes.sort_by(|a, b| (a.role != "control-plane", &a.name).cmp(&(b.role != "control-plane", &b.name)));
         Ok(nodes)
     }
@@ -125,9 +124,12 @@ mod tests {
 
     #[test]
     fn nodes_lists_by_label_then_inspects_control_plane_first() {
-        let runner = FakeRunner::new()
-            .on(&["podman", "ps"], 0, "dev-worker\ndev-control-plane\n", "")
-            .on(&["podman", "inspect"], 0, INSPECT, "");
+        let runner = FakeRunner::new().on(&["podman", "ps"], 0, "dev-worker\ndev-control-plane\n", "").on(
+            &["podman", "inspect"],
+            0,
+            INSPECT,
+            "",
+        );
         let nodes = Provider::new(EngineKind::Podman).nodes(&runner, "dev").unwrap();
         assert_eq!(nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["dev-control-plane", "dev-worker"]);
         let seen = runner.seen.lock().unwrap();

@@ -44,10 +44,7 @@ impl ImageRef {
     /// Parses `input` as given (nothing is trimmed) and normalises it:
     /// `app` → `docker.io/library/app`, `index.docker.io/u/app` → `docker.io/u/app`.
     pub fn parse(input: &str) -> Result<ImageRef> {
-        parse_normalized(input).map_err(|reason| Error::BadReference {
-            input: input.to_string(),
-            reason,
-        })
+        parse_normalized(input).map_err(|reason| Error::BadReference { input: input.to_string(), reason })
     }
 
     /// Registry host (with port), e.g. `docker.io`, `localhost:5000`, `[::1]:5000`.
@@ -97,14 +94,9 @@ impl ImageRef {
 
     /// The same repository with `tag`; a digest, if any, is kept (upstream `WithTag`).
     pub fn with_tag(&self, tag: &str) -> Result<ImageRef> {
-        check_tag(tag).map_err(|reason| Error::BadReference {
-            input: format!("{}:{tag}", self.repository()),
-            reason,
-        })?;
-        Ok(ImageRef {
-            tag: Some(tag.to_string()),
-            ..self.clone()
-        })
+        check_tag(tag)
+            .map_err(|reason| Error::BadReference { input: format!("{}:{tag}", self.repository()), reason })?;
+        Ok(ImageRef { tag: Some(tag.to_string()), ..self.clone() })
     }
 
     fn effective_tag(&self) -> Option<&str> {
@@ -184,10 +176,7 @@ fn parse_normalized(input: &str) -> std::result::Result<ImageRef, String> {
 /// `localhost`, contains `.` or `:`, or has uppercase letters (which a path cannot).
 fn split_docker_domain(input: &str) -> (String, String) {
     let Some((first, rest)) = input.split_once('/') else {
-        return (
-            DEFAULT_DOMAIN.into(),
-            format!("{OFFICIAL_REPO_PREFIX}{input}"),
-        );
+        return (DEFAULT_DOMAIN.into(), format!("{OFFICIAL_REPO_PREFIX}{input}"));
     };
     let (domain, remainder) = if first == "localhost" {
         (first, rest)
@@ -220,9 +209,7 @@ fn parse_canonical(s: &str) -> std::result::Result<ImageRef, String> {
     }
     let (domain, path) = split_name(name)?;
     if path.len() > MAX_PATH_LEN {
-        return Err(format!(
-            "repository path is longer than {MAX_PATH_LEN} characters"
-        ));
+        return Err(format!("repository path is longer than {MAX_PATH_LEN} characters"));
     }
     Ok(ImageRef {
         domain: domain.to_string(),
@@ -251,9 +238,7 @@ fn split_name(name: &str) -> std::result::Result<(&str, &str), String> {
             return Ok(("", name));
         }
         if !is_domain_and_port(domain) {
-            return Err(format!(
-                "{domain:?} is neither a valid registry host nor a path"
-            ));
+            return Err(format!("{domain:?} is neither a valid registry host nor a path"));
         }
         return Err(describe_bad_path(path));
     }
@@ -308,9 +293,7 @@ fn is_domain_and_port(domain: &str) -> bool {
 /// Nothing, or ':' and at least one digit (upstream does not range-check the number).
 fn is_optional_port(port: &str) -> bool {
     port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        || port.strip_prefix(':').is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_domain_name(name: &str) -> bool {
@@ -329,9 +312,7 @@ fn is_domain_component(component: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         }
         _ => false,
     }
@@ -363,26 +344,15 @@ fn check_digest(digest: &str) -> std::result::Result<(), String> {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
         return Err(format!("digest {digest:?} must be <algorithm>:<hex>"));
     };
-    if !is_digest_algorithm(algorithm)
-        || encoded.len() < 32
-        || !encoded.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Err(format!(
-            "digest {digest:?} must be <algorithm>:<at least 32 hex digits>, e.g. sha256:<64 hex>"
-        ));
+    if !is_digest_algorithm(algorithm) || encoded.len() < 32 || !encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("digest {digest:?} must be <algorithm>:<at least 32 hex digits>, e.g. sha256:<64 hex>"));
     }
     let Some(hex_len) = registered_digest_hex_len(algorithm) else {
-        return Err(format!(
-            "digest algorithm {algorithm:?} is not supported (use sha256, sha384 or sha512)"
-        ));
+        return Err(format!("digest algorithm {algorithm:?} is not supported (use sha256, sha384 or sha512)"));
     };
-    let lowercase_hex = encoded
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lowercase_hex = encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if encoded.len() != hex_len || !lowercase_hex {
-        return Err(format!(
-            "{algorithm} digest must be {hex_len} lowercase hex digits"
-        ));
+        return Err(format!("{algorithm} digest must be {hex_len} lowercase hex digits"));
     }
     Ok(())
 }
@@ -400,16 +370,13 @@ fn registered_digest_hex_len(algorithm: &str) -> Option<usize> {
 fn is_digest_algorithm(algorithm: &str) -> bool {
     algorithm.split(['-', '_', '+', '.']).all(|component| {
         let bytes = component.as_bytes();
-        bytes.first().is_some_and(u8::is_ascii_alphabetic)
-            && bytes.iter().all(u8::is_ascii_alphanumeric)
+        bytes.first().is_some_and(u8::is_ascii_alphabetic) && bytes.iter().all(u8::is_ascii_alphanumeric)
     })
 }
 
 /// A bare image ID: exactly 64 lowercase hex digits.
 fn is_identifier(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn has_uppercase(s: &str) -> bool {
@@ -428,10 +395,7 @@ mod tests {
 
     fn reason(input: &str) -> String {
         match ImageRef::parse(input) {
-            Err(Error::BadReference {
-                input: echoed,
-                reason,
-            }) => {
+            Err(Error::BadReference { input: echoed, reason }) => {
                 assert_eq!(echoed, input);
                 reason
             }
@@ -475,11 +439,7 @@ mod tests {
             assert_eq!(r.normalized(), normalized, "normalized {input}");
             assert_eq!(r.to_string(), normalized, "display {input}");
             assert_eq!(r.familiar(), familiar, "familiar {input}");
-            assert_eq!(
-                parse(&normalized).normalized(),
-                normalized,
-                "normalized form of {input} is stable"
-            );
+            assert_eq!(parse(&normalized).normalized(), normalized, "normalized form of {input} is stable");
         }
     }
 
@@ -496,28 +456,17 @@ mod tests {
     #[test]
     fn hub_aliases_are_the_same_reference() {
         let plain = parse("app");
-        for alias in [
-            "docker.io/app",
-            "index.docker.io/app",
-            "docker.io/library/app",
-        ] {
+        for alias in ["docker.io/app", "index.docker.io/app", "docker.io/library/app"] {
             assert_eq!(parse(alias), plain, "{alias}");
         }
-        assert_ne!(
-            parse("app"),
-            parse("app:latest"),
-            "an explicit tag is remembered"
-        );
+        assert_ne!(parse("app"), parse("app:latest"), "an explicit tag is remembered");
         assert_eq!(parse("app").normalized(), parse("app:latest").normalized());
     }
 
     #[test]
     fn other_registered_digest_algorithms_need_their_own_length() {
         let sha512 = format!("sha512:{}", "a".repeat(128));
-        assert_eq!(
-            parse(&format!("app@{sha512}")).digest(),
-            Some(sha512.as_str())
-        );
+        assert_eq!(parse(&format!("app@{sha512}")).digest(), Some(sha512.as_str()));
         let sha384 = format!("sha384:{}", "0".repeat(96));
         assert!(ImageRef::parse(&format!("app@{sha384}")).is_ok());
         assert!(reason(&format!("app@sha512:{HEX}")).contains("128"));
@@ -544,28 +493,16 @@ mod tests {
             ("app-".into(), "\"app-\""),
             ("a..b/c".into(), "neither a valid registry host nor a path"),
             ("a___b".into(), "\"a___b\""),
-            (
-                "localhost:port/app".into(),
-                "neither a valid registry host nor a path",
-            ),
-            (
-                "[::1/app".into(),
-                "neither a valid registry host nor a path",
-            ),
-            (
-                "[zz]:5000/app".into(),
-                "neither a valid registry host nor a path",
-            ),
+            ("localhost:port/app".into(), "neither a valid registry host nor a path"),
+            ("[::1/app".into(), "neither a valid registry host nor a path"),
+            ("[zz]:5000/app".into(), "neither a valid registry host nor a path"),
             ("example.com/a:b/c".into(), "\"a:b\""),
             (format!("a@sha256:{HEX}@sha256:{HEX}"), "digest"),
             (HEX.into(), "image ID"),
         ];
         for (input, expected) in cases {
             let why = reason(&input);
-            assert!(
-                why.contains(expected),
-                "{input:?}: reason {why:?} should mention {expected:?}"
-            );
+            assert!(why.contains(expected), "{input:?}: reason {why:?} should mention {expected:?}");
         }
     }
 
@@ -592,25 +529,16 @@ mod tests {
         assert_eq!(r.path(), "my_reg.local/app");
         assert_eq!(r.normalized(), "my_reg.local/app:latest");
         // No '/': always Docker Hub, even when it looks like a host and port.
-        assert_eq!(
-            parse("localhost:5000").normalized(),
-            "docker.io/library/localhost:5000"
-        );
+        assert_eq!(parse("localhost:5000").normalized(), "docker.io/library/localhost:5000");
         // A prefixed image ID is a name with a 64-hex tag, as upstream parses it.
-        assert_eq!(
-            parse(&format!("sha256:{HEX}")).normalized(),
-            format!("docker.io/library/sha256:{HEX}")
-        );
+        assert_eq!(parse(&format!("sha256:{HEX}")).normalized(), format!("docker.io/library/sha256:{HEX}"));
     }
 
     #[test]
     fn with_tag_replaces_the_tag_and_validates_it() {
         let r = parse("localhost/app:dev");
         let retagged = r.with_tag(&HEX[..12]).unwrap();
-        assert_eq!(
-            retagged.normalized(),
-            format!("localhost/app:{}", &HEX[..12])
-        );
+        assert_eq!(retagged.normalized(), format!("localhost/app:{}", &HEX[..12]));
         assert_eq!(r.tag(), Some("dev"), "original untouched");
         match r.with_tag("bad tag") {
             Err(Error::BadReference { input, reason }) => {
@@ -621,10 +549,7 @@ mod tests {
         }
         let digest = format!("sha256:{HEX}");
         let pinned = parse(&format!("app@{digest}")).with_tag("v2").unwrap();
-        assert_eq!(
-            pinned.normalized(),
-            format!("docker.io/library/app:v2@{digest}")
-        );
+        assert_eq!(pinned.normalized(), format!("docker.io/library/app:v2@{digest}"));
     }
 
     #[test]
@@ -639,30 +564,17 @@ mod tests {
         for ok in ["a", "a.b", "a_b", "a__b", "a-b", "a---b", "a1.b2_c3__d4-e5"] {
             assert!(is_path_component(ok), "{ok}");
         }
-        for bad in [
-            "", ".a", "a.", "a..b", "a._b", "a___b", "a-_b", "A", "a b", "_a",
-        ] {
+        for bad in ["", ".a", "a.", "a..b", "a._b", "a___b", "a-_b", "A", "a b", "_a"] {
             assert!(!is_path_component(bad), "{bad}");
         }
     }
 
     #[test]
     fn domains_and_ports() {
-        for ok in [
-            "localhost",
-            "a",
-            "a-b.c",
-            "A.B",
-            "1.2.3.4:80",
-            "[::1]",
-            "[fe80::1]:443",
-            "x:1",
-        ] {
+        for ok in ["localhost", "a", "a-b.c", "A.B", "1.2.3.4:80", "[::1]", "[fe80::1]:443", "x:1"] {
             assert!(is_domain_and_port(ok), "{ok}");
         }
-        for bad in [
-            "", "-a", "a-", "a..b", "a:", "a:b", "[]", "[::1]x", "[::1]:", "[g::1]", "a_b",
-        ] {
+        for bad in ["", "-a", "a-", "a..b", "a:", "a:b", "[]", "[::1]x", "[::1]:", "[g::1]", "a_b"] {
             assert!(!is_domain_and_port(bad), "{bad}");
         }
     }

@@ -246,19 +246,17 @@ mod tests {
               {{"digest":"sha256:3333","platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#
         );
         let local = r#"{"config":{"digest":"sha256:c0ffee"}}"#;
-        let images = images_in(&files(&[
-            ("index.json", index),
-            ("blobs/sha256/1111", &nested),
-            ("blobs/sha256/3333", local),
-        ]))
-        .unwrap();
+        let images =
+            images_in(&files(&[("index.json", index), ("blobs/sha256/1111", &nested), ("blobs/sha256/3333", local)]))
+                .unwrap();
         assert_eq!(images[0].identity.config.as_deref(), Some("sha256:c0ffee"));
         assert_eq!(images[0].identity.manifest.as_deref(), Some("sha256:1111"));
     }
 
     #[test]
     fn bare_tag_annotation_is_not_a_name() {
-        let index = r#"{"manifests":[{"digest":"sha256:1111","annotations":{"org.opencontainers.image.ref.name":"dev"}}]}"#;
+        let index =
+            r#"{"manifests":[{"digest":"sha256:1111","annotations":{"org.opencontainers.image.ref.name":"dev"}}]}"#;
         assert!(images_in(&files(&[("index.json", index)])).unwrap()[0].names.is_empty());
     }
 

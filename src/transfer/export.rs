@@ -12,7 +12,10 @@ use crate::resolve::engine::Engine;
 #[derive(Debug, Clone)]
 pub enum Source {
     /// `<engine> save REF...`: one archive for every image from that engine.
-    Engine { engine: Engine, refs: Vec<String> },
+    Engine {
+        engine: Engine,
+        refs: Vec<String>,
+    },
     File(PathBuf),
     Stdin,
 }

@@ -77,7 +77,13 @@ pub fn leftovers(before: &[CtrImage], after: &[CtrImage], names: &[String]) -> V
 
 /// Removes what a failed import left so nothing half-imported is visible. Runs even after
 /// a cancel: this is the tidying the cancel asks for.
-pub fn clean_up(runner: &dyn Runner, provider: Provider, node: &str, before: &[CtrImage], names: &[String]) -> Result<Vec<String>, ExecError> {
+pub fn clean_up(
+    runner: &dyn Runner,
+    provider: Provider,
+    node: &str,
+    before: &[CtrImage],
+    names: &[String],
+) -> Result<Vec<String>, ExecError> {
     let after = parse_ctr_images(&runner.stdout(&provider.exec(node, &list_argv()).cleanup())?);
     let removed = leftovers(before, &after, names);
     if !removed.is_empty() {

@@ -49,24 +49,17 @@ struct RawImageList {
 
 /// `crictl inspecti -o json REF` output → `status.id`, `repoTags`, `repoDigests`.
 pub fn parse_crictl_inspecti(json: &str) -> Result<CriImage, String> {
-    let raw: RawInspecti = serde_json::from_str(json)
-        .map_err(|e| format!("crictl inspecti output is not the expected JSON: {e}"))?;
-    raw.status
-        .map(CriImage::from)
-        .ok_or_else(|| "crictl inspecti output has no image status".to_string())
+    let raw: RawInspecti =
+        serde_json::from_str(json).map_err(|e| format!("crictl inspecti output is not the expected JSON: {e}"))?;
+    raw.status.map(CriImage::from).ok_or_else(|| "crictl inspecti output has no image status".to_string())
 }
 
 /// `crictl images -o json` → all images. For a missing ref crictl returns the whole list,
 /// so callers filter by tag themselves.
 pub fn parse_crictl_images(json: &str) -> Result<Vec<CriImage>, String> {
-    let raw: RawImageList = serde_json::from_str(json)
-        .map_err(|e| format!("crictl images output is not the expected JSON: {e}"))?;
-    Ok(raw
-        .images
-        .unwrap_or_default()
-        .into_iter()
-        .map(CriImage::from)
-        .collect())
+    let raw: RawImageList =
+        serde_json::from_str(json).map_err(|e| format!("crictl images output is not the expected JSON: {e}"))?;
+    Ok(raw.images.unwrap_or_default().into_iter().map(CriImage::from).collect())
 }
 
 /// crictl inspecti's stderr says the image is missing (`no such image "REF" present`),
@@ -89,11 +82,7 @@ pub struct CtrImage {
 /// Parses the `ctr -n k8s.io images ls` table. SIZE contains a space (`1.9 MiB`), so REF,
 /// TYPE and DIGEST are the first three fields and LABELS is the last.
 pub fn parse_ctr_images(table: &str) -> Vec<CtrImage> {
-    table
-        .lines()
-        .filter(|line| !is_ctr_header(line))
-        .filter_map(parse_ctr_row)
-        .collect()
+    table.lines().filter(|line| !is_ctr_header(line)).filter_map(parse_ctr_row).collect()
 }
 
 fn is_ctr_header(line: &str) -> bool {
@@ -131,8 +120,7 @@ mod tests {
     use super::*;
 
     const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
-    const MANIFEST: &str =
-        "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
+    const MANIFEST: &str = "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
     const IMPORT_DIGEST_NAME: &str =
         "docker.io/library/import-2026-11-24@sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
 
@@ -163,11 +151,7 @@ mod tests {
     }
 
     fn all() -> [Fixtures; 3] {
-        [
-            fixtures!("containerd-1.6"),
-            fixtures!("containerd-1.7"),
-            fixtures!("containerd-2.1"),
-        ]
+        [fixtures!("containerd-1.6"), fixtures!("containerd-1.7"), fixtures!("containerd-2.1")]
     }
 
     /// containerd 2.x no longer reports the import-time digest name as a repo digest.
@@ -185,12 +169,7 @@ mod tests {
             let image = parse_crictl_inspecti(f.inspecti_present).unwrap();
             assert_eq!(image.id, CONFIG, "{}", f.version);
             assert_eq!(image.repo_tags, ["example.com/app/bb:dev"], "{}", f.version);
-            assert_eq!(
-                image.repo_digests,
-                expected_repo_digests(f.version),
-                "{}",
-                f.version
-            );
+            assert_eq!(image.repo_digests, expected_repo_digests(f.version), "{}", f.version);
         }
     }
 
@@ -221,58 +200,31 @@ mod tests {
     fn crictl_json_edge_cases() {
         assert_eq!(parse_crictl_images(r#"{"images": []}"#).unwrap(), vec![]);
         assert_eq!(parse_crictl_images(r#"{"images": null}"#).unwrap(), vec![]);
-        let sparse =
-            parse_crictl_images(r#"{"images":[{"id":"sha256:ab","repoTags":null}]}"#).unwrap();
+        let sparse = parse_crictl_images(r#"{"images":[{"id":"sha256:ab","repoTags":null}]}"#).unwrap();
         assert_eq!(sparse[0].repo_tags, Vec::<String>::new());
         assert!(parse_crictl_images("not json").is_err());
-        assert!(parse_crictl_inspecti("{}")
-            .unwrap_err()
-            .contains("no image status"));
-        assert!(
-            parse_crictl_inspecti(r#"{"status":{"repoTags":[]}}"#).is_err(),
-            "id is required"
-        );
+        assert!(parse_crictl_inspecti("{}").unwrap_err().contains("no image status"));
+        assert!(parse_crictl_inspecti(r#"{"status":{"repoTags":[]}}"#).is_err(), "id is required");
     }
 
     #[test]
     fn ctr_table_on_every_version() {
         for f in all() {
             let images = parse_ctr_images(f.ctr_ls);
-            let bb = images
-                .iter()
-                .find(|i| i.name == "example.com/app/bb:dev")
-                .expect(f.version);
+            let bb = images.iter().find(|i| i.name == "example.com/app/bb:dev").expect(f.version);
             assert_eq!(bb.target, MANIFEST, "{}", f.version);
-            assert_eq!(
-                bb.media_type,
-                "application/vnd.docker.distribution.manifest.v2+json"
-            );
+            assert_eq!(bb.media_type, "application/vnd.docker.distribution.manifest.v2+json");
             assert!(bb.managed);
             assert!(images.iter().all(|i| i.name != "REF"), "header skipped");
-            assert_eq!(
-                config_digest_for_target(&images, MANIFEST).as_deref(),
-                Some(CONFIG),
-                "{}",
-                f.version
-            );
+            assert_eq!(config_digest_for_target(&images, MANIFEST).as_deref(), Some(CONFIG), "{}", f.version);
         }
     }
 
     #[test]
     fn ctr_table_rows_per_version() {
         let [v16, _, v21] = all();
-        let names: Vec<String> = parse_ctr_images(v16.ctr_ls)
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "example.com/app/bb:dev",
-                &format!("import-2026-11-24@{MANIFEST}"),
-                CONFIG
-            ]
-        );
+        let names: Vec<String> = parse_ctr_images(v16.ctr_ls).into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["example.com/app/bb:dev", &format!("import-2026-11-24@{MANIFEST}"), CONFIG]);
         assert_eq!(parse_ctr_images(v21.ctr_ls).len(), 2);
     }
 
@@ -288,17 +240,10 @@ mod tests {
         let images = [
             row("example.com/app/bb:dev", MANIFEST, true),
             row(CONFIG, other, true),
-            row(
-                "sha256:3333333333333333333333333333333333333333333333333333333333333333",
-                MANIFEST,
-                false,
-            ),
+            row("sha256:3333333333333333333333333333333333333333333333333333333333333333", MANIFEST, false),
         ];
         assert_eq!(config_digest_for_target(&images, MANIFEST), None);
-        assert_eq!(
-            config_digest_for_target(&images, other).as_deref(),
-            Some(CONFIG)
-        );
+        assert_eq!(config_digest_for_target(&images, other).as_deref(), Some(CONFIG));
         assert_eq!(config_digest_for_target(&[], MANIFEST), None);
     }
 

@@ -40,7 +40,11 @@ pub struct Verdict {
 pub fn verify(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image) -> Verdict {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let verdict = if node.crictl { with_crictl(runner, provider, node, image) } else { with_ctr(runner, provider, node, image) };
+        let verdict = if node.crictl {
+            with_crictl(runner, provider, node, image)
+        } else {
+            with_ctr(runner, provider, node, image)
+        };
         if verdict.verified || Instant::now() >= deadline || crate::exec::cancelled() {
             return verdict;
         }
@@ -69,7 +73,8 @@ fn with_crictl(runner: &dyn Runner, provider: Provider, node: &Node, image: &Ima
             Err(e) => problems.push(e.to_string()),
         }
     }
-    let diagnosis = if problems.is_empty() { String::new() } else { diagnose(runner, provider, node, image, &problems) };
+    let diagnosis =
+        if problems.is_empty() { String::new() } else { diagnose(runner, provider, node, image, &problems) };
     Verdict { verified: problems.is_empty(), with: VerifiedWith::Crictl, id, diagnosis }
 }
 
@@ -181,7 +186,8 @@ mod tests {
             include_str!("../../tests/fixtures/containerd-1.7/crictl-inspecti-present.json"),
             "",
         );
-        let v = verify(&runner, Provider::new(EngineKind::Docker), &node(true), &image("example.com/app/bb:dev", CONFIG));
+        let v =
+            verify(&runner, Provider::new(EngineKind::Docker), &node(true), &image("example.com/app/bb:dev", CONFIG));
         assert!(v.verified, "{}", v.diagnosis);
         assert_eq!((v.with, v.id.as_deref()), (VerifiedWith::Crictl, Some(CONFIG)));
     }
@@ -196,8 +202,18 @@ mod tests {
                 include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json"),
                 "",
             )
-            .on(&["docker", "exec", "kind-worker", "ctr"], 0, include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"), "");
-        let v = with_crictl(&runner, Provider::new(EngineKind::Docker), &node(true), &image("example.com/app/bb:dev", other));
+            .on(
+                &["docker", "exec", "kind-worker", "ctr"],
+                0,
+                include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"),
+                "",
+            );
+        let v = with_crictl(
+            &runner,
+            Provider::new(EngineKind::Docker),
+            &node(true),
+            &image("example.com/app/bb:dev", other),
+        );
         assert!(!v.verified);
         assert!(v.diagnosis.contains("expected sha256:1111"), "{}", v.diagnosis);
         assert!(v.diagnosis.contains("kindload load example.com/app/bb:dev --nodes kind-worker"), "{}", v.diagnosis);
@@ -212,7 +228,8 @@ mod tests {
         let without_cri: Vec<CtrImage> = listing.iter().filter(|r| !r.name.starts_with("sha256:")).cloned().collect();
         let (problems, _) = check_listing(&without_cri, &image("example.com/app/bb:dev", CONFIG));
         assert_eq!(problems, ["example.com/app/bb:dev is in containerd but CRI has not indexed it"]);
-        let changed = image("example.com/app/bb:dev", "sha256:2222222222222222222222222222222222222222222222222222222222222222");
+        let changed =
+            image("example.com/app/bb:dev", "sha256:2222222222222222222222222222222222222222222222222222222222222222");
         let (problems, _) = check_listing(&listing, &changed);
         assert_eq!(problems, [format!("example.com/app/bb:dev holds other content (id {CONFIG})")]);
     }
@@ -223,6 +240,11 @@ mod tests {
         let wanted = image("bb:dev", CONFIG);
         let (problems, _) = check_listing(&listing, &wanted);
         let text = describe("kind-worker", &listing, &wanted, &problems);
-        assert!(text.starts_with("kind-worker: docker.io/library/bb:dev is absent; the image is there as example.com/app/bb:dev"), "{text}");
+        assert!(
+            text.starts_with(
+                "kind-worker: docker.io/library/bb:dev is absent; the image is there as example.com/app/bb:dev"
+            ),
+            "{text}"
+        );
     }
 }
