@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -258,6 +259,32 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, 
     Ok(child)
 }
 
+/// Runs with stdout and stderr going where ours go (build logs the user should see).
+/// Our stdout stays clean for reports: the child's stdout goes to our stderr.
+pub fn run_inherited(cmd: &Cmd) -> Result<(), ExecError> {
+    if cancelled() {
+        return Err(ExecError::Cancelled { cmd: cmd.to_string() });
+    }
+    if verbose() {
+        eprintln!("+ {cmd}");
+    }
+    let stdout_to_stderr = std::io::stderr().as_fd().try_clone_to_owned().map(Stdio::from).unwrap_or(Stdio::inherit());
+    let mut child = cmd
+        .command()
+        .stdin(Stdio::null())
+        .stdout(stdout_to_stderr)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    register(child.id());
+    let status = wait(&mut child, cmd)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ExecError::Exited { cmd: cmd.to_string(), code: status.code(), stderr: "(output shown above)".into() })
+    }
+}
+
 /// Waits for a spawned child and unregisters it.
 pub fn wait(child: &mut Child, cmd: &Cmd) -> Result<std::process::ExitStatus, ExecError> {
     let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
@@ -332,6 +359,12 @@ pub mod fake {
     pub struct FakeRunner {
         answers: Vec<(Vec<String>, Output)>,
         pub seen: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Default for FakeRunner {
+        fn default() -> Self {
+            Self::new()
+        }
     }
 
     impl FakeRunner {

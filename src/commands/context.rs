@@ -1,11 +1,13 @@
 //! What every command shares: the runner, the output style, and the environment read once.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::exec::{RealRunner, Runner};
 use crate::report::style::Style;
 use crate::request::cli::{ClusterArgs, EngineArgs};
+use crate::request::config::{self, Config};
 use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
 use crate::resolve::engine::{self, Engine, EngineChoice, EngineKind};
 use crate::resolve::node::{self, Node};
@@ -14,6 +16,7 @@ use crate::resolve::provider::Provider;
 pub struct Context {
     pub runner: RealRunner,
     pub style: Style,
+    pub config: Config,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -34,13 +37,16 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-fn env(key: &str) -> Option<String> {
+pub fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())
 }
 
 impl Context {
-    pub fn new(quiet: bool) -> Self {
-        Context { runner: RealRunner, style: Style::detect(quiet) }
+    pub fn new(quiet: bool, config_flag: Option<&Path>) -> Result<Self> {
+        let explicit = config_flag.map(Path::to_path_buf).or_else(|| env("KINDLOAD_CONFIG").map(PathBuf::from));
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let config = config::load(config::find(explicit.as_deref(), &cwd).as_deref())?;
+        Ok(Context { runner: RealRunner, style: Style::detect(quiet), config })
     }
 
     pub fn runner(&self) -> &dyn Runner {
@@ -58,6 +64,7 @@ impl Context {
         cluster::cluster_name(&ClusterInputs {
             flag: args.cluster.clone(),
             env: env("KIND_CLUSTER_NAME"),
+            config: self.config.cluster.clone(),
             kube_context: args.kube_context.clone().or_else(|| env("SKAFFOLD_KUBE_CONTEXT")),
             kubeconfig: env("KUBECONFIG"),
             home: std::env::var_os("HOME").map(Into::into),
@@ -70,7 +77,7 @@ impl Context {
             return Ok(Some(p));
         }
         match env("KIND_EXPERIMENTAL_PROVIDER") {
-            None => Ok(None),
+            None => Ok(self.config.provider),
             Some(v) => EngineKind::parse(&v).map(Some).ok_or_else(|| {
                 Error::usage(
                     format!("KIND_EXPERIMENTAL_PROVIDER={v} is not a provider kindload supports"),
@@ -93,7 +100,7 @@ impl Context {
             return Ok(Some(EngineChoice { kind, source: "--engine" }));
         }
         match env("KINDLOAD_ENGINE") {
-            None => Ok(None),
+            None => Ok(self.config.engine.map(|kind| EngineChoice { kind, source: "kindload.yaml" })),
             Some(v) => EngineKind::parse(&v)
                 .map(|kind| Some(EngineChoice { kind, source: "KINDLOAD_ENGINE" }))
                 .ok_or_else(|| {

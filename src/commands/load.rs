@@ -3,12 +3,18 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::context::env;
 use super::Context;
 use crate::error::{Error, Result, EXIT_FAILED};
 use crate::plan::{self, Action, Step};
 use crate::report::progress::Progress;
 use crate::report::{node_line, ImageReport, LoadReport, NodeReport};
+use crate::request::build_artifacts::parse_build_artifacts;
 use crate::request::cli::{LoadArgs, OutputFormat, SelectArgs, VerifyArgs};
+use crate::request::config::OnFailure;
+use crate::request::manifests::images_in_manifests;
+use crate::request::record;
+use crate::request::skaffold::{build_hook_env, deployed_ref};
 use crate::resolve::engine::Engine;
 use crate::resolve::image::{self, Identity, Image};
 use crate::resolve::node::Node;
@@ -19,9 +25,6 @@ use crate::transfer::export::Source;
 use crate::transfer::{self, import};
 use crate::verify::{self, cri::CtrImage};
 
-/// How long to wait for CRI to index freshly imported content before naming it.
-const SETTLE: Duration = Duration::from_secs(10);
-
 /// An image the user wants, with any further names it must answer to (for Skaffold,
 /// the `<repo>:<id hex>` ref it deploys).
 #[derive(Debug, Clone)]
@@ -31,37 +34,190 @@ pub struct Wanted {
 }
 
 pub struct LoadRequest {
+    /// Images found in an engine.
+    pub images: Vec<Image>,
+    /// With an archive: which of its images, by name (all when empty).
     pub wanted: Vec<Wanted>,
     pub select: SelectArgs,
-    pub engines: Vec<Engine>,
     pub archive: Option<PathBuf>,
     pub transfer: bool,
 }
 
 pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
-    if args.images.is_empty() && args.archive.is_none() {
-        return Err(Error::usage(
-            "no images to load",
-            "name images (`kindload load app:dev`), or pass --archive FILE|-",
-        ));
-    }
     let wanted = wanted_from(&args.images)?;
-    let engines = if args.archive.is_some() { Vec::new() } else { ctx.engines(&args.engine)? };
-    finish(
-        ctx,
-        &args.select,
-        run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: args.archive, transfer: true })?,
-    )
+    if args.archive.is_some() {
+        let request = LoadRequest {
+            images: Vec::new(),
+            wanted,
+            select: args.select.clone(),
+            archive: args.archive,
+            transfer: true,
+        };
+        return finish(ctx, &args.select, run(ctx, request)?.0);
+    }
+    let images = match gather(ctx, &args, &wanted)? {
+        Gathered::Images(images) => images,
+        Gathered::Nothing(why) => {
+            ctx.say(why);
+            return Ok(0);
+        }
+    };
+    let request =
+        LoadRequest { images, wanted: Vec::new(), select: args.select.clone(), archive: None, transfer: true };
+    let (report, images) = run(ctx, request)?;
+    remember(ctx, &images_verified(&report, images));
+    finish(ctx, &args.select, report)
 }
 
 pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<i32> {
     let wanted = wanted_from(&args.images)?;
     let engines = ctx.engines(&args.engine)?;
-    finish(
-        ctx,
-        &args.select,
-        run(ctx, LoadRequest { wanted, select: args.select.clone(), engines, archive: None, transfer: false })?,
-    )
+    let images = find_all(ctx, &engines, &wanted)?;
+    let request =
+        LoadRequest { images, wanted: Vec::new(), select: args.select.clone(), archive: None, transfer: false };
+    finish(ctx, &args.select, run(ctx, request)?.0)
+}
+
+enum Gathered {
+    Images(Vec<Image>),
+    /// Nothing to do, and why (said to the user; exit 0).
+    Nothing(String),
+}
+
+/// What to load when the user named no images: from manifests, from Skaffold's
+/// build-artifacts file, from a build hook's environment, or from this project's record.
+fn gather(ctx: &Context, args: &LoadArgs, wanted: &[Wanted]) -> Result<Gathered> {
+    if !wanted.is_empty() {
+        return Ok(Gathered::Images(find_all(ctx, &ctx.engines(&args.engine)?, wanted)?));
+    }
+    if let Some(path) = &args.from_manifests {
+        let yaml = read_input(path, "manifests")?;
+        let engines = ctx.engines(&args.engine)?;
+        let mut images = Vec::new();
+        for reference in images_in_manifests(&yaml)? {
+            match image::find(ctx.runner(), &engines, &reference) {
+                Ok(found) => images.push(found),
+                Err(Error::ImageNotFound { .. }) | Err(Error::BadReference { .. }) => {
+                    ctx.say(format!("{reference}: not a local image; left for the kubelet to pull"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(if images.is_empty() {
+            Gathered::Nothing("no image in the manifests exists locally: nothing to load".into())
+        } else {
+            Gathered::Images(images)
+        });
+    }
+    if let Some(path) = &args.from_build_artifacts {
+        let artifacts = parse_build_artifacts(&read_input(path, "build artifacts")?)?;
+        let wanted = wanted_from(&artifacts.into_iter().map(|a| a.tag).collect::<Vec<_>>())?;
+        return Ok(Gathered::Images(find_all(ctx, &ctx.engines(&args.engine)?, &wanted)?));
+    }
+    let lookup = |k: &str| env(k);
+    if let Some(hook) = build_hook_env(&lookup)? {
+        if hook.push_image {
+            return Ok(Gathered::Nothing(format!(
+                "SKAFFOLD_PUSH_IMAGE=true: {} goes to a registry, nothing to load",
+                hook.image
+            )));
+        }
+        let engines = ctx.engines(&args.engine)?;
+        let mut built = image::find(ctx.runner(), &engines, &hook.image)?;
+        built.add_name(ImageRef::parse(&deployed_ref(&hook.image, &built.identity.id()))?);
+        return Ok(Gathered::Images(vec![built]));
+    }
+    let (project, entries) = recorded(ctx);
+    let in_skaffold_hook =
+        ["SKAFFOLD_KUBE_CONTEXT", "SKAFFOLD_RUN_ID", "SKAFFOLD_WORK_DIR"].iter().any(|k| env(k).is_some());
+    if entries.is_empty() {
+        if in_skaffold_hook {
+            return Ok(Gathered::Nothing(format!("nothing recorded for {}: nothing to reload", project.display())));
+        }
+        return Err(Error::usage(
+            "no images to load",
+            "name images (`kindload load app:dev`), or use --archive, --from-manifests or --from-build-artifacts",
+        ));
+    }
+    let engines = ctx.engines(&args.engine)?;
+    let mut images = Vec::new();
+    for entry in entries {
+        match image::find(ctx.runner(), &engines, &entry.image) {
+            Ok(mut found) => {
+                for name in entry.names.iter().filter_map(|n| ImageRef::parse(n).ok()) {
+                    found.add_name(name);
+                }
+                images.push(found);
+            }
+            Err(Error::ImageNotFound { .. }) => {
+                ctx.say(format!("{}: recorded but no longer local; skipped", entry.image))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(if images.is_empty() {
+        Gathered::Nothing("no recorded image exists locally any more: nothing to reload".into())
+    } else {
+        ctx.say(format!("reloading {} image(s) recorded for {}", images.len(), project.display()));
+        Gathered::Images(images)
+    })
+}
+
+fn read_input(path: &std::path::Path, what: &str) -> Result<String> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    text.map_err(|e| {
+        Error::input(format!("cannot read {what} from {}: {e}", path.display()), "pass a readable file, or - for stdin")
+    })
+}
+
+fn find_all(ctx: &Context, engines: &[Engine], wanted: &[Wanted]) -> Result<Vec<Image>> {
+    wanted.iter().map(|w| find_with_names(ctx.runner(), engines, w)).collect()
+}
+
+fn project(ctx: &Context) -> PathBuf {
+    let _ = ctx;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    record::project_dir(env("SKAFFOLD_WORK_DIR").map(PathBuf::from).as_deref(), &cwd)
+}
+
+fn recorded(ctx: &Context) -> (PathBuf, Vec<record::Entry>) {
+    let project = project(ctx);
+    let entries = record::state_file(&|k| env(k))
+        .map(|path| record::read(&path).entries(&project.to_string_lossy()).to_vec())
+        .unwrap_or_default();
+    (project, entries)
+}
+
+/// The engine images that ended verified on every node.
+fn images_verified(report: &LoadReport, images: Vec<Image>) -> Vec<Image> {
+    images
+        .into_iter()
+        .zip(&report.images)
+        .filter(|(image, r)| image.engine.is_some() && r.nodes.iter().all(|n| n.verified))
+        .map(|(image, _)| image)
+        .collect()
+}
+
+/// Records loaded images for this project; failing to record never fails a load.
+pub fn remember(ctx: &Context, images: &[Image]) {
+    let Some(path) = record::state_file(&|k| env(k)) else { return };
+    if images.is_empty() {
+        return;
+    }
+    let project = project(ctx).to_string_lossy().into_owned();
+    let mut rec = record::read(&path);
+    for image in images {
+        let names = image.names.iter().skip(1).map(|n| n.normalized()).collect();
+        rec.remember(&project, record::Entry { image: image.engine_ref.clone(), names });
+    }
+    if let Err(e) = record::write(&path, &rec) {
+        ctx.say(format!("note: could not record this load in {}: {e}", path.display()));
+    }
 }
 
 /// Parses every reference up front so a typo fails before any work starts.
@@ -99,6 +255,9 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
     }
     if report.ok {
         Ok(0)
+    } else if ctx.config.verify.on_failure == OnFailure::Warn {
+        eprintln!("warning: some node loads were not verified (kindload.yaml verify.on_failure: warn)");
+        Ok(0)
     } else {
         let failed: usize = report.images.iter().flat_map(|i| &i.nodes).filter(|n| !n.verified).count();
         eprintln!("error: {failed} node load(s) not verified; see above for each node's diagnosis");
@@ -126,7 +285,9 @@ impl Outcome {
     }
 }
 
-pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
+/// Loads (or only verifies) and returns the report with the images as they ended up.
+pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
+    let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
     let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster)?;
     let nodes = select_nodes(nodes, &req.select.nodes)?;
     let runner = ctx.runner();
@@ -134,7 +295,7 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
     let source_for_archive =
         req.archive.as_ref().map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p.clone()) });
     let mut images: Vec<Image> = match &source_for_archive {
-        None => req.wanted.iter().map(|w| find_with_names(runner, &req.engines, w)).collect::<Result<_>>()?,
+        None => req.images,
         Some(Source::File(path)) => {
             let file = std::fs::File::open(path).map_err(|e| {
                 Error::input(
@@ -254,7 +415,7 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
                 if outcomes[i][n].action == Action::Failed {
                     continue;
                 }
-                handles.push((i, n, scope.spawn(move || verify::verify(runner, provider, node, image))));
+                handles.push((i, n, scope.spawn(move || verify::verify(runner, provider, node, image, settle))));
             }
         }
         for (i, n, h) in handles {
@@ -266,7 +427,8 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<LoadReport> {
         }
     });
 
-    Ok(build_report(&cluster.name, provider, &nodes, &images, &outcomes, source_for_archive.as_ref()))
+    let report = build_report(&cluster.name, provider, &nodes, &images, &outcomes, source_for_archive.as_ref());
+    Ok((report, images))
 }
 
 fn find_with_names(runner: &dyn crate::exec::Runner, engines: &[Engine], wanted: &Wanted) -> Result<Image> {
@@ -425,7 +587,8 @@ fn transfer_groups(
                 continue;
             }
             let node_images: Vec<&Image> = members.iter().filter(|&&i| needs(i, n)).map(|&i| &images[i]).collect();
-            if let Err(e) = name_on_node(ctx.runner(), provider, &nodes[n].name, &node_images) {
+            let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
+            if let Err(e) = name_on_node(ctx.runner(), provider, &nodes[n].name, &node_images, settle) {
                 for &i in members.iter().filter(|&&i| needs(i, n)) {
                     outcomes[i][n].action = Action::Failed;
                     outcomes[i][n].error = Some(e.clone());
@@ -522,8 +685,9 @@ pub fn name_on_node(
     provider: Provider,
     node: &str,
     images: &[&Image],
+    settle: Duration,
 ) -> std::result::Result<(), String> {
-    let deadline = Instant::now() + SETTLE;
+    let deadline = Instant::now() + settle;
     loop {
         let listing = import::list(runner, provider, node).map_err(|e| e.to_string())?;
         let unheld: Vec<&&Image> =

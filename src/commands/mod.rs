@@ -1,5 +1,6 @@
 //! One function per subcommand, each chaining the pipeline stages.
 
+mod build;
 mod context;
 mod doctor;
 mod load;
@@ -22,15 +23,19 @@ pub fn run() -> i32 {
     };
     crate::exec::set_verbosity(u8::from(cli.verbose));
     context::install_signal_handlers();
-    let ctx = Context::new(cli.quiet);
-    let result = match cli.command {
+    let result = Context::new(cli.quiet, cli.config.as_deref()).and_then(|ctx| match cli.command {
         Command::Load(args) => load::load(&ctx, args),
         Command::Verify(args) => load::verify(&ctx, args),
         Command::Nodes(args) => nodes::nodes(&ctx, args),
         Command::Doctor(args) => doctor::doctor(&ctx, args),
-    };
+        Command::Build(args) => build::build(&ctx, args),
+    });
     match result {
         Ok(code) => code,
+        Err(_) if context::interrupted() => {
+            eprintln!("error: interrupted; children were stopped and half-imported images removed");
+            130
+        }
         Err(e) => error::report(&e),
     }
 }

@@ -117,11 +117,12 @@ pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
     line
 }
 
-/// The committed schemas, generated from these types (see `schemas/`).
+/// The committed schemas, generated from the report and config types (see `schemas/`).
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("load-report.schema.json", schemars::schema_for!(LoadReport)),
         ("nodes-report.schema.json", schemars::schema_for!(Vec<NodeRow>)),
+        ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
     ]
 }
 

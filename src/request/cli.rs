@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Project settings file [default: KINDLOAD_CONFIG, else the nearest kindload.yaml upwards]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +43,8 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Check engine, cluster and nodes, and say how to fix each problem
     Doctor(DoctorArgs),
+    /// Skaffold custom builder: build $IMAGE, then push it or load it into the kind cluster
+    Build(BuildArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -98,8 +104,33 @@ pub struct LoadArgs {
     pub engine: EngineArgs,
 
     /// Load from a docker-archive or OCI archive file instead of an engine; - reads stdin
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["from_manifests", "from_build_artifacts"])]
     pub archive: Option<PathBuf>,
+
+    /// Load every locally present image referenced by Kubernetes YAML (a file, or - for stdin)
+    #[arg(long, value_name = "FILE", conflicts_with = "from_build_artifacts")]
+    pub from_manifests: Option<PathBuf>,
+
+    /// Load the images listed in Skaffold's `--file-output` build-artifacts JSON
+    #[arg(long, value_name = "FILE")]
+    pub from_build_artifacts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BuildArgs {
+    /// Dockerfile or Containerfile [default: Dockerfile, else Containerfile, in $BUILD_CONTEXT]
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Pass this required artifact's ref (Skaffold sets one variable per `requires` alias) as --build-arg ALIAS=<ref>
+    #[arg(long = "build-arg-from", value_name = "ALIAS")]
+    pub build_arg_from: Vec<String>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]

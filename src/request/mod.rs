@@ -2,5 +2,7 @@
 
 pub mod build_artifacts;
 pub mod cli;
+pub mod config;
 pub mod manifests;
+pub mod record;
 pub mod skaffold;

@@ -15,6 +15,8 @@ pub struct ClusterInputs {
     pub flag: Option<String>,
     /// `KIND_CLUSTER_NAME`
     pub env: Option<String>,
+    /// `cluster:` in kindload.yaml
+    pub config: Option<String>,
     /// `--kube-context`, else `SKAFFOLD_KUBE_CONTEXT`
     pub kube_context: Option<String>,
     /// `KUBECONFIG`
@@ -26,6 +28,7 @@ pub struct ClusterInputs {
 pub enum NameSource {
     Flag,
     Env,
+    Config,
     KubeContext(String),
     /// A kube context is set but is not a kind cluster's; `kind` is assumed.
     DefaultBesideContext(String),
@@ -43,6 +46,7 @@ impl ClusterName {
         match &self.source {
             NameSource::Flag => "--cluster".into(),
             NameSource::Env => "KIND_CLUSTER_NAME".into(),
+            NameSource::Config => "kindload.yaml".into(),
             NameSource::KubeContext(c) => format!("kube context {c:?}"),
             NameSource::DefaultBesideContext(c) => {
                 format!("default (kube context {c:?} is not a kind cluster)")
@@ -57,7 +61,7 @@ impl ClusterName {
     }
 }
 
-/// `--cluster`, else `KIND_CLUSTER_NAME`, else the kube context's kind cluster, else `kind`.
+/// `--cluster`, else `KIND_CLUSTER_NAME`, else kindload.yaml, else the kube context's kind cluster, else `kind`.
 pub fn cluster_name(inputs: &ClusterInputs) -> Result<ClusterName> {
     let nonempty = |s: &Option<String>| s.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     if let Some(name) = nonempty(&inputs.flag) {
@@ -65,6 +69,9 @@ pub fn cluster_name(inputs: &ClusterInputs) -> Result<ClusterName> {
     }
     if let Some(name) = nonempty(&inputs.env) {
         return Ok(ClusterName { name, source: NameSource::Env });
+    }
+    if let Some(name) = nonempty(&inputs.config) {
+        return Ok(ClusterName { name, source: NameSource::Config });
     }
     let config = load_kubeconfig(inputs)?;
     let context = nonempty(&inputs.kube_context).or_else(|| config.current_context.clone());

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
 
 /// The CLI dialect kindload drives. Also names a node provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Docker,
@@ -80,13 +82,39 @@ impl Engine {
         self.kind == EngineKind::Podman || self.podman_backend
     }
 
+    /// `build -t TAG -f FILE [--platform P] [--build-arg K=V]... CONTEXT`
+    pub fn build_cmd(
+        &self,
+        tag: &str,
+        file: &std::path::Path,
+        context: &std::path::Path,
+        platforms: &[String],
+        build_args: &[(String, String)],
+    ) -> Cmd {
+        let mut cmd = self.cmd().args(["build", "-t", tag, "-f"]).arg(file);
+        if !platforms.is_empty() {
+            cmd = cmd.arg("--platform").arg(platforms.join(","));
+        }
+        for (key, value) in build_args {
+            cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        cmd.arg(context)
+    }
+
+    /// `push IMAGE`; Podman verifies TLS unless told not to, Docker decides by its daemon config.
+    pub fn push_cmd(&self, image: &str, insecure: bool) -> Cmd {
+        let cmd = self.cmd().arg("push");
+        let cmd = if insecure && self.kind == EngineKind::Podman { cmd.arg("--tls-verify=false") } else { cmd };
+        cmd.arg(image)
+    }
+
     pub fn describe(&self) -> String {
         let mut s = format!("{}", self.kind);
         if let Some(v) = &self.server_version {
             s.push_str(&format!(" {v}"));
         }
         let mut notes = Vec::new();
-        if self.podman_backend {
+        if self.podman_backend && self.kind == EngineKind::Docker {
             notes.push("backed by Podman");
         }
         if self.rootless {
@@ -319,6 +347,50 @@ mod tests {
         assert!(
             err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn build_and_push_argv() {
+        let e = Engine {
+            kind: EngineKind::Podman,
+            detected_by: String::new(),
+            server_version: None,
+            podman_backend: true,
+            rootless: false,
+            containerd_store: false,
+        };
+        let cmd = e.build_cmd(
+            "app:dev",
+            std::path::Path::new("/src/Containerfile"),
+            std::path::Path::new("/src"),
+            &["linux/amd64".into(), "linux/arm64".into()],
+            &[("BASE".into(), "base:abc".into())],
+        );
+        assert_eq!(
+            cmd.argv(),
+            [
+                "podman",
+                "build",
+                "-t",
+                "app:dev",
+                "-f",
+                "/src/Containerfile",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--build-arg",
+                "BASE=base:abc",
+                "/src"
+            ]
+        );
+        assert_eq!(
+            e.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
+            ["podman", "push", "--tls-verify=false", "127.0.0.1:5000/app:dev"]
+        );
+        let docker = Engine { kind: EngineKind::Docker, ..e };
+        assert_eq!(
+            docker.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
+            ["docker", "push", "127.0.0.1:5000/app:dev"]
         );
     }
 

@@ -16,8 +16,6 @@ use crate::resolve::provider::Provider;
 use crate::transfer::import;
 use cri::{config_digest_for_target, crictl_says_missing, parse_crictl_inspecti, CtrImage};
 
-/// CRI indexes imported images from containerd events, a moment after the import.
-const SETTLE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -37,8 +35,10 @@ pub struct Verdict {
     pub diagnosis: String,
 }
 
-pub fn verify(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image) -> Verdict {
-    let deadline = Instant::now() + SETTLE;
+/// Checks, and checks again for up to `settle`: CRI indexes imported images from
+/// containerd events, a moment after the import.
+pub fn verify(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image, settle: Duration) -> Verdict {
+    let deadline = Instant::now() + settle;
     loop {
         let verdict = if node.crictl {
             with_crictl(runner, provider, node, image)
@@ -186,8 +186,13 @@ mod tests {
             include_str!("../../tests/fixtures/containerd-1.7/crictl-inspecti-present.json"),
             "",
         );
-        let v =
-            verify(&runner, Provider::new(EngineKind::Docker), &node(true), &image("example.com/app/bb:dev", CONFIG));
+        let v = verify(
+            &runner,
+            Provider::new(EngineKind::Docker),
+            &node(true),
+            &image("example.com/app/bb:dev", CONFIG),
+            Duration::ZERO,
+        );
         assert!(v.verified, "{}", v.diagnosis);
         assert_eq!((v.with, v.id.as_deref()), (VerifiedWith::Crictl, Some(CONFIG)));
     }

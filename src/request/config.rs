@@ -1,0 +1,123 @@
+//! The optional `kindload.yaml`: project defaults below flags and environment.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::resolve::engine::EngineKind;
+
+pub const FILE_NAME: &str = "kindload.yaml";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// kind cluster name, used when neither --cluster nor KIND_CLUSTER_NAME is set.
+    pub cluster: Option<String>,
+    /// Engine holding the images (docker or podman), below --engine and KINDLOAD_ENGINE.
+    pub engine: Option<EngineKind>,
+    /// Engine hosting the nodes, below --provider and KIND_EXPERIMENTAL_PROVIDER.
+    pub provider: Option<EngineKind>,
+    #[serde(default)]
+    pub verify: VerifyPolicy,
+    /// Registries reached without TLS verification when pushing (loopback registries always are).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPolicy {
+    /// `fail` (default): a node that cannot see the image fails the run (exit 1).
+    /// `warn`: report it and exit 0.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Seconds to wait for CRI to index a fresh import before judging.
+    #[serde(default = "default_settle")]
+    pub settle_seconds: u64,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        VerifyPolicy { on_failure: OnFailure::Fail, settle_seconds: default_settle() }
+    }
+}
+
+fn default_settle() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    Fail,
+    Warn,
+}
+
+/// `--config`, else `KINDLOAD_CONFIG`, else the nearest `kindload.yaml` from `start` upwards.
+pub fn find(explicit: Option<&Path>, start: &Path) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    start.ancestors().map(|dir| dir.join(FILE_NAME)).find(|p| p.is_file())
+}
+
+pub fn load(path: Option<&Path>) -> Result<Config> {
+    let Some(path) = path else { return Ok(Config::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::input(
+            format!("cannot read {}: {e}", path.display()),
+            "fix the path given by --config or KINDLOAD_CONFIG",
+        )
+    })?;
+    parse(&text).map_err(|e| {
+        Error::input(
+            format!("{} is not a valid kindload config: {e}", path.display()),
+            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries",
+        )
+    })
+}
+
+pub fn parse(text: &str) -> std::result::Result<Config, String> {
+    if text.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let cfg = parse(
+            "cluster: dev\nengine: podman\nprovider: docker\nverify:\n  on_failure: warn\n  settle_seconds: 3\ninsecure_registries: [registry.lan:5000]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster.as_deref(), Some("dev"));
+        assert_eq!(cfg.engine, Some(EngineKind::Podman));
+        assert_eq!(cfg.verify, VerifyPolicy { on_failure: OnFailure::Warn, settle_seconds: 3 });
+        assert_eq!(cfg.insecure_registries, ["registry.lan:5000"]);
+    }
+
+    #[test]
+    fn empty_and_unknown() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert!(parse("clustr: dev\n").unwrap_err().contains("clustr"));
+        assert!(parse("engine: nerdctl\n").is_err());
+    }
+
+    #[test]
+    fn nearest_file_upwards_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "cluster: top\n").unwrap();
+        assert_eq!(find(None, &nested), Some(dir.path().join(FILE_NAME)));
+        std::fs::write(dir.path().join("a").join(FILE_NAME), "cluster: mid\n").unwrap();
+        assert_eq!(find(None, &nested), Some(dir.path().join("a").join(FILE_NAME)));
+    }
+}
