@@ -30,6 +30,11 @@ pub fn run() -> i32 {
         Command::Doctor(args) => doctor::doctor(&ctx, args),
         Command::Build(args) => build::build(&ctx, args),
     });
+    if crate::exec::verbose() {
+        if let Some(kib) = peak_memory_kib() {
+            eprintln!("+ peak resident memory: {kib} KiB");
+        }
+    }
     match result {
         Ok(code) => code,
         Err(_) if context::interrupted() => {
@@ -38,4 +43,10 @@ pub fn run() -> i32 {
         }
         Err(e) => error::report(&e),
     }
+}
+
+/// This process's own peak resident set (not its children's), from /proc.
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
