@@ -114,6 +114,19 @@ pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
+# stop_pidfile PIDFILE NAME: stop the process recorded in PIDFILE if it is NAME
+stop_pidfile() {
+  pid_alive "$1" "$2" || return 0
+  local pid i
+  pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    [ -d "/proc/$pid" ] || break
+    sleep 0.25
+  done
+  rm -f "$1"
+}
+
 # wait_for SECONDS COMMAND...: retry COMMAND every half second, for up to SECONDS
 wait_for() {
   local secs=$1 i

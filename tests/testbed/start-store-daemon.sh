@@ -7,8 +7,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if docker --host "$STORE_HOST" info >/dev/null 2>&1; then
-  echo "$STORE_HOST"
-  exit 0
+  if [ -f "$STORE_DIR/daemon.json" ]; then
+    echo "$STORE_HOST"
+    exit 0
+  fi
+  log "the cache was removed under the running containerd-store daemon: restarting it"
+  stop_pidfile "$RUN_DIR/dockerd.pid" dockerd
+  stop_pidfile "$RUN_DIR/containerd.pid" containerd
 fi
 
 ensure_debs
