@@ -1,0 +1,567 @@
+//! Test bed for integration tests: real engines (Docker, Podman, Docker with the
+//! containerd image store) and kind-like clusters whose nodes run a real containerd
+//! (images `kindload-testnode:<version>`, built by `tests/testbed/build-node-images.sh`).
+//!
+//! Include with `mod support;`. Every test starts with
+//! `if !support::engine_available("docker") { return; }`: without the engine the
+//! test is skipped, unless `KINDLOAD_REQUIRE_ENGINES=1` (set by `tests/run.sh`),
+//! where a missing engine fails the test.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const PROVIDERS: [&str; 2] = ["docker", "podman"];
+pub const CONTAINERD_VERSIONS: [&str; 3] = ["1.6", "1.7", "2.1"];
+
+/// Engines `engine_available` knows, besides the providers.
+pub const CONTAINERD_STORE: &str = "containerd-store";
+
+pub const NODE_IMAGE: &str = "kindload-testnode";
+pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+pub const ROLE_LABEL: &str = "io.x-k8s.kind.role";
+/// Label carrying the pid of the test process that owns a node container.
+pub const OWNER_LABEL: &str = "io.kindload.testbed.owner";
+
+const REQUIRE_ENV: &str = "KINDLOAD_REQUIRE_ENGINES";
+const STORE_HOST_ENV: &str = "KINDLOAD_TEST_CONTAINERD_STORE_HOST";
+const REGISTRY_ENV: &str = "KINDLOAD_TEST_REGISTRY";
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn engines_required() -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Panics (when engines are required) or prints a skip note, for something missing.
+fn missing(what: &str, why: &str) -> bool {
+    if engines_required() {
+        panic!("{what} is not available ({why}), and {REQUIRE_ENV}=1 requires it");
+    }
+    eprintln!("skipping: {what} is not available ({why})");
+    false
+}
+
+/// True when `engine` ("docker" | "podman" | "containerd-store") answers; when it
+/// does not and KINDLOAD_REQUIRE_ENGINES=1 it panics naming what is missing;
+/// otherwise prints a skip note and returns false.
+pub fn engine_available(engine: &str) -> bool {
+    static PROBED: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let probed = PROBED.get_or_init(Default::default);
+    let result = {
+        let mut probed = probed.lock().unwrap_or_else(|e| e.into_inner());
+        probed
+            .entry(engine.to_string())
+            .or_insert_with(|| probe_engine(engine))
+            .clone()
+    };
+    match result {
+        Ok(()) => true,
+        Err(why) => missing(&format!("engine {engine:?}"), &why),
+    }
+}
+
+fn probe_engine(engine: &str) -> Result<(), String> {
+    let args: &[&str] = match engine {
+        "docker" | CONTAINERD_STORE => &["info", "--format", "{{.ServerVersion}}"],
+        "podman" => &["info", "--format", "{{.Host.OCIRuntime.Name}}"],
+        other => panic!("unknown engine {other:?}"),
+    };
+    if engine == CONTAINERD_STORE && std::env::var_os(STORE_HOST_ENV).is_none() {
+        return Err(format!("{STORE_HOST_ENV} is not set"));
+    }
+    let argv = engine_cmd(engine);
+    match engine_command(engine).args(args).output() {
+        Err(e) => Err(format!("cannot run {}: {e}", argv[0])),
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "`{} {}` failed: {}",
+            argv.join(" "),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The local registry started by `tests/run.sh` (`KINDLOAD_TEST_REGISTRY`, e.g.
+/// `127.0.0.1:5000`), or None (after a skip note, or a panic when engines are required).
+pub fn registry() -> Option<String> {
+    match std::env::var(REGISTRY_ENV) {
+        Ok(addr) if !addr.is_empty() => Some(addr),
+        _ => {
+            missing("the test registry", &format!("{REGISTRY_ENV} is not set"));
+            None
+        }
+    }
+}
+
+/// argv prefix for an engine: ["docker"], ["podman"], or for "containerd-store"
+/// ["docker", "--host", <KINDLOAD_TEST_CONTAINERD_STORE_HOST>].
+pub fn engine_cmd(engine: &str) -> Vec<String> {
+    match engine {
+        "docker" | "podman" => vec![engine.to_string()],
+        CONTAINERD_STORE => {
+            let host = std::env::var(STORE_HOST_ENV)
+                .unwrap_or_else(|_| panic!("{STORE_HOST_ENV} is not set"));
+            vec!["docker".into(), "--host".into(), host]
+        }
+        other => panic!("unknown engine {other:?}"),
+    }
+}
+
+/// A `std::process::Command` for `engine_cmd(engine)`. DOCKER_HOST is removed so
+/// that "docker" always means the default daemon, as for `kindload()`.
+pub fn engine_command(engine: &str) -> Command {
+    let argv = engine_cmd(engine);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_remove("DOCKER_HOST");
+    cmd
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` with `stdin` (or /dev/null) and captures its output; panics only
+/// when it cannot be started.
+pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(cmd)));
+    let writer = stdin.map(|data| {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let data = data.to_vec();
+        thread::spawn(move || {
+            // The child may exit without reading everything; its status tells.
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for `{}`: {e}", describe(cmd)));
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    out
+}
+
+/// Runs `cmd` and returns its output; panics when it cannot be started.
+pub fn run(cmd: &mut Command) -> Output {
+    run_with_stdin(cmd, None)
+}
+
+/// Runs `cmd` and returns its stdout; panics with stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    check(cmd, &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check(cmd: &Command, out: &Output) {
+    if !out.status.success() {
+        panic!(
+            "`{}` failed ({}):\n{}{}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// What a test cluster looks like.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterSpec {
+    /// "docker" or "podman": the provider hosting the node containers
+    pub provider: &'static str,
+    /// one of CONTAINERD_VERSIONS
+    pub containerd: &'static str,
+    /// worker nodes besides the control plane
+    pub workers: usize,
+    /// CRI snapshotter written into every node's config (default overlayfs)
+    pub snapshotter: Option<&'static str>,
+}
+
+/// A running kind-like cluster; its node containers are removed on drop.
+pub struct TestCluster {
+    pub name: String,
+    pub provider: String,
+    /// control-plane first
+    pub nodes: Vec<String>,
+}
+
+static CLUSTER_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `kl-<tag>-<pid>-<n>`, lowercase, only `[a-z0-9-]`, short enough for hostnames.
+fn cluster_name(tag: &str) -> String {
+    let mut tag: String = tag
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    tag.truncate(16);
+    let tag = tag.trim_matches('-');
+    let n = CLUSTER_COUNTER.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    if tag.is_empty() {
+        format!("kl-{pid}-{n}")
+    } else {
+        format!("kl-{tag}-{pid}-{n}")
+    }
+}
+
+fn node_names(cluster: &str, workers: usize) -> Vec<(String, &'static str)> {
+    let mut nodes = vec![(format!("{cluster}-control-plane"), "control-plane")];
+    for i in 1..=workers {
+        let suffix = if i == 1 { String::new() } else { i.to_string() };
+        nodes.push((format!("{cluster}-worker{suffix}"), "worker"));
+    }
+    nodes
+}
+
+fn testbed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed")
+}
+
+/// Makes sure `provider` has the node image for `version`, building it with
+/// `tests/testbed/build-node-images.sh` when missing (the script serialises
+/// builds across processes with a lock file).
+fn ensure_node_image(provider: &str, version: &str) {
+    static READY: OnceLock<Mutex<HashSet<(String, String)>>> = OnceLock::new();
+    let mut ready = READY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let key = (provider.to_string(), version.to_string());
+    if ready.contains(&key) {
+        return;
+    }
+    let image = format!("{NODE_IMAGE}:{version}");
+    let present =
+        run(engine_command(provider).args(["image", "inspect", "--format", "{{.Id}}", &image]))
+            .status
+            .success();
+    if !present {
+        eprintln!("building node images for {provider} (missing {image})");
+        let script = testbed_dir().join("build-node-images.sh");
+        let status = Command::new(&script)
+            .arg(provider)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(status.success(), "{} {provider} failed", script.display());
+    }
+    ready.insert(key);
+}
+
+fn pid_alive(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+}
+
+/// Removes node containers left behind by test processes that no longer run
+/// (killed before their clusters were dropped). Once per provider and process.
+fn remove_orphans(provider: &str) {
+    static SWEPT: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut swept = SWEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !swept.insert(provider.to_string()) {
+        return;
+    }
+    let out = run(engine_command(provider).args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={OWNER_LABEL}"),
+        "--format",
+        "{{.Names}}",
+    ]));
+    let names = String::from_utf8_lossy(&out.stdout);
+    let orphans: Vec<&str> = names
+        .lines()
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .filter(|name| {
+            let owner = run(engine_command(provider).args([
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{OWNER_LABEL}\"}}}}"),
+                name,
+            ]));
+            let owner = String::from_utf8_lossy(&owner.stdout).trim().to_string();
+            !owner.is_empty() && !pid_alive(&owner)
+        })
+        .collect();
+    if !orphans.is_empty() {
+        run(engine_command(provider)
+            .args(["rm", "-f", "-v"])
+            .args(&orphans));
+    }
+}
+
+impl TestCluster {
+    /// Starts a labelled cluster with a unique name derived from `tag`
+    /// (`kl-<tag>-<pid>-<n>`), nodes `<name>-control-plane`, `<name>-worker`,
+    /// `<name>-worker2`, ... labelled io.x-k8s.kind.cluster=<name> and
+    /// io.x-k8s.kind.role=control-plane|worker; waits until containerd answers
+    /// `ctr version` in every node (60 s, then panics with the node's logs).
+    pub fn start(tag: &str, spec: ClusterSpec) -> TestCluster {
+        assert!(
+            PROVIDERS.contains(&spec.provider),
+            "unknown provider {:?}",
+            spec.provider
+        );
+        assert!(
+            CONTAINERD_VERSIONS.contains(&spec.containerd),
+            "unknown containerd version {:?}",
+            spec.containerd
+        );
+        ensure_node_image(spec.provider, spec.containerd);
+        remove_orphans(spec.provider);
+
+        let mut cluster = TestCluster {
+            name: cluster_name(tag),
+            provider: spec.provider.to_string(),
+            nodes: Vec::new(),
+        };
+        let image = format!("{NODE_IMAGE}:{}", spec.containerd);
+        for (node, role) in node_names(&cluster.name, spec.workers) {
+            let mut cmd = engine_command(spec.provider);
+            cmd.args(["run", "--detach", "--name", &node, "--hostname", &node]);
+            cmd.args(["--label", &format!("{CLUSTER_LABEL}={}", cluster.name)]);
+            cmd.args(["--label", &format!("{ROLE_LABEL}={role}")]);
+            cmd.args(["--label", &format!("{OWNER_LABEL}={}", std::process::id())]);
+            cmd.args(["--network", "none", "--cap-add", "SYS_ADMIN"]);
+            cmd.args(["--security-opt", "seccomp=unconfined"]);
+            cmd.args(["--security-opt", "apparmor=unconfined"]);
+            cmd.args([
+                "-v",
+                "/var/lib/containerd",
+                "--tmpfs",
+                "/run",
+                "--tmpfs",
+                "/tmp",
+            ]);
+            if let Some(snapshotter) = spec.snapshotter {
+                cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
+            }
+            if spec.provider == "podman" {
+                cmd.args([
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                ]);
+                cmd.args(["--runtime", "runc"]);
+            }
+            cmd.arg(&image);
+            let out = run(&mut cmd);
+            // Recorded before checking, so that drop removes a half-created container.
+            cluster.nodes.push(node);
+            check(&cmd, &out);
+        }
+        for node in &cluster.nodes {
+            cluster.wait_ready(node);
+        }
+        cluster
+    }
+
+    fn wait_ready(&self, node: &str) {
+        let deadline = Instant::now() + NODE_READY_TIMEOUT;
+        loop {
+            let out = self.exec(node, &["ctr", "version"]);
+            if out.status.success() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let logs = run(engine_command(&self.provider).args(["logs", "--tail", "50", node]));
+                panic!(
+                    "containerd in {node} did not answer within {NODE_READY_TIMEOUT:?}: {}\n--- logs of {node} ---\n{}{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The control-plane node.
+    pub fn control_plane(&self) -> &str {
+        &self.nodes[0]
+    }
+
+    /// `<provider> exec <node> args...`
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        run(engine_command(&self.provider)
+            .arg("exec")
+            .arg(node)
+            .args(args))
+    }
+
+    /// `<provider> exec -i <node> args...` with `stdin` fed to the command.
+    pub fn exec_with_stdin(&self, node: &str, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_stdin(
+            engine_command(&self.provider)
+                .args(["exec", "-i", node])
+                .args(args),
+            Some(stdin),
+        )
+    }
+
+    /// stdout of `ctr -n k8s.io images ls` in `node`; panics on failure.
+    pub fn ctr_images(&self, node: &str) -> String {
+        let out = self.exec(node, &["ctr", "-n", "k8s.io", "images", "ls"]);
+        assert!(
+            out.status.success(),
+            "ctr images ls in {node} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// stdout of `containerd config dump` in `node`; panics on failure.
+    pub fn config_dump(&self, node: &str) -> String {
+        let out = self.exec(node, &["containerd", "config", "dump"]);
+        assert!(
+            out.status.success(),
+            "containerd config dump in {node} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the node container (it stays listed, as a stopped kind node does).
+    pub fn stop_node(&self, node: &str) {
+        run_ok(engine_command(&self.provider).args(["stop", "--time", "5", node]));
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let _ = engine_command(&self.provider)
+            .args(["rm", "-f", "-v"])
+            .args(&self.nodes)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+static IMAGE_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Builds a tiny unique image FROM scratch (a file /kindload-test.txt whose content
+/// is `content`) with the given engine and tag; returns the engine's image id as
+/// printed by `image inspect --format {{.Id}}`.
+pub fn build_image(engine: &str, tag: &str, content: &str) -> String {
+    build_image_with(engine, tag, content, false)
+}
+
+/// As `build_image`, plus busybox-static as /bin/busybox when `with_busybox`.
+/// Each build is unique (a nonce label), so two builds never share an id.
+pub fn build_image_with(engine: &str, tag: &str, content: &str, with_busybox: bool) -> String {
+    let dir = tempfile::tempdir().expect("temporary build context");
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("kindload-test.txt"), content).unwrap();
+    if with_busybox {
+        let busybox = Path::new("/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "/bin/busybox is missing (install busybox-static)"
+        );
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let nonce = format!(
+        "{}-{}-{nanos}",
+        std::process::id(),
+        IMAGE_COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    run_ok(
+        engine_command(engine)
+            .args([
+                "build",
+                "--label",
+                &format!("io.kindload.test.nonce={nonce}"),
+            ])
+            .args(["-t", tag])
+            .arg(dir.path()),
+    );
+    run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag]))
+        .trim()
+        .to_string()
+}
+
+/// `<engine> image rm -f <tag>`, ignoring errors.
+pub fn remove_image(engine: &str, tag: &str) {
+    let _ = run(engine_command(engine).args(["image", "rm", "-f", tag]));
+}
+
+/// `<engine> save <tag>` as bytes (a docker-archive for docker and podman, an OCI
+/// layout plus manifest.json for the containerd store).
+pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
+    let mut cmd = engine_command(engine);
+    cmd.args(["save", tag]);
+    let out = run(&mut cmd);
+    check(&cmd, &out);
+    out.stdout
+}
+
+/// A command for the real kindload binary with KIND_CLUSTER_NAME, KINDLOAD_ENGINE,
+/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_* and DOCKER_HOST removed and KUBECONFIG
+/// pointing at a nonexistent file, so the host's settings never leak in.
+pub fn kindload() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
+    for var in [
+        "KIND_CLUSTER_NAME",
+        "KINDLOAD_ENGINE",
+        "KIND_EXPERIMENTAL_PROVIDER",
+        "DOCKER_HOST",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("SKAFFOLD_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env(
+        "KUBECONFIG",
+        std::env::temp_dir().join(format!(
+            "kindload-test-{}-no-such-dir/kubeconfig",
+            std::process::id()
+        )),
+    );
+    cmd
+}
