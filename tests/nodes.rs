@@ -71,8 +71,10 @@ fn stopped_node_is_reported_and_doctor_names_the_fix() {
     if !engine_available("docker") {
         return;
     }
-    let cluster =
-        TestCluster::start("stopped", ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None });
+    let cluster = TestCluster::start(
+        "stopped",
+        ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None },
+    );
     cluster.stop_node(&cluster.nodes[1]);
     let rows = nodes_json(&cluster);
     assert_eq!(rows[1]["running"], false);

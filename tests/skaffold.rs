@@ -59,7 +59,8 @@ fn custom_build(engine: &'static str, provider: &'static str, file: &str) {
     if !engine_available(engine) || !engine_available(provider) {
         return;
     }
-    let cluster = TestCluster::start("build", ClusterSpec { provider, containerd: "2.1", workers: 1, snapshotter: None });
+    let cluster =
+        TestCluster::start("build", ClusterSpec { provider, containerd: "2.1", workers: 1, snapshotter: None });
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), file, &cluster.name);
     let repo = format!("kl-test/{}-built", cluster.name);
@@ -158,7 +159,10 @@ fn build_hook_loads_the_image_and_the_deployed_ref_unless_pushing() {
     if !engine_available("docker") {
         return;
     }
-    let cluster = TestCluster::start("hook", ClusterSpec { provider: "docker", containerd: "1.6", workers: 1, snapshotter: None });
+    let cluster = TestCluster::start(
+        "hook",
+        ClusterSpec { provider: "docker", containerd: "1.6", workers: 1, snapshotter: None },
+    );
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("kl-test/{}-hook", cluster.name);
     let image = format!("{repo}:v1");
@@ -197,7 +201,10 @@ fn render_hook_loads_local_images_from_manifests_on_stdin() {
     if !engine_available("docker") || !engine_available("podman") {
         return;
     }
-    let cluster = TestCluster::start("render", ClusterSpec { provider: "podman", containerd: "1.7", workers: 1, snapshotter: None });
+    let cluster = TestCluster::start(
+        "render",
+        ClusterSpec { provider: "podman", containerd: "1.7", workers: 1, snapshotter: None },
+    );
     let app = format!("kl-test/{}-app:v1", cluster.name);
     let init = format!("kl-test/{}-init:v1", cluster.name);
     let job = format!("kl-test/{}-job:v1", cluster.name);
@@ -234,12 +241,16 @@ fn build_artifacts_file_is_loaded() {
     if !engine_available("docker") {
         return;
     }
-    let cluster = TestCluster::start("artifacts", ClusterSpec { provider: "docker", containerd: "1.7", workers: 0, snapshotter: None });
+    let cluster = TestCluster::start(
+        "artifacts",
+        ClusterSpec { provider: "docker", containerd: "1.7", workers: 0, snapshotter: None },
+    );
     let tag = format!("kl-test/{}-art:abc123", cluster.name);
     let id = build_image("docker", &tag, "artifact");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("build.json");
-    std::fs::write(&file, format!(r#"{{"builds":[{{"imageName":"kl-test/{}-art","tag":"{tag}"}}]}}"#, cluster.name)).unwrap();
+    std::fs::write(&file, format!(r#"{{"builds":[{{"imageName":"kl-test/{}-art","tag":"{tag}"}}]}}"#, cluster.name))
+        .unwrap();
     let out = kindload()
         .args(["load", "--from-build-artifacts", file.to_str().unwrap(), "--cluster", &cluster.name])
         .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
@@ -314,7 +325,10 @@ fn interrupt_stops_children_fast_and_leaves_nothing_half_imported() {
     if !engine_available("docker") {
         return;
     }
-    let cluster = TestCluster::start("cancel", ClusterSpec { provider: "docker", containerd: "1.7", workers: 1, snapshotter: None });
+    let cluster = TestCluster::start(
+        "cancel",
+        ClusterSpec { provider: "docker", containerd: "1.7", workers: 1, snapshotter: None },
+    );
     let tag = format!("kl-test/{}-cancel:v1", cluster.name);
     support::build_random_image("docker", &tag, 768 << 20);
     let before: Vec<_> = cluster.nodes.iter().map(|n| cluster.ctr_images(n)).collect();
@@ -333,7 +347,11 @@ fn interrupt_stops_children_fast_and_leaves_nothing_half_imported() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !String::from_utf8_lossy(&log).contains("images import") {
         let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0 && Instant::now() < deadline, "the load never started importing:\n{}", String::from_utf8_lossy(&log));
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "the load never started importing:\n{}",
+            String::from_utf8_lossy(&log)
+        );
         log.extend_from_slice(&buf[..n]);
     }
     std::thread::sleep(Duration::from_millis(700));

@@ -30,18 +30,12 @@ fn cri_ref(engine_id: &str) -> String {
 
 /// True when `ctr images ls` output lists `reference` with the CRI-managed label.
 fn cri_listed(listing: &str, reference: &str) -> bool {
-    listing
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(reference) && line.contains(CRI_MANAGED))
+    listing.lines().any(|line| line.split_whitespace().next() == Some(reference) && line.contains(CRI_MANAGED))
 }
 
 /// The REF column of `ctr images ls` output.
 fn refs(listing: &str) -> Vec<&str> {
-    listing
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_whitespace().next())
-        .collect()
+    listing.lines().skip(1).filter_map(|line| line.split_whitespace().next()).collect()
 }
 
 fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
@@ -55,20 +49,11 @@ fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> 
 
 /// (config version, CRI snapshotter) from `containerd config dump`.
 fn dump_facts(dump: &str) -> (i64, String) {
-    let table: toml::Table = dump
-        .parse()
-        .unwrap_or_else(|e| panic!("config dump is not TOML: {e}\n{dump}"));
-    let version = lookup(&table, &["version"])
-        .and_then(toml::Value::as_integer)
-        .expect("config dump has a version");
+    let table: toml::Table = dump.parse().unwrap_or_else(|e| panic!("config dump is not TOML: {e}\n{dump}"));
+    let version = lookup(&table, &["version"]).and_then(toml::Value::as_integer).expect("config dump has a version");
     let snapshotter = [
         &["plugins", "io.containerd.cri.v1.images", "snapshotter"][..],
-        &[
-            "plugins",
-            "io.containerd.grpc.v1.cri",
-            "containerd",
-            "snapshotter",
-        ][..],
+        &["plugins", "io.containerd.grpc.v1.cri", "containerd", "snapshotter"][..],
     ]
     .iter()
     .find_map(|path| lookup(&table, path))
@@ -92,15 +77,7 @@ fn expected_config_version(containerd: &str) -> i64 {
 /// defined", containerd#11606).
 fn import(cluster: &TestCluster, node: &str, containerd: &str, snapshotter: &str, archive: &[u8]) {
     let flag = format!("--snapshotter={snapshotter}");
-    let mut args = vec![
-        "ctr",
-        "-n",
-        "k8s.io",
-        "images",
-        "import",
-        "--digests",
-        &flag,
-    ];
+    let mut args = vec!["ctr", "-n", "k8s.io", "images", "import", "--digests", &flag];
     if !containerd.starts_with("1.") && snapshotter != "overlayfs" {
         args.push("--local");
     }
@@ -134,18 +111,11 @@ fn ctr_ok(cluster: &TestCluster, node: &str, args: &[&str]) {
     let mut argv = vec!["ctr", "-n", "k8s.io"];
     argv.extend_from_slice(args);
     let out = cluster.exec(node, &argv);
-    assert!(
-        out.status.success(),
-        "`{}` in {node} failed: {}",
-        argv.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{}` in {node} failed: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 fn inspect(provider: &str, format: &str, object: &str) -> String {
-    run_ok(engine_command(provider).args(["inspect", "--format", format, object]))
-        .trim()
-        .to_string()
+    run_ok(engine_command(provider).args(["inspect", "--format", format, object])).trim().to_string()
 }
 
 fn node_smoke(provider: &'static str, containerd: &'static str) {
@@ -153,31 +123,15 @@ fn node_smoke(provider: &'static str, containerd: &'static str) {
         return;
     }
     let tag = format!("{provider}{}", containerd.replace('.', ""));
-    let cluster = TestCluster::start(
-        &tag,
-        ClusterSpec {
-            provider,
-            containerd,
-            workers: 1,
-            snapshotter: None,
-        },
-    );
+    let cluster = TestCluster::start(&tag, ClusterSpec { provider, containerd, workers: 1, snapshotter: None });
     let native = TestCluster::start(
         &format!("{tag}-native"),
-        ClusterSpec {
-            provider,
-            containerd,
-            workers: 0,
-            snapshotter: Some("native"),
-        },
+        ClusterSpec { provider, containerd, workers: 0, snapshotter: Some("native") },
     );
 
     // Names and labels, as kind sets them.
     let name = &cluster.name;
-    assert_eq!(
-        cluster.nodes,
-        [format!("{name}-control-plane"), format!("{name}-worker")]
-    );
+    assert_eq!(cluster.nodes, [format!("{name}-control-plane"), format!("{name}-worker")]);
     let listed = run_ok(engine_command(provider).args([
         "ps",
         "--filter",
@@ -187,12 +141,10 @@ fn node_smoke(provider: &'static str, containerd: &'static str) {
     ]));
     let mut listed: Vec<&str> = listed.split_whitespace().collect();
     listed.sort_unstable();
-    assert_eq!(
-        listed,
-        [cluster.nodes[0].as_str(), cluster.nodes[1].as_str()]
-    );
+    assert_eq!(listed, [cluster.nodes[0].as_str(), cluster.nodes[1].as_str()]);
     for (node, role) in cluster.nodes.iter().zip(["control-plane", "worker"]) {
-        let labels = format!("{{{{index .Config.Labels \"{CLUSTER_LABEL}\"}}}} {{{{index .Config.Labels \"{ROLE_LABEL}\"}}}}");
+        let labels =
+            format!("{{{{index .Config.Labels \"{CLUSTER_LABEL}\"}}}} {{{{index .Config.Labels \"{ROLE_LABEL}\"}}}}");
         assert_eq!(inspect(provider, &labels, node), format!("{name} {role}"));
     }
 
@@ -205,16 +157,11 @@ fn node_smoke(provider: &'static str, containerd: &'static str) {
         let out = c.exec(node, &["containerd", "--version"]);
         let version = String::from_utf8_lossy(&out.stdout);
         assert!(
-            version.contains(&format!(" {containerd}."))
-                || version.contains(&format!(" v{containerd}.")),
+            version.contains(&format!(" {containerd}.")) || version.contains(&format!(" v{containerd}.")),
             "{node} runs {version}, not containerd {containerd}"
         );
         let (config_version, cri_snapshotter) = dump_facts(&c.config_dump(node));
-        assert_eq!(
-            config_version,
-            expected_config_version(containerd),
-            "{node}"
-        );
+        assert_eq!(config_version, expected_config_version(containerd), "{node}");
         assert_eq!(cri_snapshotter, snapshotter, "{node}");
     }
 
@@ -237,27 +184,13 @@ fn node_smoke(provider: &'static str, containerd: &'static str) {
     // Retagging and removal, as a loader uses them.
     let node = cluster.control_plane();
     let alias = format!("{image}-alias");
-    ctr_ok(
-        &cluster,
-        node,
-        &["images", "tag", "--force", &image, &alias],
-    );
-    ctr_ok(
-        &cluster,
-        node,
-        &["images", "tag", "--force", &image, &alias],
-    );
+    ctr_ok(&cluster, node, &["images", "tag", "--force", &image, &alias]);
+    ctr_ok(&cluster, node, &["images", "tag", "--force", &image, &alias]);
     wait_cri_listed(&cluster, node, &[&alias]);
     ctr_ok(&cluster, node, &["images", "rm", &alias]);
     let listing = cluster.ctr_images(node);
-    assert!(
-        !refs(&listing).contains(&alias.as_str()),
-        "{alias} still listed:\n{listing}"
-    );
-    assert!(
-        cri_listed(&listing, &image),
-        "{image} gone with its alias:\n{listing}"
-    );
+    assert!(!refs(&listing).contains(&alias.as_str()), "{alias} still listed:\n{listing}");
+    assert!(cri_listed(&listing, &image), "{image} gone with its alias:\n{listing}");
 
     // A stopped node stays listed, not running.
     let worker = &cluster.nodes[1];
@@ -305,15 +238,8 @@ fn containerd_store_ids_are_manifest_digests() {
     if !engine_available(CONTAINERD_STORE) {
         return;
     }
-    let driver = run_ok(engine_command(CONTAINERD_STORE).args([
-        "info",
-        "--format",
-        "{{json .DriverStatus}}",
-    ]));
-    assert!(
-        driver.contains("io.containerd.snapshotter.v1"),
-        "not the containerd image store: {driver}"
-    );
+    let driver = run_ok(engine_command(CONTAINERD_STORE).args(["info", "--format", "{{json .DriverStatus}}"]));
+    assert!(driver.contains("io.containerd.snapshotter.v1"), "not the containerd image store: {driver}");
 
     let image = format!("example.com/kindload-smoke/store:{}", std::process::id());
     let _guard = ImageGuard(CONTAINERD_STORE, image.clone());
@@ -323,15 +249,8 @@ fn containerd_store_ids_are_manifest_digests() {
     let index = archive_json(&archive, "index.json");
     assert_eq!(index["manifests"][0]["digest"], id.as_str(), "{index}");
     let manifest = archive_json(&archive, "manifest.json");
-    let config = manifest[0]["Config"]
-        .as_str()
-        .expect("Config in manifest.json");
-    let config_ref = format!(
-        "sha256:{}",
-        config
-            .strip_prefix("blobs/sha256/")
-            .expect("an OCI blob path")
-    );
+    let config = manifest[0]["Config"].as_str().expect("Config in manifest.json");
+    let config_ref = format!("sha256:{}", config.strip_prefix("blobs/sha256/").expect("an OCI blob path"));
     assert_ne!(id, config_ref);
 
     // Imported into a node, the image is known to the CRI by its config digest.
@@ -340,21 +259,13 @@ fn containerd_store_ids_are_manifest_digests() {
     }
     let cluster = TestCluster::start(
         "store",
-        ClusterSpec {
-            provider: "docker",
-            containerd: "2.1",
-            workers: 0,
-            snapshotter: None,
-        },
+        ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None },
     );
     let node = cluster.control_plane();
     import(&cluster, node, "2.1", "overlayfs", &archive);
     wait_cri_listed(&cluster, node, &[&image, &config_ref]);
     let listing = cluster.ctr_images(node);
-    assert!(
-        !refs(&listing).contains(&cri_ref(&id).as_str()),
-        "{listing}"
-    );
+    assert!(!refs(&listing).contains(&cri_ref(&id).as_str()), "{listing}");
 }
 
 /// The local registry started by tests/run.sh accepts pushes over plain HTTP.
@@ -373,16 +284,9 @@ fn registry_accepts_a_push() {
     run_ok(engine_command("docker").args(["push", &image]));
 
     let mut stream = TcpStream::connect(&registry).expect("connect to the registry");
-    write!(
-        stream,
-        "GET /v2/kindload-smoke/push/tags/list HTTP/1.0\r\nHost: {registry}\r\n\r\n"
-    )
-    .unwrap();
+    write!(stream, "GET /v2/kindload-smoke/push/tags/list HTTP/1.0\r\nHost: {registry}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(&format!("\"{tag}\"")), "{response}");
 }

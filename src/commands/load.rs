@@ -360,6 +360,9 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
                     .collect()
             })
             .collect();
+        let arrived: Vec<(usize, usize)> =
+            (0..images.len()).flat_map(|i| targets.iter().map(move |&n| (i, n))).collect();
+        name_arrivals(ctx, provider, &nodes, &images, &mut outcomes, &arrived);
     } else {
         let mut steps: Vec<Vec<Option<Step>>> = Vec::new();
         for image in &images {
@@ -579,22 +582,9 @@ fn transfer_groups(
                 outcomes[i][n] = per_node.get(&n).cloned().unwrap_or_else(|| Outcome::failed("not loaded"));
             }
         }
-        // Name what arrived: the archive may carry other names (Podman's localhost/...).
-        for &n in &targets {
-            if outcomes[members[0]][n].action == Action::Failed
-                && members.iter().all(|&i| outcomes[i][n].action == Action::Failed)
-            {
-                continue;
-            }
-            let node_images: Vec<&Image> = members.iter().filter(|&&i| needs(i, n)).map(|&i| &images[i]).collect();
-            let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-            if let Err(e) = name_on_node(ctx.runner(), provider, &nodes[n].name, &node_images, settle) {
-                for &i in members.iter().filter(|&&i| needs(i, n)) {
-                    outcomes[i][n].action = Action::Failed;
-                    outcomes[i][n].error = Some(e.clone());
-                }
-            }
-        }
+        let arrived: Vec<(usize, usize)> =
+            targets.iter().flat_map(|&n| members.iter().filter(move |&&i| needs(i, n)).map(move |&i| (i, n))).collect();
+        name_arrivals(ctx, provider, nodes, images, outcomes, &arrived);
     }
     Ok(())
 }
@@ -676,6 +666,36 @@ fn stream_to(
         per_node.insert(n, outcome);
     }
     Ok((transferred.images, per_node))
+}
+
+/// Names what each node received: the archive may carry other names (Podman's
+/// localhost/...) or none the user asked for. `arrived` holds (image, node) pairs.
+fn name_arrivals(
+    ctx: &Context,
+    provider: Provider,
+    nodes: &[Node],
+    images: &[Image],
+    outcomes: &mut [Vec<Outcome>],
+    arrived: &[(usize, usize)],
+) {
+    let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
+    for (n, node) in nodes.iter().enumerate() {
+        let here: Vec<usize> = arrived
+            .iter()
+            .filter(|&&(i, m)| m == n && outcomes[i][n].action == Action::Loaded)
+            .map(|&(i, _)| i)
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        let node_images: Vec<&Image> = here.iter().map(|&i| &images[i]).collect();
+        if let Err(e) = name_on_node(ctx.runner(), provider, &node.name, &node_images, settle) {
+            for &i in &here {
+                outcomes[i][n].action = Action::Failed;
+                outcomes[i][n].error = Some(e.clone());
+            }
+        }
+    }
 }
 
 /// Gives every image all its names on the node, tagging from whatever record holds the

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::exec::Runner;
-use crate::resolve::containerd::{parse_config_dump, parse_containerd_version};
+use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
 use crate::resolve::provider::{NodeContainer, Provider};
 
 /// What kindload needs to know about one node.
@@ -78,6 +78,16 @@ impl Node {
     pub fn import_snapshotter(&self) -> &str {
         self.snapshotter.as_deref().unwrap_or("overlayfs")
     }
+
+    /// containerd's major version, from its version output or else its config version
+    /// (3 and later are 2.x configs).
+    pub fn containerd_major(&self) -> Option<u64> {
+        self.containerd_version
+            .as_deref()
+            .and_then(lenient_version)
+            .map(|v| v.major)
+            .or_else(|| self.config_version.filter(|&v| v >= 3).map(|_| 2))
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +130,7 @@ mod tests {
         assert_eq!(node.containerd_version.as_deref(), Some("2.1.9+unknown"));
         assert_eq!(node.config_version, Some(3));
         assert_eq!(node.snapshotter.as_deref(), Some("overlayfs"));
+        assert_eq!(node.containerd_major(), Some(2));
         assert!(!node.crictl);
         assert!(node.warnings.is_empty(), "{:?}", node.warnings);
     }

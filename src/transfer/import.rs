@@ -11,11 +11,16 @@ pub const NAMESPACE: &str = "--namespace=k8s.io";
 
 /// `ctr images import` reading the archive from stdin. No `--all-platforms`: only the
 /// platform the node runs is imported, so an index whose other platforms' blobs were
-/// never pulled (Docker's containerd store) imports instead of failing.
-pub fn import_argv(snapshotter: &str) -> Vec<String> {
-    ["ctr", NAMESPACE, "images", "import", "--digests", &format!("--snapshotter={snapshotter}"), "-"]
-        .map(String::from)
-        .to_vec()
+/// never pulled (Docker's containerd store) imports instead of failing. `local` (for
+/// containerd 2.x) bypasses the transfer service, whose unpacker fails with any
+/// snapshotter but the default ("no unpack platforms defined").
+pub fn import_argv(snapshotter: &str, local: bool) -> Vec<String> {
+    let mut argv: Vec<String> = ["ctr", NAMESPACE, "images", "import"].map(String::from).to_vec();
+    if local {
+        argv.push("--local".into());
+    }
+    argv.extend(["--digests".to_string(), format!("--snapshotter={snapshotter}"), "-".to_string()]);
+    argv
 }
 
 pub fn list_argv() -> [&'static str; 4] {
@@ -42,7 +47,7 @@ pub struct Import {
 
 impl Import {
     pub fn start(provider: Provider, node: &Node) -> Result<(Import, ChildStdin), ExecError> {
-        let argv = import_argv(node.import_snapshotter());
+        let argv = import_argv(node.import_snapshotter(), node.containerd_major() >= Some(2));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let cmd = provider.exec_stdin(&node.name, &argv);
         let mut child = exec::spawn(&cmd, true, false)?;
@@ -105,8 +110,12 @@ mod tests {
     #[test]
     fn import_reads_stdin_with_the_node_snapshotter_and_no_all_platforms() {
         assert_eq!(
-            import_argv("native"),
+            import_argv("native", false),
             ["ctr", "--namespace=k8s.io", "images", "import", "--digests", "--snapshotter=native", "-"]
+        );
+        assert_eq!(
+            import_argv("overlayfs", true),
+            ["ctr", "--namespace=k8s.io", "images", "import", "--local", "--digests", "--snapshotter=overlayfs", "-"]
         );
     }
 

@@ -56,10 +56,7 @@ pub fn engine_available(engine: &str) -> bool {
     let probed = PROBED.get_or_init(Default::default);
     let result = {
         let mut probed = probed.lock().unwrap_or_else(|e| e.into_inner());
-        probed
-            .entry(engine.to_string())
-            .or_insert_with(|| probe_engine(engine))
-            .clone()
+        probed.entry(engine.to_string()).or_insert_with(|| probe_engine(engine)).clone()
     };
     match result {
         Ok(()) => true,
@@ -107,8 +104,7 @@ pub fn engine_cmd(engine: &str) -> Vec<String> {
     match engine {
         "docker" | "podman" => vec![engine.to_string()],
         CONTAINERD_STORE => {
-            let host = std::env::var(STORE_HOST_ENV)
-                .unwrap_or_else(|_| panic!("{STORE_HOST_ENV} is not set"));
+            let host = std::env::var(STORE_HOST_ENV).unwrap_or_else(|_| panic!("{STORE_HOST_ENV} is not set"));
             vec!["docker".into(), "--host".into(), host]
         }
         other => panic!("unknown engine {other:?}"),
@@ -136,14 +132,8 @@ fn describe(cmd: &Command) -> String {
 /// when it cannot be started.
 pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(cmd)));
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(cmd)));
     let writer = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let data = data.to_vec();
@@ -152,9 +142,7 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
             let _ = pipe.write_all(&data);
         })
     });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for `{}`: {e}", describe(cmd)));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for `{}`: {e}", describe(cmd)));
     if let Some(writer) = writer {
         let _ = writer.join();
     }
@@ -210,11 +198,8 @@ static CLUSTER_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `kl-<tag>-<pid>-<n>`, lowercase, only `[a-z0-9-]`, short enough for hostnames.
 fn cluster_name(tag: &str) -> String {
-    let mut tag: String = tag
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let mut tag: String =
+        tag.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     tag.truncate(16);
     let tag = tag.trim_matches('-');
     let n = CLUSTER_COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -244,19 +229,14 @@ fn testbed_dir() -> PathBuf {
 /// builds across processes with a lock file).
 fn ensure_node_image(provider: &str, version: &str) {
     static READY: OnceLock<Mutex<HashSet<(String, String)>>> = OnceLock::new();
-    let mut ready = READY
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut ready = READY.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     let key = (provider.to_string(), version.to_string());
     if ready.contains(&key) {
         return;
     }
     let image = format!("{NODE_IMAGE}:{version}");
     let present =
-        run(engine_command(provider).args(["image", "inspect", "--format", "{{.Id}}", &image]))
-            .status
-            .success();
+        run(engine_command(provider).args(["image", "inspect", "--format", "{{.Id}}", &image])).status.success();
     if !present {
         eprintln!("building node images for {provider} (missing {image})");
         let script = testbed_dir().join("build-node-images.sh");
@@ -278,10 +258,7 @@ fn pid_alive(pid: &str) -> bool {
 /// (killed before their clusters were dropped). Once per provider and process.
 fn remove_orphans(provider: &str) {
     static SWEPT: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let mut swept = SWEPT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut swept = SWEPT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if !swept.insert(provider.to_string()) {
         return;
     }
@@ -310,9 +287,7 @@ fn remove_orphans(provider: &str) {
         })
         .collect();
     if !orphans.is_empty() {
-        run(engine_command(provider)
-            .args(["rm", "-f", "-v"])
-            .args(&orphans));
+        run(engine_command(provider).args(["rm", "-f", "-v"]).args(&orphans));
     }
 }
 
@@ -323,24 +298,19 @@ impl TestCluster {
     /// io.x-k8s.kind.role=control-plane|worker; waits until containerd answers
     /// `ctr version` in every node (60 s, then panics with the node's logs).
     pub fn start(tag: &str, spec: ClusterSpec) -> TestCluster {
-        assert!(
-            PROVIDERS.contains(&spec.provider),
-            "unknown provider {:?}",
-            spec.provider
-        );
-        assert!(
-            CONTAINERD_VERSIONS.contains(&spec.containerd),
-            "unknown containerd version {:?}",
-            spec.containerd
-        );
+        Self::start_named(&cluster_name(tag), spec)
+    }
+
+    /// Starts a cluster under an exact name, as `kind create cluster --name` would
+    /// after the old one was deleted.
+    pub fn start_named(name: &str, spec: ClusterSpec) -> TestCluster {
+        assert!(PROVIDERS.contains(&spec.provider), "unknown provider {:?}", spec.provider);
+        assert!(CONTAINERD_VERSIONS.contains(&spec.containerd), "unknown containerd version {:?}", spec.containerd);
         ensure_node_image(spec.provider, spec.containerd);
         remove_orphans(spec.provider);
 
-        let mut cluster = TestCluster {
-            name: cluster_name(tag),
-            provider: spec.provider.to_string(),
-            nodes: Vec::new(),
-        };
+        let mut cluster =
+            TestCluster { name: name.to_string(), provider: spec.provider.to_string(), nodes: Vec::new() };
         let image = format!("{NODE_IMAGE}:{}", spec.containerd);
         for (node, role) in node_names(&cluster.name, spec.workers) {
             let mut cmd = engine_command(spec.provider);
@@ -351,24 +321,12 @@ impl TestCluster {
             cmd.args(["--network", "none", "--cap-add", "SYS_ADMIN"]);
             cmd.args(["--security-opt", "seccomp=unconfined"]);
             cmd.args(["--security-opt", "apparmor=unconfined"]);
-            cmd.args([
-                "-v",
-                "/var/lib/containerd",
-                "--tmpfs",
-                "/run",
-                "--tmpfs",
-                "/tmp",
-            ]);
+            cmd.args(["-v", "/var/lib/containerd", "--tmpfs", "/run", "--tmpfs", "/tmp"]);
             if let Some(snapshotter) = spec.snapshotter {
                 cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
             }
             if spec.provider == "podman" {
-                cmd.args([
-                    "--ulimit",
-                    "nofile=1024:1024",
-                    "--ulimit",
-                    "nproc=1024:1024",
-                ]);
+                cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
                 cmd.args(["--runtime", "runc"]);
             }
             cmd.arg(&image);
@@ -410,30 +368,18 @@ impl TestCluster {
 
     /// `<provider> exec <node> args...`
     pub fn exec(&self, node: &str, args: &[&str]) -> Output {
-        run(engine_command(&self.provider)
-            .arg("exec")
-            .arg(node)
-            .args(args))
+        run(engine_command(&self.provider).arg("exec").arg(node).args(args))
     }
 
     /// `<provider> exec -i <node> args...` with `stdin` fed to the command.
     pub fn exec_with_stdin(&self, node: &str, args: &[&str], stdin: &[u8]) -> Output {
-        run_with_stdin(
-            engine_command(&self.provider)
-                .args(["exec", "-i", node])
-                .args(args),
-            Some(stdin),
-        )
+        run_with_stdin(engine_command(&self.provider).args(["exec", "-i", node]).args(args), Some(stdin))
     }
 
     /// stdout of `ctr -n k8s.io images ls` in `node`; panics on failure.
     pub fn ctr_images(&self, node: &str) -> String {
         let out = self.exec(node, &["ctr", "-n", "k8s.io", "images", "ls"]);
-        assert!(
-            out.status.success(),
-            "ctr images ls in {node} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "ctr images ls in {node} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -487,40 +433,31 @@ pub fn build_image_with(engine: &str, tag: &str, content: &str, with_busybox: bo
     std::fs::write(rootfs.join("kindload-test.txt"), content).unwrap();
     if with_busybox {
         let busybox = Path::new("/bin/busybox");
-        assert!(
-            busybox.exists(),
-            "/bin/busybox is missing (install busybox-static)"
-        );
+        assert!(busybox.exists(), "/bin/busybox is missing (install busybox-static)");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     }
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\n",
-    )
-    .unwrap();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let nonce = format!(
-        "{}-{}-{nanos}",
-        std::process::id(),
-        IMAGE_COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nonce = format!("{}-{}-{nanos}", std::process::id(), IMAGE_COUNTER.fetch_add(1, Ordering::SeqCst));
     run_ok(
         engine_command(engine)
-            .args([
-                "build",
-                "--label",
-                &format!("io.kindload.test.nonce={nonce}"),
-            ])
+            .args(["build", "--label", &format!("io.kindload.test.nonce={nonce}")])
             .args(["-t", tag])
             .arg(dir.path()),
     );
-    run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag]))
-        .trim()
-        .to_string()
+    run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag])).trim().to_string()
+}
+
+/// Builds an image FROM scratch holding `bytes` of random data (incompressible, as real
+/// layers mostly are), for large-image tests.
+pub fn build_random_image(engine: &str, tag: &str, bytes: usize) {
+    let dir = tempfile::tempdir().expect("temporary build context");
+    let mut data = std::fs::File::create(dir.path().join("random.bin")).unwrap();
+    let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::copy(&mut std::io::Read::take(&mut urandom, bytes as u64), &mut data).unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY random.bin /random.bin\n").unwrap();
+    run_ok(engine_command(engine).args(["build", "-t", tag]).arg(dir.path()));
 }
 
 /// `<engine> image rm -f <tag>`, ignoring errors.
@@ -543,12 +480,7 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
-    for var in [
-        "KIND_CLUSTER_NAME",
-        "KINDLOAD_ENGINE",
-        "KIND_EXPERIMENTAL_PROVIDER",
-        "DOCKER_HOST",
-    ] {
+    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST"] {
         cmd.env_remove(var);
     }
     for (var, _) in std::env::vars_os() {
@@ -558,10 +490,7 @@ pub fn kindload() -> assert_cmd::Command {
     }
     cmd.env(
         "KUBECONFIG",
-        std::env::temp_dir().join(format!(
-            "kindload-test-{}-no-such-dir/kubeconfig",
-            std::process::id()
-        )),
+        std::env::temp_dir().join(format!("kindload-test-{}-no-such-dir/kubeconfig", std::process::id())),
     );
     cmd
 }
