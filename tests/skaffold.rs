@@ -318,10 +318,19 @@ fn pre_deploy_hook_repairs_a_recreated_cluster() {
     remove_image("docker", &image);
 }
 
-/// SIGINT mid-transfer: every child is gone well within Skaffold's 2 s grace, and no node
-/// shows a half-imported image.
+/// SIGINT (Skaffold's cancel) mid-transfer: every child is gone well within Skaffold's
+/// 2 s grace, and no node shows a half-imported image.
 #[test]
 fn interrupt_stops_children_fast_and_leaves_nothing_half_imported() {
+    cancel_mid_transfer(libc::SIGINT);
+}
+
+#[test]
+fn terminate_stops_children_fast_and_leaves_nothing_half_imported() {
+    cancel_mid_transfer(libc::SIGTERM);
+}
+
+fn cancel_mid_transfer(signal: i32) {
     if !engine_available("docker") {
         return;
     }
@@ -357,12 +366,13 @@ fn interrupt_stops_children_fast_and_leaves_nothing_half_imported() {
     std::thread::sleep(Duration::from_millis(700));
     let interrupted = Instant::now();
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+        libc::kill(child.id() as i32, signal);
     }
     let status = child.wait().unwrap();
     let took = interrupted.elapsed();
     stderr.read_to_end(&mut log).unwrap();
     let log = String::from_utf8_lossy(&log);
+    eprintln!("stopped {took:?} after the signal");
     assert!(took < Duration::from_millis(1800), "took {took:?} to stop:\n{log}");
     assert_eq!(status.code(), Some(130), "{log}");
     let leftover = Command::new("pgrep").args(["-f", &format!("save {tag}")]).output().unwrap();

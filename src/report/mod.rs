@@ -110,7 +110,11 @@ pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
         (true, Some(VerifiedWith::Ctr)) => ", verified with ctr (no crictl on node)".to_string(),
         _ => String::new(),
     };
-    let mut line = format!("{}  {}  {what}{proof}", node.name, image.normalized);
+    let also = match image.names.len() {
+        0 | 1 => String::new(),
+        _ => format!(" (also as {})", image.names[1..].join(", ")),
+    };
+    let mut line = format!("{}  {}{also}  {what}{proof}", node.name, image.normalized);
     if let Some(error) = &node.error {
         line.push_str(&format!("\n    {error}"));
     }
@@ -129,6 +133,33 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_line_names_every_name_and_the_proof() {
+        let image = ImageReport {
+            reference: "app:dev".into(),
+            normalized: "docker.io/library/app:dev".into(),
+            names: vec!["docker.io/library/app:dev".into(), "docker.io/library/app:abc".into()],
+            id: "sha256:abc".into(),
+            source: "docker".into(),
+            nodes: vec![],
+        };
+        let node = NodeReport {
+            name: "kind-worker".into(),
+            action: Action::Loaded,
+            verified: true,
+            verified_with: Some(VerifiedWith::Ctr),
+            bytes: 2048,
+            seconds: 0.25,
+            error: None,
+        };
+        assert_eq!(
+            node_line(&image, &node),
+            "kind-worker  docker.io/library/app:dev (also as docker.io/library/app:abc)  loaded 2.0 KiB in 0.2s, verified with ctr (no crictl on node)"
+        );
+        let failed = NodeReport { action: Action::Failed, verified: false, error: Some("why".into()), ..node };
+        assert_eq!(node_line(&image, &failed).lines().last(), Some("    why"));
+    }
 
     #[test]
     fn bytes_are_human() {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use super::human_bytes;
 use super::style::Style;
 
-const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// Off a terminal (always under Skaffold), a line every few seconds is enough.
+const PLAIN_EVERY: Duration = Duration::from_secs(3);
 
 pub struct Progress {
     pub bytes: Arc<AtomicU64>,
