@@ -28,9 +28,11 @@ apt_private() {
   local apt="$CACHE/apt"
   mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
   if [ ! -f "$apt/sources.list" ]; then
+    local mirror
+    mirror=$(debian_mirror)
     cat > "$apt/sources.list" <<LIST
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main
 LIST
   fi
   APT_OPTS=(
@@ -43,6 +45,17 @@ LIST
     -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
     -o "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false"
   )
+}
+
+# debian_mirror: the Debian archive the host's own apt uses (its main suite's base URI),
+# so the newer suites come from wherever this machine is set up to get packages.
+debian_mirror() {
+  local codename uri
+  codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-bookworm}")
+  uri=$(apt-get indextargets --format '$(URI)' "Created-By: Packages" 2>/dev/null |
+    grep -m1 "/dists/$codename/main/binary-" | sed 's#/dists/.*##')
+  [ -n "$uri" ] || die "cannot tell which Debian mirror apt uses (run apt-get update first)"
+  printf '%s\n' "$uri"
 }
 
 # ensure_debs: fetch and unpack every package set in DEB_SPECS that is not
