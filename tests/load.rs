@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use kindload::verify::cri::{config_digest_for_target, parse_ctr_images};
 use serde_json::Value;
-use support::{build_image, engine_available, kindload, remove_image, save_image, ClusterSpec, TestCluster};
+use support::{
+    build_image, cri_id, engine_available, kindload, remove_image, save_image, sha256_id, ClusterSpec, TestCluster,
+};
 
 struct Run {
     code: Option<i32>,
@@ -32,11 +34,7 @@ fn load(args: &[&str], stdin: Option<Vec<u8>>) -> Run {
 }
 
 fn validate_report(json: &Value) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/load-report.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(json).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "report does not match its schema: {errors:?}\n{json:#}");
+    support::assert_matches_schema("load-report.schema.json", json);
 }
 
 /// Every node did `action` for every image and verified it.
@@ -57,13 +55,6 @@ fn assert_all(run: &Run, action: &str) {
     }
 }
 
-/// What CRI would answer for `name` on `node`: the config digest of the record's target.
-fn cri_id(cluster: &TestCluster, node: &str, name: &str) -> Option<String> {
-    let listing = parse_ctr_images(&cluster.ctr_images(node));
-    let record = listing.iter().find(|r| r.name == name)?;
-    config_digest_for_target(&listing, &record.target)
-}
-
 fn assert_on_every_node(cluster: &TestCluster, name: &str, id: &str) {
     for node in &cluster.nodes {
         assert_eq!(cri_id(cluster, node, name).as_deref(), Some(id), "{name} on {node}:\n{}", cluster.ctr_images(node));
@@ -72,14 +63,6 @@ fn assert_on_every_node(cluster: &TestCluster, name: &str, id: &str) {
 
 fn names_on(cluster: &TestCluster, node: &str) -> BTreeSet<String> {
     parse_ctr_images(&cluster.ctr_images(node)).into_iter().map(|r| r.name).collect()
-}
-
-fn sha256(id: &str) -> String {
-    if id.starts_with("sha256:") {
-        id.to_string()
-    } else {
-        format!("sha256:{id}")
-    }
 }
 
 /// The whole load story for one provider and containerd version, for every image source.
@@ -108,7 +91,7 @@ fn matrix(provider: &'static str, containerd: &'static str, workers: usize, snap
 
     // Podman names its build localhost/...; the node must also answer to what was asked.
     let ptag = format!("kl-test/{c}-podman:v1");
-    let pid = sha256(&build_image("podman", &ptag, "from podman"));
+    let pid = sha256_id(&build_image("podman", &ptag, "from podman"));
     let podman = load(&[&ptag, "--cluster", c, "--engine", "podman"], None);
     assert_all(&podman, "loaded");
     assert_eq!(podman.json["images"][0]["source"], "podman");
@@ -131,7 +114,7 @@ fn matrix(provider: &'static str, containerd: &'static str, workers: usize, snap
 
     // stdin: `podman save app | kindload load --archive -`.
     let stag = format!("kl-test/{c}-stdin:v1");
-    let sid = sha256(&build_image("podman", &stag, "piped"));
+    let sid = sha256_id(&build_image("podman", &stag, "piped"));
     let piped = load(&["--archive", "-", "--cluster", c, &stag], Some(save_image("podman", &stag)));
     assert_all(&piped, "loaded");
     assert_on_every_node(&cluster, &format!("docker.io/{stag}"), &sid);
@@ -486,4 +469,65 @@ mod support_oci {
         append(&mut archive, "index.json", top.as_bytes());
         (archive.into_inner().unwrap(), digest(config.as_bytes()))
     }
+}
+
+/// `DOCKER_HOST` pointing at Podman's socket: kindload drives the `docker` CLI, recognises
+/// that Podman answers, and the image (named localhost/... there) still answers to the
+/// name the user gave.
+#[test]
+fn docker_api_served_by_podman_source() {
+    if !engine_available("docker") || !engine_available("podman") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("podman.sock");
+    let mut service = std::process::Command::new("podman")
+        .args(["system", "service", "--time=0", &format!("unix://{}", socket.display())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "podman system service did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let docker_host = format!("unix://{}", socket.display());
+    let cluster = TestCluster::start(
+        "viasock",
+        ClusterSpec { provider: "podman", containerd: "1.7", workers: 1, snapshotter: None },
+    );
+    let tag = format!("kl-test/{}-viasock:v1", cluster.name);
+    let id = sha256_id(&build_image("podman", &tag, "through the docker api"));
+
+    let doctor = kindload()
+        .args(["doctor", &tag, "--cluster", &cluster.name])
+        .env("DOCKER_HOST", &docker_host)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("ok    engine docker 4.") && text.contains("(backed by Podman)"), "{text}");
+
+    let mut cmd = kindload();
+    cmd.env("DOCKER_HOST", &docker_host).args([
+        "load",
+        &tag,
+        "--cluster",
+        &cluster.name,
+        "--engine",
+        "docker",
+        "--provider",
+        "podman",
+        "--output",
+        "json",
+    ]);
+    let out = cmd.output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let run = Run { code: out.status.code(), json, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
+    assert_all(&run, "loaded");
+    assert_eq!(run.json["images"][0]["source"], "docker");
+    assert_on_every_node(&cluster, &format!("docker.io/{tag}"), &id);
+    let _ = service.kill();
+    let _ = service.wait();
+    remove_image("podman", &tag);
 }

@@ -10,16 +10,8 @@ fn nodes_json(cluster: &TestCluster) -> Vec<Value> {
     let out = kindload().args(["nodes", "--cluster", &cluster.name, "--output", "json"]).output().unwrap();
     assert!(out.status.success(), "kindload nodes failed: {}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).expect("nodes prints JSON");
-    validate("nodes-report.schema.json", &json);
+    support::assert_matches_schema("nodes-report.schema.json", &json);
     json.as_array().expect("an array").clone()
-}
-
-fn validate(schema_file: &str, instance: &Value) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file);
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "output does not match {schema_file}: {errors:?}\n{instance:#}");
 }
 
 /// Facts for one provider and containerd version, read from nodes kindload has never seen.

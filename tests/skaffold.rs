@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kindload::verify::cri::{config_digest_for_target, parse_ctr_images};
-use support::{build_image, engine_available, kindload, remove_image, ClusterSpec, TestCluster};
+use support::{build_image, cri_id, engine_available, kindload, remove_image, ClusterSpec, TestCluster};
 
 /// A kubeconfig whose current context is the kind cluster, as `kind create cluster` writes it.
 fn kubeconfig(dir: &Path, cluster: &str) -> std::path::PathBuf {
@@ -34,20 +33,10 @@ fn context(dir: &Path, file: &str, content: &str) -> std::path::PathBuf {
     ctx
 }
 
-fn cri_id(cluster: &TestCluster, node: &str, name: &str) -> Option<String> {
-    let listing = parse_ctr_images(&cluster.ctr_images(node));
-    let record = listing.iter().find(|r| r.name == name)?;
-    config_digest_for_target(&listing, &record.target)
-}
-
 fn inspect_id(engine: &str, image: &str) -> String {
-    let id = support::run_ok(support::engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", image]));
-    let id = id.trim();
-    if id.starts_with("sha256:") {
-        id.to_string()
-    } else {
-        format!("sha256:{id}")
-    }
+    support::sha256_id(&support::run_ok(
+        support::engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", image]),
+    ))
 }
 
 /// `<repo>:<id hex>`, the ref Skaffold deploys after a local build, normalised.
@@ -210,7 +199,7 @@ fn render_hook_loads_local_images_from_manifests_on_stdin() {
     let job = format!("kl-test/{}-job:v1", cluster.name);
     let app_id = build_image("docker", &app, "app");
     let init_id = build_image("docker", &init, "init");
-    let job_id = format!("sha256:{}", build_image("podman", &job, "job").trim_start_matches("sha256:"));
+    let job_id = support::sha256_id(&build_image("podman", &job, "job"));
     let manifests = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: init\n        image: {init}\n      containers:\n      - name: app\n        image: {app}\n      - name: sidecar\n        image: registry.example/not/local:1\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: job}}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - name: job\n            image: {job}\n"
     );

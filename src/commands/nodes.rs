@@ -2,20 +2,19 @@
 
 use super::Context;
 use crate::error::Result;
-use crate::report::NodeRow;
 use crate::request::cli::{NodesArgs, OutputFormat};
+use crate::resolve::node::Node;
 
 pub fn nodes(ctx: &Context, args: NodesArgs) -> Result<i32> {
     let (_, _, nodes) = ctx.nodes(&args.cluster)?;
-    let rows: Vec<NodeRow> = nodes.iter().map(NodeRow::from).collect();
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise")),
-        OutputFormat::Human => print!("{}", table(&rows)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&nodes).expect("nodes serialise")),
+        OutputFormat::Human => print!("{}", table(&nodes)),
     }
     Ok(0)
 }
 
-fn table(rows: &[NodeRow]) -> String {
+fn table(rows: &[Node]) -> String {
     let header =
         ["NAME", "ROLE", "PROVIDER", "STATE", "CONTAINERD", "CONFIG", "SNAPSHOTTER", "CRICTL"].map(String::from);
     let dash = || "-".to_string();
@@ -24,7 +23,7 @@ fn table(rows: &[NodeRow]) -> String {
         lines.push(vec![
             r.name.clone(),
             r.role.clone(),
-            r.provider.clone(),
+            r.provider.to_string(),
             r.state.clone(),
             r.containerd_version.clone().unwrap_or_else(dash),
             r.config_version.map(|v| v.to_string()).unwrap_or_else(dash),
@@ -48,10 +47,10 @@ mod tests {
 
     #[test]
     fn table_aligns_columns_and_dashes_unknowns() {
-        let row = |name: &str, running: bool| NodeRow {
+        let row = |name: &str, running: bool| Node {
             name: name.into(),
             role: "worker".into(),
-            provider: "podman".into(),
+            provider: "podman",
             running,
             state: if running { "running" } else { "exited" }.into(),
             containerd_version: running.then(|| "1.7.24~ds1".into()),

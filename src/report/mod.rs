@@ -50,38 +50,6 @@ pub struct NodeReport {
     pub error: Option<String>,
 }
 
-/// `kindload nodes --output json`: one entry per node.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct NodeRow {
-    pub name: String,
-    pub role: String,
-    pub provider: String,
-    pub running: bool,
-    pub state: String,
-    pub containerd_version: Option<String>,
-    pub config_version: Option<i64>,
-    pub snapshotter: Option<String>,
-    pub crictl: bool,
-    pub warnings: Vec<String>,
-}
-
-impl From<&Node> for NodeRow {
-    fn from(n: &Node) -> Self {
-        NodeRow {
-            name: n.name.clone(),
-            role: n.role.clone(),
-            provider: n.provider.to_string(),
-            running: n.running,
-            state: n.state.clone(),
-            containerd_version: n.containerd_version.clone(),
-            config_version: n.config_version,
-            snapshotter: n.snapshotter.clone(),
-            crictl: n.crictl,
-            warnings: n.warnings.clone(),
-        }
-    }
-}
-
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -125,7 +93,7 @@ pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("load-report.schema.json", schemars::schema_for!(LoadReport)),
-        ("nodes-report.schema.json", schemars::schema_for!(Vec<NodeRow>)),
+        ("nodes-report.schema.json", schemars::schema_for!(Vec<Node>)),
         ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
     ]
 }

@@ -6,8 +6,8 @@ use crate::exec::Runner;
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
 use crate::resolve::provider::{NodeContainer, Provider};
 
-/// What kindload needs to know about one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What kindload needs to know about one node; also a row of `kindload nodes --output json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Node {
     pub name: String,
     pub role: String,

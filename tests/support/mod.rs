@@ -494,3 +494,30 @@ pub fn kindload() -> assert_cmd::Command {
     );
     cmd
 }
+
+/// What CRI would answer for `name` on `node`: the config digest of the record's target,
+/// through CRI's own `sha256:<config>` record (the one the kubelet's lookups resolve through).
+pub fn cri_id(cluster: &TestCluster, node: &str, name: &str) -> Option<String> {
+    let listing = kindload::verify::cri::parse_ctr_images(&cluster.ctr_images(node));
+    let record = listing.iter().find(|r| r.name == name)?;
+    kindload::verify::cri::config_digest_for_target(&listing, &record.target)
+}
+
+/// An engine's image id with the `sha256:` prefix Podman leaves off.
+pub fn sha256_id(id: &str) -> String {
+    let id = id.trim();
+    if id.starts_with("sha256:") {
+        id.to_string()
+    } else {
+        format!("sha256:{id}")
+    }
+}
+
+/// Fails the test when `instance` does not match the committed schema `schemas/<file>`.
+pub fn assert_matches_schema(file: &str, instance: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(instance).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "output does not match schemas/{file}: {errors:?}\n{instance:#}");
+}
