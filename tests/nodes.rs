@@ -153,3 +153,29 @@ fn malformed_references_are_exit_2() {
         }
     }
 }
+
+/// In a Skaffold project, doctor says which Skaffold setting would load twice or push.
+#[test]
+fn doctor_checks_the_skaffold_settings_that_cause_double_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("skaffold.yaml"),
+        "apiVersion: skaffold/v4beta14\nkind: Config\nbuild:\n  local:\n    push: false\n",
+    )
+    .unwrap();
+    let global = dir.path().join("skaffold-global.yaml");
+    let doctor = |global_config: &str| {
+        std::fs::write(&global, global_config).unwrap();
+        let out = kindload()
+            .args(["doctor", "--cluster", "dev"])
+            .current_dir(dir.path())
+            .env("SKAFFOLD_CONFIG", &global)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unset = doctor("global: {}\n");
+    assert!(unset.contains("warn  skaffold") && unset.contains("kind-disable-load true"), "{unset}");
+    let set = doctor("kubeContexts:\n- kube-context: kind-dev\n  kind-disable-load: true\n");
+    assert!(set.contains("ok    skaffold"), "{set}");
+}

@@ -3,7 +3,11 @@
 use super::Context;
 use crate::error::{Error, Result, EXIT_FAILED};
 use crate::request::cli::DoctorArgs;
-use crate::resolve::cluster::find_cluster;
+use std::path::PathBuf;
+
+use super::context::env;
+use crate::request::skaffold_settings::{advice, kind_disable_load, local_push};
+use crate::resolve::cluster::{find_cluster, ClusterName, NameSource};
 use crate::resolve::engine::EngineKind;
 use crate::resolve::node::probe_all;
 use crate::resolve::reference::ImageRef;
@@ -92,9 +96,37 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
     if !name.is_kind_context() {
         println!("note  cluster name {}", name.describe_source());
     }
+    skaffold_settings(&name);
     match findings.problems {
         0 => println!("no problems found"),
         n => println!("{n} problem(s) found"),
     }
     Ok(findings.worst)
+}
+
+/// Where Skaffold would load a second time or push: only for a project with a skaffold.yaml
+/// (searched upwards from here). Advice, not failures: kindload still works.
+fn skaffold_settings(cluster: &ClusterName) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let Some(project) = cwd.ancestors().map(|d| d.join("skaffold.yaml")).find(|p| p.is_file()) else { return };
+    let context = match &cluster.source {
+        NameSource::KubeContext(c) => c.clone(),
+        _ => format!("kind-{}", cluster.name),
+    };
+    let global = env("SKAFFOLD_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".skaffold/config")));
+    let global_text = global.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let disable_load = kind_disable_load(&global_text, &context).unwrap_or(None);
+    let push = std::fs::read_to_string(&project).ok().and_then(|t| local_push(&t).ok()).flatten();
+    let advice = advice(&context, disable_load, push);
+    if advice.is_empty() {
+        println!(
+            "ok    skaffold ({}): kind-disable-load and build.local.push: false leave loading to kindload",
+            project.display()
+        );
+    }
+    for line in advice {
+        println!("warn  skaffold ({}): {line}", project.display());
+    }
 }

@@ -6,3 +6,4 @@ pub mod config;
 pub mod manifests;
 pub mod record;
 pub mod skaffold;
+pub mod skaffold_settings;
