@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::context::env;
-use super::load::{self, LoadRequest};
+use super::load;
+use super::pipeline::{self, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
@@ -49,7 +50,7 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         archive: None,
         transfer: true,
     };
-    match load::run(ctx, request) {
+    match pipeline::run(ctx, request) {
         Err(Error::ClusterNotFound { name, .. }) if cluster.source == NameSource::Default => {
             ctx.say(format!("built {}; no kind cluster {name:?} to load it into", spec.image));
             Ok(0)

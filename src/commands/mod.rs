@@ -5,6 +5,7 @@ mod context;
 mod doctor;
 mod load;
 mod nodes;
+mod pipeline;
 
 use clap::Parser;
 
