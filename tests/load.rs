@@ -531,3 +531,34 @@ fn docker_api_served_by_podman_source() {
     let _ = service.wait();
     remove_image("podman", &tag);
 }
+
+/// On a terminal the transfer shows a live byte count and rate; NO_COLOR turns bars off.
+#[test]
+fn progress_is_drawn_on_a_terminal() {
+    if !engine_available("docker") {
+        return;
+    }
+    let cluster =
+        TestCluster::start("tty", ClusterSpec { provider: "docker", containerd: "1.7", workers: 0, snapshotter: None });
+    let on_terminal = |tag: &str, no_color: bool| {
+        support::build_random_image("docker", tag, 48 << 20);
+        let command = format!("{} load {tag} --cluster {}", env!("CARGO_BIN_EXE_kindload"), cluster.name);
+        let mut script = std::process::Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]).env_remove("DOCKER_HOST").env("TERM", "xterm");
+        if no_color {
+            script.env("NO_COLOR", "1");
+        } else {
+            script.env_remove("NO_COLOR");
+        }
+        let out = script.output().unwrap();
+        remove_image("docker", tag);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("loaded 48.0 MiB"), "{text:?}");
+        text
+    };
+    let drawn = on_terminal(&format!("kl-test/{}-tty:v1", cluster.name), false);
+    assert!(drawn.contains(" → 1 node(s) ") && drawn.contains("/s"), "no progress drawn:\n{drawn:?}");
+    let plain = on_terminal(&format!("kl-test/{}-nocolor:v1", cluster.name), true);
+    assert!(!plain.contains(" → 1 node(s) "), "NO_COLOR still drew a bar:\n{plain:?}");
+}

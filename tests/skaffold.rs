@@ -372,3 +372,49 @@ fn cancel_mid_transfer(signal: i32) {
     }
     remove_image("docker", &tag);
 }
+
+/// Outside a kind context the custom builder only builds; a `requires` alias reaches the
+/// build as a build argument.
+#[test]
+fn custom_build_only_builds_outside_kind_and_passes_required_artifacts() {
+    if !engine_available("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nARG BASE_IMAGE\nLABEL base=$BASE_IMAGE\nCOPY Dockerfile /\n")
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: gke_proj_zone_prod\ncontexts:\n- name: gke_proj_zone_prod\n  context:\n    cluster: gke_proj_zone_prod\n    user: me\n",
+    )
+    .unwrap();
+    let image = format!("kl-test/outside-kind-{}:v1", std::process::id());
+    let out = kindload()
+        .args(["build", "--build-arg-from", "BASE_IMAGE"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KINDLOAD_ENGINE", "docker")
+        .env("IMAGE", &image)
+        .env("PUSH_IMAGE", "false")
+        .env("BUILD_CONTEXT", &ctx)
+        .env("BASE_IMAGE", "kl-test/base:3f1c")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("built {image}; not loading")) && stderr.contains("is not a kind cluster"),
+        "{stderr}"
+    );
+    let label = support::run_ok(support::engine_command("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"base\"}}",
+        &image,
+    ]));
+    assert_eq!(label.trim(), "kl-test/base:3f1c");
+    remove_image("docker", &image);
+}
