@@ -19,7 +19,7 @@ use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::{self, ArchiveImage};
 use crate::transfer::export::Source;
 use crate::transfer::{self, import};
-use crate::verify::{self, cri::CtrImage};
+use crate::verify::{self, cri::config_digest_for_target, cri::CtrImage};
 
 pub struct LoadRequest {
     /// Images found in an engine.
@@ -141,6 +141,8 @@ impl<'a> Pipeline<'a> {
     /// Plans every image on every node, retags, and streams each source once to the
     /// nodes that need it.
     fn load(&self, images: &mut [Image], archive: Option<&Source>) -> Result<Outcomes> {
+        let listings: Vec<&[CtrImage]> = self.before.iter().flatten().map(Vec::as_slice).collect();
+        learn_config_digests(images, &listings);
         let steps: Vec<Vec<Option<Step>>> = images
             .iter()
             .map(|image| self.before.iter().map(|b| b.as_ref().ok().map(|l| plan::plan(l, image))).collect())
@@ -396,6 +398,15 @@ fn sources(images: &[Image], archive: Option<&Source>, needed: impl Fn(usize) ->
     groups
 }
 
+/// Docker's containerd store gives only a manifest digest; a node already holding that
+/// manifest says which config digest CRI reports for it, so crictl can check the id.
+fn learn_config_digests(images: &mut [Image], listings: &[&[CtrImage]]) {
+    for image in images.iter_mut().filter(|i| i.identity.config.is_none()) {
+        let Some(manifest) = image.identity.manifest.clone() else { continue };
+        image.identity.config = listings.iter().find_map(|listing| config_digest_for_target(listing, &manifest));
+    }
+}
+
 /// The archive says what the engine may not have (the config digest, under Docker's containerd store).
 fn learn_identity(image: &mut Image, found: &[ArchiveImage]) {
     let id = &image.identity;
@@ -542,6 +553,25 @@ mod tests {
         let named = images_from_archive(&found, &[wanted("app:dev")], "x.tar").unwrap();
         assert_eq!(named[0].normalized(), "docker.io/library/app:dev");
         assert_eq!(named[0].identity.config.as_deref(), Some("sha256:a"));
+    }
+
+    #[test]
+    fn a_node_holding_the_manifest_tells_its_config_digest() {
+        let listing =
+            crate::verify::cri::parse_ctr_images(include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"));
+        let manifest = "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
+        let mut images = vec![Image {
+            requested: "example.com/app/bb:dev".into(),
+            names: vec![ImageRef::parse("example.com/app/bb:dev").unwrap()],
+            identity: Identity { config: None, manifest: Some(manifest.into()) },
+            engine: None,
+            engine_ref: "example.com/app/bb:dev".into(),
+        }];
+        learn_config_digests(&mut images, &[&[], &listing]);
+        assert_eq!(
+            images[0].identity.config.as_deref(),
+            Some("sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83")
+        );
     }
 
     #[test]
