@@ -11,7 +11,7 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::request::cli::BuildArgs;
-use crate::request::skaffold::{custom_build_env, deployed_ref, required_artifact_args};
+use crate::request::skaffold::{custom_build_env, required_artifact_args};
 use crate::resolve::cluster::NameSource;
 use crate::resolve::engine;
 use crate::resolve::image;
@@ -40,9 +40,7 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         ctx.say(format!("built {}; not loading: {}", spec.image, cluster.describe_source()));
         return Ok(0);
     }
-    let mut built = image::find(ctx.runner(), std::slice::from_ref(&engine), &spec.image)?;
-    // Skaffold retags the build as <repo>:<engine image id> and deploys that ref.
-    built.add_name(ImageRef::parse(&deployed_ref(&spec.image, &built.identity.id()))?);
+    let built = load::with_deployed_ref(image::find(ctx.runner(), std::slice::from_ref(&engine), &spec.image)?)?;
     let request = LoadRequest {
         images: vec![built],
         wanted: Vec::new(),

@@ -67,46 +67,49 @@ fn gather(ctx: &Context, args: &LoadArgs, wanted: &[String]) -> Result<Gathered>
         return Ok(Gathered::Images(find_all(ctx, &ctx.engines(&args.engine)?, wanted)?));
     }
     if let Some(path) = &args.from_manifests {
-        let yaml = read_input(path, "manifests")?;
-        let engines = ctx.engines(&args.engine)?;
-        let mut images = Vec::new();
-        for reference in images_in_manifests(&yaml)? {
-            match image::find(ctx.runner(), &engines, &reference) {
-                Ok(found) => images.push(found),
-                Err(Error::ImageNotFound { .. }) | Err(Error::BadReference { .. }) => {
-                    ctx.say(format!("{reference}: not a local image; left for the kubelet to pull"))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(if images.is_empty() {
-            Gathered::Nothing("no image in the manifests exists locally: nothing to load".into())
-        } else {
-            Gathered::Images(images)
-        });
+        return from_manifests(ctx, &ctx.engines(&args.engine)?, &read_input(path, "manifests")?);
     }
     if let Some(path) = &args.from_build_artifacts {
         let artifacts = parse_build_artifacts(&read_input(path, "build artifacts")?)?;
         let wanted = wanted_from(&artifacts.into_iter().map(|a| a.tag).collect::<Vec<_>>())?;
         return Ok(Gathered::Images(find_all(ctx, &ctx.engines(&args.engine)?, &wanted)?));
     }
-    let lookup = |k: &str| env(k);
-    if let Some(hook) = build_hook_env(&lookup)? {
+    if let Some(hook) = build_hook_env(&|k: &str| env(k))? {
         if hook.push_image {
-            return Ok(Gathered::Nothing(format!(
-                "SKAFFOLD_PUSH_IMAGE=true: {} goes to a registry, nothing to load",
-                hook.image
-            )));
+            let why = format!("SKAFFOLD_PUSH_IMAGE=true: {} goes to a registry, nothing to load", hook.image);
+            return Ok(Gathered::Nothing(why));
         }
-        let engines = ctx.engines(&args.engine)?;
-        let mut built = image::find(ctx.runner(), &engines, &hook.image)?;
-        built.add_name(ImageRef::parse(&deployed_ref(&hook.image, &built.identity.id()))?);
-        return Ok(Gathered::Images(vec![built]));
+        let built = image::find(ctx.runner(), &ctx.engines(&args.engine)?, &hook.image)?;
+        return Ok(Gathered::Images(vec![with_deployed_ref(built)?]));
     }
+    from_record(ctx, args)
+}
+
+/// Post-render hook: every image the manifests name that exists locally.
+fn from_manifests(ctx: &Context, engines: &[Engine], yaml: &str) -> Result<Gathered> {
+    let mut images = Vec::new();
+    for reference in images_in_manifests(yaml)? {
+        match image::find(ctx.runner(), engines, &reference) {
+            Ok(found) => images.push(found),
+            Err(Error::ImageNotFound { .. }) | Err(Error::BadReference { .. }) => {
+                ctx.say(format!("{reference}: not a local image; left for the kubelet to pull"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(if images.is_empty() {
+        Gathered::Nothing("no image in the manifests exists locally: nothing to load".into())
+    } else {
+        Gathered::Images(images)
+    })
+}
+
+/// Pre-deploy hook: what kindload loaded for this project before, still present locally.
+fn from_record(ctx: &Context, args: &LoadArgs) -> Result<Gathered> {
     let (project, entries) = recorded();
-    let in_skaffold_hook =
-        ["SKAFFOLD_KUBE_CONTEXT", "SKAFFOLD_RUN_ID", "SKAFFOLD_WORK_DIR"].iter().any(|k| env(k).is_some());
     if entries.is_empty() {
+        let in_skaffold_hook =
+            ["SKAFFOLD_KUBE_CONTEXT", "SKAFFOLD_RUN_ID", "SKAFFOLD_WORK_DIR"].iter().any(|k| env(k).is_some());
         if in_skaffold_hook {
             return Ok(Gathered::Nothing(format!("nothing recorded for {}: nothing to reload", project.display())));
         }
@@ -131,12 +134,18 @@ fn gather(ctx: &Context, args: &LoadArgs, wanted: &[String]) -> Result<Gathered>
             Err(e) => return Err(e),
         }
     }
-    Ok(if images.is_empty() {
-        Gathered::Nothing("no recorded image exists locally any more: nothing to reload".into())
-    } else {
-        ctx.say(format!("reloading {} image(s) recorded for {}", images.len(), project.display()));
-        Gathered::Images(images)
-    })
+    if images.is_empty() {
+        return Ok(Gathered::Nothing("no recorded image exists locally any more: nothing to reload".into()));
+    }
+    ctx.say(format!("reloading {} image(s) recorded for {}", images.len(), project.display()));
+    Ok(Gathered::Images(images))
+}
+
+/// After a local build Skaffold retags the image as `<repo>:<engine image id>` and deploys
+/// that ref, so the nodes must answer to it too.
+pub fn with_deployed_ref(mut built: Image) -> Result<Image> {
+    built.add_name(ImageRef::parse(&deployed_ref(&built.engine_ref, &built.identity.id()))?);
+    Ok(built)
 }
 
 fn read_input(path: &std::path::Path, what: &str) -> Result<String> {
