@@ -98,6 +98,9 @@ fn matrix(provider: &'static str, containerd: &'static str, workers: usize, snap
     assert_on_every_node(&cluster, &format!("docker.io/{ptag}"), &pid);
     assert_on_every_node(&cluster, &format!("localhost/{ptag}"), &pid);
     assert_all(&load(&[&ptag, "--cluster", c, "--engine", "podman"], None), "skipped");
+    let pchanged = sha256_id(&build_image("podman", &ptag, "from podman, changed"));
+    assert_all(&load(&[&ptag, "--cluster", c, "--engine", "podman"], None), "loaded");
+    assert_on_every_node(&cluster, &format!("docker.io/{ptag}"), &pchanged);
 
     // An archive file, with the image gone from every engine: the archive alone is enough.
     let atag = format!("kl-test/{c}-archive:v1");
@@ -111,6 +114,11 @@ fn matrix(provider: &'static str, containerd: &'static str, workers: usize, snap
     assert_eq!(from_file.json["images"][0]["source"], file.to_str().unwrap());
     assert_on_every_node(&cluster, &format!("docker.io/{atag}"), &aid);
     assert_all(&load(&["--archive", file.to_str().unwrap(), "--cluster", c], None), "skipped");
+    let achanged = build_image("docker", &atag, "archived, changed");
+    std::fs::write(&file, save_image("docker", &atag)).unwrap();
+    remove_image("docker", &atag);
+    assert_all(&load(&["--archive", file.to_str().unwrap(), "--cluster", c], None), "loaded");
+    assert_on_every_node(&cluster, &format!("docker.io/{atag}"), &achanged);
 
     // stdin: `podman save app | kindload load --archive -`.
     let stag = format!("kl-test/{c}-stdin:v1");

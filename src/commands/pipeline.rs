@@ -94,22 +94,28 @@ struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     fn new(ctx: &'a Context, provider: Provider, nodes: Vec<Node>) -> Self {
-        let before = nodes
-            .iter()
-            .map(|node| {
-                if !node.running {
-                    return Err(format!(
-                        "node {} is {}: start it with `{} start {}`, or leave it out with --nodes",
-                        node.name,
-                        node.state,
-                        provider.name(),
-                        node.name
-                    ));
-                }
-                import::list(ctx.runner(), provider, &node.name)
-                    .map_err(|e| format!("cannot list images on {}: {e}", node.name))
-            })
-            .collect();
+        let runner = ctx.runner();
+        let before = std::thread::scope(|scope| {
+            let listings: Vec<_> = nodes
+                .iter()
+                .map(|node| {
+                    scope.spawn(move || {
+                        if !node.running {
+                            return Err(format!(
+                                "node {} is {}: start it with `{} start {}`, or leave it out with --nodes",
+                                node.name,
+                                node.state,
+                                provider.name(),
+                                node.name
+                            ));
+                        }
+                        import::list(runner, provider, &node.name)
+                            .map_err(|e| format!("cannot list images on {}: {e}", node.name))
+                    })
+                })
+                .collect();
+            listings.into_iter().map(|h| h.join().expect("listing panicked")).collect()
+        });
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
         Pipeline { ctx, provider, nodes, before, settle }
     }
