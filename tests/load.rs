@@ -570,3 +570,29 @@ fn progress_is_drawn_on_a_terminal() {
     let plain = on_terminal(&format!("kl-test/{}-nocolor:v1", cluster.name), true);
     assert!(!plain.contains(" → 1 node(s) "), "NO_COLOR still drew a bar:\n{plain:?}");
 }
+
+/// Podman writes several images into one docker-archive only when asked (`-m`): one export
+/// for all, and each image under its own name with its own id.
+#[test]
+fn podman_exports_several_images_in_one_archive() {
+    if !engine_available("podman") {
+        return;
+    }
+    let cluster = TestCluster::start(
+        "pmulti",
+        ClusterSpec { provider: "podman", containerd: "2.1", workers: 1, snapshotter: None },
+    );
+    let (a, b) = (format!("kl-test/{}-pa:v1", cluster.name), format!("kl-test/{}-pb:v1", cluster.name));
+    let a_id = sha256_id(&build_image("podman", &a, "podman a"));
+    let b_id = sha256_id(&build_image("podman", &b, "podman b"));
+    let out =
+        kindload().args(["-v", "load", &a, &b, "--cluster", &cluster.name, "--engine", "podman"]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("+ podman save --format docker-archive --multi-image-archive {a} {b}")), "{log}");
+    assert_eq!(log.matches("+ podman save").count(), 1, "{log}");
+    assert_on_every_node(&cluster, &format!("docker.io/{a}"), &a_id);
+    assert_on_every_node(&cluster, &format!("docker.io/{b}"), &b_id);
+    remove_image("podman", &a);
+    remove_image("podman", &b);
+}

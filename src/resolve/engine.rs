@@ -164,7 +164,7 @@ pub fn detect_all(runner: &dyn Runner) -> Vec<Engine> {
 
 /// Asks the engine about itself; the error says why it does not count as present.
 pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, String> {
-    let first_line = |s: &str| s.trim().lines().last().unwrap_or("").to_string();
+    let last_line = |s: &str| s.trim().lines().last().unwrap_or("").to_string();
     let ask = |args: &[&str]| {
         runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| {
             if e.is_not_found() {
@@ -178,10 +178,10 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
         EngineKind::Docker => {
             let version = ask(&["version", "--format", "{{json .}}"])?;
             let (server_version, podman_backend) = parse_docker_version(&version.stdout)
-                .ok_or_else(|| format!("the daemon does not answer ({})", first_line(&version.stderr)))?;
+                .ok_or_else(|| format!("the daemon does not answer ({})", last_line(&version.stderr)))?;
             let info = ask(&["info", "--format", "{{json .}}"])?;
             if !info.success() {
-                return Err(format!("the daemon does not answer ({})", first_line(&info.stderr)));
+                return Err(format!("the daemon does not answer ({})", last_line(&info.stderr)));
             }
             let (rootless, containerd_store) = parse_docker_info(&info.stdout)?;
             Ok(Engine {
@@ -196,7 +196,7 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
         EngineKind::Podman => {
             let out = ask(&["info", "--format", "json"])?;
             if !out.success() {
-                return Err(format!("it does not answer ({})", first_line(&out.stderr)));
+                return Err(format!("it does not answer ({})", last_line(&out.stderr)));
             }
             let (server_version, rootless) = parse_podman_info(&out.stdout)?;
             Ok(Engine {
