@@ -223,7 +223,7 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
         OutputFormat::Human => {
             for image in &report.images {
                 for node in &image.nodes {
-                    let line = node_line(image, node);
+                    let line = node_line(image, node, &ctx.style);
                     if node.error.is_some() {
                         eprintln!("{line}");
                     } else {

@@ -66,7 +66,7 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// One line per node and image, e.g. `kind-worker  app:dev  loaded 2.1 MiB in 0.4s, verified with ctr (no crictl on node)`.
-pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
+pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -> String {
     let what = match node.action {
         Action::Loaded => format!("loaded {} in {:.1}s", human_bytes(node.bytes), node.seconds),
         Action::Skipped => "skipped (already present)".to_string(),
@@ -82,6 +82,7 @@ pub fn node_line(image: &ImageReport, node: &NodeReport) -> String {
         0 | 1 => String::new(),
         _ => format!(" (also as {})", image.names[1..].join(", ")),
     };
+    let what = style.paint(&what, node.action != Action::Failed);
     let mut line = format!("{}  {}{also}  {what}{proof}", node.name, image.normalized);
     if let Some(error) = &node.error {
         line.push_str(&format!("\n    {error}"));
@@ -121,12 +122,15 @@ mod tests {
             seconds: 0.25,
             error: None,
         };
+        let plain = style::Style::from_facts(false, false, false, false);
         assert_eq!(
-            node_line(&image, &node),
+            node_line(&image, &node, &plain),
             "kind-worker  docker.io/library/app:dev (also as docker.io/library/app:abc)  loaded 2.0 KiB in 0.2s, verified with ctr (no crictl on node)"
         );
         let failed = NodeReport { action: Action::Failed, verified: false, error: Some("why".into()), ..node };
-        assert_eq!(node_line(&image, &failed).lines().last(), Some("    why"));
+        assert_eq!(node_line(&image, &failed, &plain).lines().last(), Some("    why"));
+        let terminal = style::Style::from_facts(false, true, false, false);
+        assert!(node_line(&image, &failed, &terminal).contains("\x1b[31mFAILED\x1b[0m"));
     }
 
     #[test]
