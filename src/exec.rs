@@ -158,13 +158,6 @@ fn stderr_text(stderr: &str) -> String {
 }
 
 impl ExecError {
-    pub fn stderr(&self) -> &str {
-        match self {
-            ExecError::Exited { stderr, .. } => stderr,
-            _ => "",
-        }
-    }
-
     pub fn is_not_found(&self) -> bool {
         matches!(self, ExecError::CouldNotStart { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
@@ -243,18 +236,26 @@ impl Runner for RealRunner {
 
 /// Spawns with stderr piped (and stdout piped when asked), logged and registered for cancellation.
 pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, ExecError> {
+    let stdin = if stdin_piped { Stdio::piped() } else { Stdio::null() };
+    let stdout = if stdout_piped { Stdio::piped() } else { Stdio::null() };
+    spawn_with(cmd, stdin, stdout, Stdio::piped())
+}
+
+/// The one place a child starts: refused after a cancel (but for cleanup), logged, registered.
+fn spawn_with(cmd: &Cmd, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Child, ExecError> {
     if cancelled() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
     if verbose() {
         eprintln!("+ {cmd}");
     }
-    let mut command = cmd.command();
-    command
-        .stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() })
-        .stdout(if stdout_piped { Stdio::piped() } else { Stdio::null() })
-        .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    let child = cmd
+        .command()
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
     register(child.id());
     Ok(child)
 }
@@ -262,21 +263,8 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, 
 /// Runs with stdout and stderr going where ours go (build logs the user should see).
 /// Our stdout stays clean for reports: the child's stdout goes to our stderr.
 pub fn run_inherited(cmd: &Cmd) -> Result<(), ExecError> {
-    if cancelled() {
-        return Err(ExecError::Cancelled { cmd: cmd.to_string() });
-    }
-    if verbose() {
-        eprintln!("+ {cmd}");
-    }
     let stdout_to_stderr = std::io::stderr().as_fd().try_clone_to_owned().map(Stdio::from).unwrap_or(Stdio::inherit());
-    let mut child = cmd
-        .command()
-        .stdin(Stdio::null())
-        .stdout(stdout_to_stderr)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
-    register(child.id());
+    let mut child = spawn_with(cmd, Stdio::null(), stdout_to_stderr, Stdio::inherit())?;
     let status = wait(&mut child, cmd)?;
     if status.success() {
         Ok(())

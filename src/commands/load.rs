@@ -14,7 +14,7 @@ use crate::request::cli::{LoadArgs, OutputFormat, SelectArgs, VerifyArgs};
 use crate::request::config::OnFailure;
 use crate::request::manifests::images_in_manifests;
 use crate::request::record;
-use crate::request::skaffold::{build_hook_env, deployed_ref};
+use crate::request::skaffold::{build_hook_env, deploy_hook_env, deployed_ref, DeployHookEnv};
 use crate::resolve::engine::Engine;
 use crate::resolve::image::{self, Image};
 use crate::resolve::reference::ImageRef;
@@ -108,9 +108,8 @@ fn from_manifests(ctx: &Context, engines: &[Engine], yaml: &str) -> Result<Gathe
 fn from_record(ctx: &Context, args: &LoadArgs) -> Result<Gathered> {
     let (project, entries) = recorded();
     if entries.is_empty() {
-        let in_skaffold_hook =
-            ["SKAFFOLD_KUBE_CONTEXT", "SKAFFOLD_RUN_ID", "SKAFFOLD_WORK_DIR"].iter().any(|k| env(k).is_some());
-        if in_skaffold_hook {
+        // In a render or deploy hook an empty record is simply nothing to do.
+        if deploy_hook_env(&|k: &str| env(k)) != DeployHookEnv::default() {
             return Ok(Gathered::Nothing(format!("nothing recorded for {}: nothing to reload", project.display())));
         }
         return Err(Error::usage(
@@ -166,7 +165,7 @@ fn find_all(ctx: &Context, engines: &[Engine], wanted: &[String]) -> Result<Vec<
 
 fn project() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    record::project_dir(env("SKAFFOLD_WORK_DIR").map(PathBuf::from).as_deref(), &cwd)
+    record::project_dir(deploy_hook_env(&|k: &str| env(k)).work_dir.as_deref(), &cwd)
 }
 
 fn recorded() -> (PathBuf, Vec<record::Entry>) {

@@ -77,11 +77,6 @@ impl Engine {
         Cmd::new(self.program())
     }
 
-    /// Podman names local builds `localhost/...`; so does Docker's API served by Podman.
-    pub fn names_localhost(&self) -> bool {
-        self.kind == EngineKind::Podman || self.podman_backend
-    }
-
     /// `build -t TAG -f FILE [--platform P] [--build-arg K=V]... CONTEXT`
     pub fn build_cmd(
         &self,

@@ -71,32 +71,19 @@ impl ImageRef {
         join_name(&self.domain, &self.path)
     }
 
-    /// What the kubelet looks up: tag defaults to `latest` only when there is neither tag
-    /// nor digest. `docker.io/library/app:latest`, `docker.io/library/app:v1@sha256:...`
-    /// (a tag given with a digest is kept, as the kubelet passes it on).
+    /// The name containerd's CRI plugin resolves for what the kubelet passes it
+    /// (`ParseDockerRef`): tag `latest` when there is neither tag nor digest, and a tag
+    /// beside a digest dropped. `docker.io/library/app:latest`, `docker.io/library/app@sha256:...`
     pub fn normalized(&self) -> String {
-        render(&self.repository(), self.effective_tag(), self.digest())
-    }
-
-    /// The name containerd's CRI plugin resolves in its image store (`ParseDockerRef`):
-    /// like [`ImageRef::normalized`], but when a digest is present the tag is dropped.
-    pub fn docker_ref(&self) -> String {
         match self.digest() {
             Some(digest) => render(&self.repository(), None, Some(digest)),
-            None => self.normalized(),
+            None => render(&self.repository(), self.effective_tag(), None),
         }
     }
 
     /// Short form as docker prints it: `app:latest`, `user/app:v1`, `localhost/app:dev`.
     pub fn familiar(&self) -> String {
         render(&self.familiar_name(), self.effective_tag(), self.digest())
-    }
-
-    /// The same repository with `tag`; a digest, if any, is kept (upstream `WithTag`).
-    pub fn with_tag(&self, tag: &str) -> Result<ImageRef> {
-        check_tag(tag)
-            .map_err(|reason| Error::BadReference { input: format!("{}:{tag}", self.repository()), reason })?;
-        Ok(ImageRef { tag: Some(tag.to_string()), ..self.clone() })
     }
 
     fn effective_tag(&self) -> Option<&str> {
@@ -426,7 +413,7 @@ mod tests {
             ("example.com/app/bb:dev", "example.com", "app/bb", Some("dev"), "example.com/app/bb:dev", "example.com/app/bb:dev"),
             ("a-b__c---e/f_g.h:V1.0-rc_1", "docker.io", "a-b__c---e/f_g.h", Some("V1.0-rc_1"), "docker.io/a-b__c---e/f_g.h:V1.0-rc_1", "a-b__c---e/f_g.h:V1.0-rc_1"),
             ("app@DIGEST", "docker.io", "library/app", None, "docker.io/library/app@DIGEST", "app@DIGEST"),
-            ("app:v1@DIGEST", "docker.io", "library/app", Some("v1"), "docker.io/library/app:v1@DIGEST", "app:v1@DIGEST"),
+            ("app:v1@DIGEST", "docker.io", "library/app", Some("v1"), "docker.io/library/app@DIGEST", "app:v1@DIGEST"),
         ];
         for (input, domain, path, tag, normalized, familiar) in cases {
             let input = input.replace("DIGEST", &digest);
@@ -449,8 +436,9 @@ mod tests {
         let r = parse(&format!("app:v1@{digest}"));
         assert_eq!(r.digest(), Some(digest.as_str()));
         assert_eq!(r.repository(), "docker.io/library/app");
-        assert_eq!(r.docker_ref(), format!("docker.io/library/app@{digest}"));
-        assert_eq!(parse("app").docker_ref(), "docker.io/library/app:latest");
+        assert_eq!(r.normalized(), format!("docker.io/library/app@{digest}"));
+        assert_eq!(r.familiar(), format!("app:v1@{digest}"));
+        assert_eq!(parse("app").normalized(), "docker.io/library/app:latest");
     }
 
     #[test]
@@ -532,24 +520,6 @@ mod tests {
         assert_eq!(parse("localhost:5000").normalized(), "docker.io/library/localhost:5000");
         // A prefixed image ID is a name with a 64-hex tag, as upstream parses it.
         assert_eq!(parse(&format!("sha256:{HEX}")).normalized(), format!("docker.io/library/sha256:{HEX}"));
-    }
-
-    #[test]
-    fn with_tag_replaces_the_tag_and_validates_it() {
-        let r = parse("localhost/app:dev");
-        let retagged = r.with_tag(&HEX[..12]).unwrap();
-        assert_eq!(retagged.normalized(), format!("localhost/app:{}", &HEX[..12]));
-        assert_eq!(r.tag(), Some("dev"), "original untouched");
-        match r.with_tag("bad tag") {
-            Err(Error::BadReference { input, reason }) => {
-                assert_eq!(input, "localhost/app:bad tag");
-                assert!(reason.contains("tag"));
-            }
-            other => panic!("expected BadReference, got {other:?}"),
-        }
-        let digest = format!("sha256:{HEX}");
-        let pinned = parse(&format!("app@{digest}")).with_tag("v2").unwrap();
-        assert_eq!(pinned.normalized(), format!("docker.io/library/app:v2@{digest}"));
     }
 
     #[test]
