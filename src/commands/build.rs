@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::context::env;
 use super::load;
-use super::pipeline::{self, LoadRequest};
+use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
@@ -47,6 +47,7 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         select: args.select.clone(),
         archive: None,
         transfer: true,
+        options: LoadOptions::from_args(&args.transfer),
     };
     match pipeline::run(ctx, request) {
         Err(Error::ClusterNotFound { name, .. }) if cluster.source == NameSource::Default => {

@@ -87,11 +87,11 @@ impl Context {
         }
     }
 
-    /// The cluster, its provider, and every node probed.
-    pub fn nodes(&self, args: &ClusterArgs) -> Result<(ClusterName, Provider, Vec<Node>)> {
+    /// The cluster, its provider, and every node surveyed; crictl is asked about `names`.
+    pub fn nodes(&self, args: &ClusterArgs, names: &[String]) -> Result<(ClusterName, Provider, Vec<Node>)> {
         let name = self.cluster_name(args)?;
         let (provider, containers) = cluster::find_cluster(self.runner(), &name, self.provider_choice(args)?)?;
-        let nodes = node::probe_all(self.runner(), provider, containers);
+        let nodes = node::probe_all(self.runner(), provider, containers, names);
         Ok((name, provider, nodes))
     }
 

@@ -64,7 +64,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
     match find_cluster(ctx.runner(), &name, ctx.provider_choice(&args.cluster)?) {
         Ok((provider, containers)) => {
             println!("ok    cluster {:?} ({}) on {}", name.name, name.describe_source(), provider.name());
-            for node in probe_all(ctx.runner(), provider, containers) {
+            for node in probe_all(ctx.runner(), provider, containers, &[]) {
                 if !node.running {
                     findings.problem(
                         EXIT_FAILED,

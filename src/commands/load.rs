@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::context::env;
-use super::pipeline::{self, LoadRequest};
+use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result, EXIT_FAILED};
 use crate::report::{node_line, LoadReport};
@@ -28,6 +28,7 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
             select: args.select.clone(),
             archive: args.archive,
             transfer: true,
+            options: LoadOptions::from_args(&args.transfer),
         };
         return finish(ctx, &args.select, pipeline::run(ctx, request)?.0);
     }
@@ -38,8 +39,14 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
             return Ok(0);
         }
     };
-    let request =
-        LoadRequest { images, wanted: Vec::new(), select: args.select.clone(), archive: None, transfer: true };
+    let request = LoadRequest {
+        images,
+        wanted: Vec::new(),
+        select: args.select.clone(),
+        archive: None,
+        transfer: true,
+        options: LoadOptions::from_args(&args.transfer),
+    };
     let (report, images) = pipeline::run(ctx, request)?;
     remember(ctx, &images_verified(&report, images));
     finish(ctx, &args.select, report)
@@ -49,8 +56,14 @@ pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<i32> {
     let wanted = wanted_from(&args.images)?;
     let engines = ctx.engines(&args.engine)?;
     let images = find_all(ctx, &engines, &wanted)?;
-    let request =
-        LoadRequest { images, wanted: Vec::new(), select: args.select.clone(), archive: None, transfer: false };
+    let request = LoadRequest {
+        images,
+        wanted: Vec::new(),
+        select: args.select.clone(),
+        archive: None,
+        transfer: false,
+        options: LoadOptions::default(),
+    };
     finish(ctx, &args.select, pipeline::run(ctx, request)?.0)
 }
 

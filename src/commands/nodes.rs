@@ -6,7 +6,7 @@ use crate::request::cli::{NodesArgs, OutputFormat};
 use crate::resolve::node::Node;
 
 pub fn nodes(ctx: &Context, args: NodesArgs) -> Result<i32> {
-    let (_, _, nodes) = ctx.nodes(&args.cluster)?;
+    let (_, _, nodes) = ctx.nodes(&args.cluster, &[])?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&nodes).expect("nodes serialise")),
         OutputFormat::Human => print!("{}", table(&nodes)),
@@ -58,6 +58,8 @@ mod tests {
             snapshotter: running.then(|| "native".into()),
             crictl: false,
             warnings: vec![],
+            holds: None,
+            cri_answers: vec![],
         };
         let text = table(&[row("dev-worker", true), row("dev-worker2", false)]);
         let lines: Vec<&str> = text.lines().collect();

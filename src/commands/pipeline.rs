@@ -1,5 +1,6 @@
 //! The load for resolved images, over the cluster's selected nodes:
-//! plan per node → retag → transfer → name → verify → report.
+//! survey nodes → plan per node → retag → transfer what each lacks → drop what was
+//! superseded → verify → report.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::exec::Runner;
+use crate::plan::layers::{LayerHints, NodeNeeds};
 use crate::plan::{self, Action, Step};
 use crate::report::progress::Progress;
 use crate::report::{ImageReport, LoadReport, NodeReport};
@@ -18,7 +20,7 @@ use crate::resolve::provider::Provider;
 use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::{self, ArchiveImage};
 use crate::transfer::export::Source;
-use crate::transfer::{self, import};
+use crate::transfer::{self, import, Target};
 use crate::verify::{self, cri::config_digest_for_target, cri::CtrImage};
 
 pub struct LoadRequest {
@@ -30,6 +32,24 @@ pub struct LoadRequest {
     pub archive: Option<PathBuf>,
     /// False for `verify`: nothing moves.
     pub transfer: bool,
+    pub options: LoadOptions,
+}
+
+/// How the transfer behaves.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Send every blob, whatever the nodes hold.
+    pub full: bool,
+    /// Keep the image a name moved away from, instead of removing it.
+    pub keep_superseded: bool,
+    /// Largest layer spooled to a temporary file (docker-archive layers named by id).
+    pub spool_max: u64,
+}
+
+impl LoadOptions {
+    pub fn from_args(args: &crate::request::cli::TransferArgs) -> Self {
+        LoadOptions { full: args.full, keep_superseded: args.keep_superseded, spool_max: args.spool_limit << 20 }
+    }
 }
 
 /// Per image and node: what happened.
@@ -37,6 +57,7 @@ pub struct LoadRequest {
 struct Outcome {
     action: Action,
     bytes: u64,
+    present: u64,
     seconds: f64,
     error: Option<String>,
     verdict: Option<verify::Verdict>,
@@ -44,7 +65,7 @@ struct Outcome {
 
 impl Outcome {
     fn new(action: Action) -> Self {
-        Outcome { action, bytes: 0, seconds: 0.0, error: None, verdict: None }
+        Outcome { action, bytes: 0, present: 0, seconds: 0.0, error: None, verdict: None }
     }
 
     fn failed(error: impl Into<String>) -> Self {
@@ -57,26 +78,29 @@ type Outcomes = Vec<Vec<Outcome>>;
 
 /// Loads (or only verifies) and returns the report with the images as they ended up.
 pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
-    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster)?;
-    let nodes = select_nodes(nodes, &req.select.nodes)?;
     let archive = req.archive.map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p) });
-    let pipeline = Pipeline::new(ctx, provider, nodes);
-    let (images, mut outcomes) = match &archive {
-        _ if !req.transfer => {
-            let outcomes = pipeline.untouched(&req.images);
-            (req.images, outcomes)
+    // A file is read whole first: its names and digests are checked before any node is touched.
+    let mut images = match &archive {
+        Some(Source::File(path)) => images_from_archive(&scan_file(path)?, &req.wanted, &path.display().to_string())?,
+        _ => req.images,
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in images.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)) {
+        if !names.contains(&name) {
+            names.push(name);
         }
-        Some(Source::Stdin) => pipeline.load_stdin(&req.wanted)?,
-        Some(Source::File(path)) => {
-            let mut images = images_from_archive(&scan_file(path)?, &req.wanted, &path.display().to_string())?;
-            let outcomes = pipeline.load(&mut images, archive.as_ref())?;
-            (images, outcomes)
+    }
+    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster, &names)?;
+    let nodes = select_nodes(nodes, &req.select.nodes)?;
+    let pipeline = Pipeline::new(ctx, provider, nodes, req.options);
+    let mut outcomes = match &archive {
+        _ if !req.transfer => pipeline.untouched(&images),
+        Some(Source::Stdin) => {
+            let (found, outcomes) = pipeline.load_stdin(&req.wanted)?;
+            images = found;
+            outcomes
         }
-        _ => {
-            let mut images = req.images;
-            let outcomes = pipeline.load(&mut images, None)?;
-            (images, outcomes)
-        }
+        _ => pipeline.load(&mut images, archive.as_ref())?,
     };
     pipeline.verify_all(&images, &mut outcomes);
     let report = pipeline.report(&cluster.name, &images, &outcomes, archive.as_ref());
@@ -90,34 +114,28 @@ struct Pipeline<'a> {
     /// Per node: its image records before anything changed, or why it cannot take part.
     before: Vec<std::result::Result<Vec<CtrImage>, String>>,
     settle: Duration,
+    options: LoadOptions,
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(ctx: &'a Context, provider: Provider, nodes: Vec<Node>) -> Self {
-        let runner = ctx.runner();
-        let before = std::thread::scope(|scope| {
-            let listings: Vec<_> = nodes
-                .iter()
-                .map(|node| {
-                    scope.spawn(move || {
-                        if !node.running {
-                            return Err(format!(
-                                "node {} is {}: start it with `{} start {}`, or leave it out with --nodes",
-                                node.name,
-                                node.state,
-                                provider.name(),
-                                node.name
-                            ));
-                        }
-                        import::list(runner, provider, &node.name)
-                            .map_err(|e| format!("cannot list images on {}: {e}", node.name))
-                    })
-                })
-                .collect();
-            listings.into_iter().map(|h| h.join().expect("listing panicked")).collect()
-        });
+    fn new(ctx: &'a Context, provider: Provider, nodes: Vec<Node>, options: LoadOptions) -> Self {
+        let before = nodes
+            .iter()
+            .map(|node| {
+                if !node.running {
+                    return Err(format!(
+                        "node {} is {}: start it with `{} start {}`, or leave it out with --nodes",
+                        node.name,
+                        node.state,
+                        provider.name(),
+                        node.name
+                    ));
+                }
+                node.holdings().map(|h| h.images.clone())
+            })
+            .collect();
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-        Pipeline { ctx, provider, nodes, before, settle }
+        Pipeline { ctx, provider, nodes, before, settle, options }
     }
 
     fn runner(&self) -> &dyn Runner {
@@ -144,8 +162,8 @@ impl<'a> Pipeline<'a> {
             .collect()
     }
 
-    /// Plans every image on every node, retags, and streams each source once to the
-    /// nodes that need it.
+    /// Plans every image on every node, retags, streams each source once to the nodes
+    /// that need it, and removes what the moved names left behind.
     fn load(&self, images: &mut [Image], archive: Option<&Source>) -> Result<Outcomes> {
         let listings: Vec<&[CtrImage]> = self.before.iter().flatten().map(Vec::as_slice).collect();
         learn_config_digests(images, &listings);
@@ -173,21 +191,21 @@ impl<'a> Pipeline<'a> {
         let needs = |i: usize, n: usize| matches!(steps[i][n], Some(Step::Transfer));
         for (source, members) in sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n))) {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
-            let names: Vec<String> =
-                members.iter().flat_map(|&i| images[i].names.iter().map(|r| r.normalized())).collect();
-            let (found, per_node) = self.stream(&targets, &source, &names)?;
+            let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
+            let namer = |found: &[ArchiveImage]| names_for_group(found, &group, &source);
+            let hints = LayerHints::new(&group.iter().map(|i| i.layers.clone()).collect::<Vec<_>>());
+            let estimate: Option<u64> = source.size().or_else(|| group.iter().map(|i| i.size).sum());
+            let (found, per_node) = self.stream(&targets, &source, &hints, estimate, &namer, &names_of(&group))?;
             for &i in &members {
                 learn_identity(&mut images[i], &found);
             }
-            let mut arrived = Vec::new();
             for &n in &targets {
                 for &i in members.iter().filter(|&&i| needs(i, n)) {
                     outcomes[i][n] = per_node.get(&n).cloned().unwrap_or_else(|| Outcome::failed("not loaded"));
-                    arrived.push((i, n));
                 }
             }
-            self.name_arrivals(images, &mut outcomes, &arrived);
         }
+        self.tidy(images, &mut outcomes);
         Ok(outcomes)
     }
 
@@ -195,8 +213,27 @@ impl<'a> Pipeline<'a> {
     /// node gets it, and the images are known afterwards.
     fn load_stdin(&self, wanted: &[String]) -> Result<(Vec<Image>, Outcomes)> {
         let targets = self.usable();
-        let (found, per_node) = self.stream(&targets, &Source::Stdin, &[])?;
-        let images = images_from_archive(&found, wanted, "stdin")?;
+        let chosen: std::cell::RefCell<Vec<Image>> = Default::default();
+        let namer = |found: &[ArchiveImage]| {
+            let mut images = images_from_archive(found, wanted, "stdin")?;
+            for image in images.iter_mut() {
+                learn_identity(image, found);
+            }
+            let names = found
+                .iter()
+                .map(|a| {
+                    images
+                        .iter()
+                        .filter(|i| same_image(&i.identity, a))
+                        .flat_map(|i| i.names.iter().map(ImageRef::normalized))
+                        .collect()
+                })
+                .collect();
+            *chosen.borrow_mut() = images;
+            Ok(names)
+        };
+        let (_, per_node) = self.stream(&targets, &Source::Stdin, &LayerHints::default(), None, &namer, &[])?;
+        let images = chosen.into_inner();
         let mut outcomes: Outcomes = images
             .iter()
             .map(|_| {
@@ -209,9 +246,7 @@ impl<'a> Pipeline<'a> {
                     .collect()
             })
             .collect();
-        let arrived: Vec<(usize, usize)> =
-            (0..images.len()).flat_map(|i| targets.iter().map(move |&n| (i, n))).collect();
-        self.name_arrivals(&images, &mut outcomes, &arrived);
+        self.tidy(&images, &mut outcomes);
         Ok((images, outcomes))
     }
 
@@ -234,25 +269,43 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// Streams one source to `targets` with progress; removes what a failed import left.
+    /// Streams one source to `targets`, each receiving what it lacks, with progress;
+    /// removes what a failed import left.
     fn stream(
         &self,
         targets: &[usize],
         source: &Source,
+        hints: &LayerHints,
+        estimate: Option<u64>,
+        namer: &transfer::Namer,
         wanted_names: &[String],
     ) -> Result<(Vec<ArchiveImage>, HashMap<usize, Outcome>)> {
         let mut per_node = HashMap::new();
         if targets.is_empty() {
             return Ok((Vec::new(), per_node));
         }
-        let target_nodes: Vec<&Node> = targets.iter().map(|&n| &self.nodes[n]).collect();
-        let progress = Progress::start(
-            self.ctx.style,
-            format!("{} → {} node(s)", source.describe(), targets.len()),
-            source.size(),
-        );
-        let result = transfer::stream(self.provider, &target_nodes, source, progress.bytes.clone());
-        let bytes = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let needs: Vec<NodeNeeds> = targets
+            .iter()
+            .map(|&n| match self.nodes[n].holdings() {
+                Ok(holds) if !self.options.full => NodeNeeds::new(holds, false),
+                _ => NodeNeeds::everything(),
+            })
+            .collect();
+        let lines: Vec<(String, Option<u64>)> = targets
+            .iter()
+            .zip(&needs)
+            .map(|(&n, need)| (self.nodes[n].name.clone(), estimate.map(|e| self.expected_bytes(n, need, hints, e))))
+            .collect();
+        let progress =
+            Progress::start(self.ctx.style, format!("{} → {} node(s)", source.describe(), targets.len()), lines);
+        let lanes: Vec<Target> = targets
+            .iter()
+            .zip(needs)
+            .zip(&progress.counters)
+            .map(|((&n, needs), sent)| Target { node: &self.nodes[n], needs, sent: sent.clone() })
+            .collect();
+        let options = transfer::Options { spool_max: self.options.spool_max };
+        let result = transfer::stream(self.provider, lanes, source, hints, &options, namer);
         progress.finish();
         let transferred = match result {
             Ok(t) => t,
@@ -269,15 +322,29 @@ impl<'a> Pipeline<'a> {
             .flat_map(|a| a.names.iter().filter_map(|n| ImageRef::parse(n).ok()).map(|r| r.normalized()))
             .chain(wanted_names.iter().cloned())
             .collect();
-        for (name, result) in transferred.nodes {
-            let Some(&n) = targets.iter().find(|&&n| self.nodes[n].name == name) else { continue };
-            let outcome = match result {
-                Ok(()) => Outcome { bytes, seconds: transferred.elapsed.as_secs_f64(), ..Outcome::new(Action::Loaded) },
-                Err(e) => Outcome::failed(format!("import into {name} failed: {e}{}", self.clean_up(n, &names))),
+        for result in transferred.nodes {
+            let Some(&n) = targets.iter().find(|&&n| self.nodes[n].name == result.node) else { continue };
+            let outcome = match result.result {
+                Ok(()) => Outcome {
+                    bytes: result.sent,
+                    present: result.had,
+                    seconds: transferred.elapsed.as_secs_f64(),
+                    ..Outcome::new(Action::Loaded)
+                },
+                Err(e) => {
+                    Outcome::failed(format!("import into {} failed: {e}{}", result.node, self.clean_up(n, &names)))
+                }
             };
             per_node.insert(n, outcome);
         }
         Ok((transferred.images, per_node))
+    }
+
+    /// What node `n` is expected to receive: the export's size less the layers it holds.
+    fn expected_bytes(&self, n: usize, needs: &NodeNeeds, hints: &LayerHints, estimate: u64) -> u64 {
+        let Ok(holds) = self.nodes[n].holdings() else { return estimate };
+        let held: u64 = hints.layers().filter(|d| needs.has(d, hints)).filter_map(|d| holds.blobs.get(d)).sum();
+        estimate.saturating_sub(held)
     }
 
     /// Removes image records a failed import left on node `n`; says what it did.
@@ -290,41 +357,74 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// Names what each node received: the archive may carry other names (Podman's
-    /// localhost/...) or none the user asked for. `arrived` holds (image, node) pairs.
-    fn name_arrivals(&self, images: &[Image], outcomes: &mut Outcomes, arrived: &[(usize, usize)]) {
-        for (n, node) in self.nodes.iter().enumerate() {
-            let here: Vec<usize> = arrived
-                .iter()
-                .filter(|&&(i, m)| m == n && outcomes[i][n].action == Action::Loaded)
-                .map(|&(i, _)| i)
-                .collect();
-            if here.is_empty() {
-                continue;
+    /// On each node that took a load: gives a reloaded image CRI's `sha256:<id>` record
+    /// (CRI makes one only for names it has not seen, and a reload moves a name it has),
+    /// then, unless told to keep them, removes the images the names moved away from when
+    /// nothing else names them, and `import-*` records, so containerd collects their content.
+    fn tidy(&self, images: &[Image], outcomes: &mut Outcomes) {
+        let runner = self.runner();
+        let keep = self.options.keep_superseded;
+        let provider = self.provider;
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (n, node) in self.nodes.iter().enumerate() {
+                let Ok(before) = &self.before[n] else { continue };
+                let moved: Vec<&Image> = images
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| matches!(outcomes[*i][n].action, Action::Loaded | Action::Retagged))
+                    .map(|(_, image)| image)
+                    .collect();
+                let ids = import::id_records_to_make(before, &moved);
+                let doomed = if keep { Vec::new() } else { import::superseded(before, &moved) };
+                if ids.is_empty() && doomed.is_empty() {
+                    continue;
+                }
+                handles.push((
+                    n,
+                    scope.spawn(move || {
+                        for (name, id) in &ids {
+                            import::tag(runner, provider, &node.name, name, id)
+                                .map_err(|e| format!("naming {name} as {id} failed: {e}"))?;
+                        }
+                        if !doomed.is_empty() {
+                            import::remove(runner, provider, &node.name, &doomed)
+                                .map_err(|e| format!("removing the superseded image failed: {e}"))?;
+                        }
+                        Ok::<(), String>(())
+                    }),
+                ));
             }
-            let node_images: Vec<&Image> = here.iter().map(|&i| &images[i]).collect();
-            if let Err(e) = name_on_node(self.runner(), self.provider, &node.name, &node_images, self.settle) {
-                for &i in &here {
-                    outcomes[i][n].action = Action::Failed;
-                    outcomes[i][n].error = Some(e.clone());
+            for (n, handle) in handles {
+                if let Err(e) = handle.join().expect("tidying panicked") {
+                    for row in outcomes.iter_mut() {
+                        if row[n].action != Action::Failed && row[n].error.is_none() {
+                            row[n].error = Some(format!("{}: {e}", self.nodes[n].name));
+                        }
+                    }
                 }
             }
-        }
+        });
     }
 
-    /// Verifies every image on every node that took part, concurrently.
+    /// Verifies every image on every node that took part, concurrently. A node that
+    /// needed nothing is judged by the survey that planned it, when that proves it.
     fn verify_all(&self, images: &[Image], outcomes: &mut Outcomes) {
         let (runner, provider, settle) = (self.runner(), self.provider, self.settle);
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
             for (i, image) in images.iter().enumerate() {
                 for (n, node) in self.nodes.iter().enumerate() {
-                    if outcomes[i][n].action != Action::Failed {
-                        handles.push((
+                    match outcomes[i][n].action {
+                        Action::Failed => {}
+                        Action::Skipped if verify::from_survey(node, image).is_some() => {
+                            outcomes[i][n].verdict = verify::from_survey(node, image);
+                        }
+                        _ => handles.push((
                             i,
                             n,
                             scope.spawn(move || verify::verify(runner, provider, node, image, settle)),
-                        ));
+                        )),
                     }
                 }
             }
@@ -365,6 +465,7 @@ impl<'a> Pipeline<'a> {
                         verified: o.verdict.as_ref().is_some_and(|v| v.verified),
                         verified_with: o.verdict.as_ref().map(|v| v.with),
                         bytes: o.bytes,
+                        bytes_present: o.present,
                         seconds: (o.seconds * 1000.0).round() / 1000.0,
                         error: o.error.clone(),
                     })
@@ -375,6 +476,59 @@ impl<'a> Pipeline<'a> {
             !self.nodes.is_empty() && !images.is_empty() && images.iter().all(|i| i.nodes.iter().all(|n| n.verified));
         LoadReport { cluster: cluster.to_string(), provider: self.provider.name().to_string(), ok, images }
     }
+}
+
+fn names_of(group: &[&Image]) -> Vec<String> {
+    group.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)).collect()
+}
+
+fn same_image(identity: &crate::resolve::image::Identity, found: &ArchiveImage) -> bool {
+    (identity.config.is_some() && identity.config == found.identity.config)
+        || (identity.manifest.is_some() && identity.manifest == found.identity.manifest)
+}
+
+/// The names each exported image must answer to; an image the engine said it had but
+/// the export does not hold means it changed in between.
+fn names_for_group(found: &[ArchiveImage], group: &[&Image], source: &Source) -> Result<Vec<Vec<String>>> {
+    for image in group {
+        if !found.iter().any(|a| same_image(&image.identity, a)) {
+            let held: Vec<String> = found.iter().map(|a| a.identity.id()).collect();
+            let fix = match source {
+                Source::Engine { .. } => "the image changed while it was exported: run the load again",
+                _ => "name an image the archive holds",
+            };
+            return Err(Error::failed(
+                format!(
+                    "{} ({}) is not in the {} stream, which holds {}",
+                    image.requested,
+                    image.identity.id(),
+                    source.describe(),
+                    held.join(", ")
+                ),
+                fix,
+            ));
+        }
+    }
+    Ok(found
+        .iter()
+        .map(|a| {
+            let mut names: Vec<String> = group
+                .iter()
+                .filter(|i| same_image(&i.identity, a))
+                .flat_map(|i| i.names.iter().map(ImageRef::normalized))
+                .collect();
+            if !names.is_empty() {
+                let own: Vec<String> = own_names(a).filter(|n| !names.contains(n)).collect();
+                names.extend(own);
+            }
+            names
+        })
+        .collect())
+}
+
+/// The names an archive gives an image, as the kubelet would resolve them.
+fn own_names(found: &ArchiveImage) -> impl Iterator<Item = String> + '_ {
+    found.names.iter().filter_map(|n| ImageRef::parse(n).ok()).map(|r| r.normalized())
 }
 
 /// Groups the images that need a transfer by where their stream comes from: the archive,
@@ -415,56 +569,22 @@ fn learn_config_digests(images: &mut [Image], listings: &[&[CtrImage]]) {
 
 /// The archive says what the engine may not have (the config digest, under Docker's containerd store).
 fn learn_identity(image: &mut Image, found: &[ArchiveImage]) {
-    let id = &image.identity;
-    let same = found.iter().find(|a| {
-        (id.config.is_some() && a.identity.config == id.config)
-            || (id.manifest.is_some() && a.identity.manifest == id.manifest)
-    });
-    if let Some(a) = same {
+    if let Some(a) = found.iter().find(|a| same_image(&image.identity, a)) {
+        // The names the archive gives it (Podman's localhost/...) are names on the node too.
+        for name in a.names.iter().filter_map(|n| ImageRef::parse(n).ok()) {
+            image.add_name(name);
+        }
         let learned = a.identity.clone();
         image.identity.merge(&learned);
     }
 }
 
-/// Gives every image all its names on the node, tagging from whatever record holds the
-/// content; waits up to `settle` for CRI to index a fresh import first.
-pub fn name_on_node(
-    runner: &dyn Runner,
-    provider: Provider,
-    node: &str,
-    images: &[&Image],
-    settle: Duration,
-) -> std::result::Result<(), String> {
-    let deadline = Instant::now() + settle;
-    loop {
-        let listing = import::list(runner, provider, node).map_err(|e| e.to_string())?;
-        let unheld: Vec<&&Image> =
-            images.iter().filter(|i| plan::any_holding(&listing, &i.identity).is_none()).collect();
-        if unheld.is_empty() {
-            for image in images {
-                let missing = plan::missing_names(&listing, image);
-                if let Some(from) = plan::any_holding(&listing, &image.identity).filter(|_| !missing.is_empty()) {
-                    for name in &missing {
-                        import::tag(runner, provider, node, &from.name, name)
-                            .map_err(|e| format!("naming {name} on {node} failed: {e}"))?;
-                    }
-                }
-            }
-            return Ok(());
-        }
-        if Instant::now() >= deadline || crate::exec::cancelled() {
-            let what: Vec<String> = unheld.iter().map(|i| format!("{} ({})", i.requested, i.identity.id())).collect();
-            return Err(format!("after the import, {node} does not hold {}", what.join(", ")));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn scan_file(path: &Path) -> Result<Vec<ArchiveImage>> {
-    let fix = "pass a docker-archive or OCI archive, as written by `docker save` or `podman save`, or - for stdin";
+    let fix = "pass a docker-archive or OCI archive, as written by `docker save` or `podman save` and not altered since, or - for stdin";
     let file = std::fs::File::open(path)
         .map_err(|e| Error::input(format!("cannot open archive {}: {e}", path.display()), fix))?;
-    archive::scan(std::io::BufReader::new(file))
+    archive::scan(std::io::BufReader::with_capacity(1 << 20, file))
+        .map(|(_, images)| images)
         .map_err(|e| Error::input(format!("{} is not an image archive: {e}", path.display()), fix))
 }
 
@@ -488,6 +608,8 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                     names,
                     identity: a.identity.clone(),
                     engine: None,
+                    layers: a.diff_ids.clone(),
+                    size: None,
                 })
             })
             .collect();
@@ -515,6 +637,8 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                 identity: chosen.identity.clone(),
                 engine: None,
                 engine_ref: w.clone(),
+                layers: chosen.diff_ids.clone(),
+                size: None,
             })
         })
         .collect()
@@ -544,6 +668,10 @@ mod tests {
         ArchiveImage {
             names: names.iter().map(|s| s.to_string()).collect(),
             identity: Identity { config: Some(config.into()), manifest: None },
+            target: archive::Descriptor { media_type: String::new(), digest: String::new(), size: 0 },
+            written_manifest: None,
+            layers: vec![],
+            diff_ids: vec!["sha256:d1".into()],
         }
     }
 
@@ -559,6 +687,7 @@ mod tests {
         let named = images_from_archive(&found, &[wanted("app:dev")], "x.tar").unwrap();
         assert_eq!(named[0].normalized(), "docker.io/library/app:dev");
         assert_eq!(named[0].identity.config.as_deref(), Some("sha256:a"));
+        assert_eq!(named[0].layers, ["sha256:d1"], "the archive's layers are the plan's hints");
     }
 
     #[test]
@@ -572,6 +701,8 @@ mod tests {
             identity: Identity { config: None, manifest: Some(manifest.into()) },
             engine: None,
             engine_ref: "example.com/app/bb:dev".into(),
+            layers: vec![],
+            size: None,
         }];
         learn_config_digests(&mut images, &[&[], &listing]);
         assert_eq!(

@@ -1,6 +1,8 @@
 //! Per node and image: skip (already there under every name), retag (the content is there
 //! under another name), or transfer.
 
+pub mod layers;
+
 use serde::Serialize;
 
 use crate::resolve::image::{Identity, Image};
@@ -84,6 +86,8 @@ mod tests {
             identity: Identity { config: config.map(Into::into), manifest: manifest.map(Into::into) },
             engine: None,
             engine_ref: name.into(),
+            layers: vec![],
+            size: None,
         }
     }
 

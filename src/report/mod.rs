@@ -45,6 +45,8 @@ pub struct NodeReport {
     pub verified_with: Option<VerifiedWith>,
     /// Bytes streamed to this node (0 when skipped or retagged).
     pub bytes: u64,
+    /// Bytes of layers left out of the stream because the node already had them.
+    pub bytes_present: u64,
     pub seconds: f64,
     /// Why it failed and what to do; absent on success.
     pub error: Option<String>,
@@ -68,6 +70,12 @@ pub fn human_bytes(bytes: u64) -> String {
 /// One line per node and image, e.g. `kind-worker  app:dev  loaded 2.1 MiB in 0.4s, verified with ctr (no crictl on node)`.
 pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -> String {
     let what = match node.action {
+        Action::Loaded if node.bytes_present > 0 => format!(
+            "loaded {} in {:.1}s ({} already there)",
+            human_bytes(node.bytes),
+            node.seconds,
+            human_bytes(node.bytes_present)
+        ),
         Action::Loaded => format!("loaded {} in {:.1}s", human_bytes(node.bytes), node.seconds),
         Action::Skipped => "skipped (already present)".to_string(),
         Action::Retagged => "retagged (content already present)".to_string(),
@@ -119,6 +127,7 @@ mod tests {
             verified: true,
             verified_with: Some(VerifiedWith::Ctr),
             bytes: 2048,
+            bytes_present: 0,
             seconds: 0.25,
             error: None,
         };
@@ -127,6 +136,8 @@ mod tests {
             node_line(&image, &node, &plain),
             "kind-worker  docker.io/library/app:dev (also as docker.io/library/app:abc)  loaded 2.0 KiB in 0.2s, verified with ctr (no crictl on node)"
         );
+        let delta = NodeReport { bytes_present: 400 << 20, ..node.clone() };
+        assert!(node_line(&image, &delta, &plain).contains("loaded 2.0 KiB in 0.2s (400.0 MiB already there)"));
         let failed = NodeReport { action: Action::Failed, verified: false, error: Some("why".into()), ..node };
         assert_eq!(node_line(&image, &failed, &plain).lines().last(), Some("    why"));
         let terminal = style::Style::from_facts(false, true, false, false);

@@ -91,6 +91,22 @@ pub struct SelectArgs {
     pub output: OutputFormat,
 }
 
+/// How images travel to the nodes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TransferArgs {
+    /// Send every layer, even those a node already holds
+    #[arg(long)]
+    pub full: bool,
+
+    /// Keep the image a name pointed at before this load (by default it is removed from the node when nothing else names it)
+    #[arg(long)]
+    pub keep_superseded: bool,
+
+    /// Largest layer (MiB) kept in a temporary file when nodes differ on it and only its bytes tell which it is
+    #[arg(long, value_name = "MIB", env = "KINDLOAD_SPOOL_LIMIT_MIB", default_value_t = 1024)]
+    pub spool_limit: u64,
+}
+
 #[derive(Debug, Args, Clone, Default)]
 pub struct LoadArgs {
     /// Images to load, as you would write them in a pod spec
@@ -114,6 +130,9 @@ pub struct LoadArgs {
     /// Load the images listed in Skaffold's `--file-output` build-artifacts JSON
     #[arg(long, value_name = "FILE")]
     pub from_build_artifacts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -131,6 +150,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -186,6 +208,16 @@ mod tests {
         assert_eq!(args.select.nodes, ["a", "b"]);
         assert_eq!(args.engine.engine, Some(EngineKind::Podman));
         assert!(cli.quiet);
+    }
+
+    #[test]
+    fn transfer_flags() {
+        let cli =
+            Cli::try_parse_from(["kindload", "load", "app:dev", "--full", "--keep-superseded", "--spool-limit", "8"])
+                .unwrap();
+        let Command::Load(args) = cli.command else { panic!("not load") };
+        assert!(args.transfer.full && args.transfer.keep_superseded);
+        assert_eq!(args.transfer.spool_limit, 8);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Image {
     pub engine: Option<Engine>,
     /// The name to hand the engine when exporting.
     pub engine_ref: String,
+    /// Uncompressed layer digests, bottom first, where known before the export.
+    pub layers: Vec<String>,
+    /// Bytes an export is expected to carry, where known.
+    pub size: Option<u64>,
 }
 
 impl Image {
@@ -104,6 +108,8 @@ pub fn find(runner: &dyn Runner, engines: &[Engine], requested: &str) -> Result<
             identity: Identity::from_engine(&found),
             engine: Some(engine.clone()),
             engine_ref: requested.to_string(),
+            layers: found.diff_ids.clone(),
+            size: found.size,
         });
     }
     let engine_names: Vec<String> = engines.iter().map(|e| e.kind.to_string()).collect();

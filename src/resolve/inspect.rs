@@ -18,6 +18,10 @@ pub struct EngineImage {
     pub manifest_digest: Option<String>,
     /// Podman: `.Digest`.
     pub podman_digest: Option<String>,
+    /// `.RootFS.Layers`: the uncompressed digests of the layers, bottom first.
+    pub diff_ids: Vec<String>,
+    /// `.Size`: the unpacked size in bytes, an estimate of what an export carries.
+    pub size: Option<u64>,
 }
 
 impl EngineImage {
@@ -40,6 +44,15 @@ struct RawImage {
     variant: Option<String>,
     descriptor: Option<RawDescriptor>,
     digest: Option<String>,
+    #[serde(rename = "RootFS")]
+    root_fs: Option<RawRootFs>,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRootFs {
+    layers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +78,8 @@ fn engine_image(raw: RawImage) -> Result<EngineImage, String> {
         variant: non_empty(raw.variant),
         manifest_digest: raw.descriptor.and_then(|d| non_empty(d.digest)),
         podman_digest: non_empty(raw.digest),
+        diff_ids: raw.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+        size: raw.size,
     })
 }
 

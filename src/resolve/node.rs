@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::exec::Runner;
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
+use crate::resolve::holdings::{parse_survey, section, survey_argv, Holdings, Section};
 use crate::resolve::provider::{NodeContainer, Provider};
 
 /// What kindload needs to know about one node; also a row of `kindload nodes --output json`.
@@ -20,17 +21,30 @@ pub struct Node {
     pub crictl: bool,
     /// Problems found while probing, each a sentence with its fix.
     pub warnings: Vec<String>,
+    /// What the node's containerd holds, or why it could not be read.
+    #[serde(skip)]
+    pub holds: Option<std::result::Result<Holdings, String>>,
+    /// crictl's answers about the names asked for (`inspecti:<name>` sections).
+    #[serde(skip)]
+    pub cri_answers: Vec<Section>,
 }
 
-/// Probes every running node concurrently; stopped nodes are returned with no facts.
-pub fn probe_all(runner: &dyn Runner, provider: Provider, containers: Vec<NodeContainer>) -> Vec<Node> {
+/// Surveys every running node concurrently (one `exec` each); stopped nodes are returned
+/// with no facts. `names` are the image names crictl is asked about.
+pub fn probe_all(
+    runner: &dyn Runner,
+    provider: Provider,
+    containers: Vec<NodeContainer>,
+    names: &[String],
+) -> Vec<Node> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c))).collect();
+        let handles: Vec<_> =
+            containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, names))).collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
 }
 
-pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer) -> Node {
+pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, names: &[String]) -> Node {
     let mut node = Node {
         name: container.name,
         role: container.role,
@@ -42,6 +56,8 @@ pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer) 
         snapshotter: None,
         crictl: false,
         warnings: Vec::new(),
+        holds: None,
+        cri_answers: Vec::new(),
     };
     if !node.running {
         node.warnings.push(format!(
@@ -53,27 +69,57 @@ pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer) 
         ));
         return node;
     }
-    match runner.run(&provider.exec(&node.name, &["containerd", "--version"])) {
-        Ok(out) => node.containerd_version = parse_containerd_version(&out.stdout),
-        Err(e) => node.warnings.push(format!("could not ask containerd its version: {e}")),
-    }
-    match runner.run(&provider.exec(&node.name, &["containerd", "config", "dump"])) {
-        Ok(out) => match parse_config_dump(&out.stdout) {
-            Ok(facts) => {
-                node.config_version = facts.version;
-                node.snapshotter = facts.snapshotter;
-                node.warnings.extend(facts.warnings);
-            }
-            Err(e) => node.warnings.push(format!("could not read `containerd config dump`: {e}")),
-        },
-        Err(e) => node.warnings.push(format!("`containerd config dump` failed: {e}")),
-    }
-    node.crictl =
-        runner.output(&provider.exec(&node.name, &["crictl", "--version"])).map(|o| o.success()).unwrap_or(false);
+    let argv = survey_argv(names);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let sections = match runner.run(&provider.exec(&node.name, &argv)) {
+        Ok(out) => parse_survey(&out.stdout),
+        Err(e) => {
+            node.holds = Some(Err(format!("cannot survey {}: {e}", node.name)));
+            node.warnings.push(format!("could not look inside node {}: {e}", node.name));
+            return node;
+        }
+    };
+    node.learn(&sections);
     node
 }
 
 impl Node {
+    /// Takes in what the survey printed.
+    fn learn(&mut self, sections: &[Section]) {
+        match section(sections, "version") {
+            Some(s) if s.ok() => self.containerd_version = parse_containerd_version(&s.body),
+            Some(s) => self.warnings.push(format!("could not ask containerd its version: {}", s.body.trim())),
+            None => self.warnings.push("could not ask containerd its version".into()),
+        }
+        match section(sections, "config") {
+            Some(s) if s.ok() => match parse_config_dump(&s.body) {
+                Ok(facts) => {
+                    self.config_version = facts.version;
+                    self.snapshotter = facts.snapshotter;
+                    self.warnings.extend(facts.warnings);
+                }
+                Err(e) => self.warnings.push(format!("could not read `containerd config dump`: {e}")),
+            },
+            Some(s) => self.warnings.push(format!("`containerd config dump` failed: {}", s.body.trim())),
+            None => self.warnings.push("`containerd config dump` printed nothing".into()),
+        }
+        self.crictl = section(sections, "crictl").is_some_and(Section::ok);
+        self.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
+        self.holds = Some(
+            Holdings::from_survey(sections, self.import_snapshotter())
+                .map_err(|e| format!("cannot list what {} holds: {e}", self.name)),
+        );
+    }
+
+    /// What the node holds, or why it cannot take part.
+    pub fn holdings(&self) -> std::result::Result<&Holdings, String> {
+        match &self.holds {
+            Some(Ok(h)) => Ok(h),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("node {} was not surveyed", self.name)),
+        }
+    }
+
     /// The snapshotter to import with: the node's CRI snapshotter, or containerd's default.
     pub fn import_snapshotter(&self) -> &str {
         self.snapshotter.as_deref().unwrap_or("overlayfs")
@@ -107,38 +153,27 @@ mod tests {
 
     #[test]
     fn probes_containerd_2_without_crictl() {
-        let runner = FakeRunner::new()
-            .on(
-                &["docker", "exec", "kind-control-plane", "containerd", "--version"],
-                0,
-                include_str!("../../tests/fixtures/containerd-2.1/containerd--version.txt"),
-                "",
-            )
-            .on(
-                &["docker", "exec", "kind-control-plane", "containerd", "config", "dump"],
-                0,
-                include_str!("../../tests/fixtures/containerd-2.1/containerd-config-dump.toml"),
-                "",
-            )
-            .on(
-                &["docker", "exec", "kind-control-plane", "crictl"],
-                127,
-                "",
-                "exec: \"crictl\": executable file not found in $PATH",
-            );
-        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true));
+        let survey = format!(
+            "@@kindload version 0\n{}@@kindload config 0\n{}@@kindload images 0\n{}@@kindload content 0\n\n@@kindload snapshots:overlayfs 0\nKEY PARENT KIND\n",
+            include_str!("../../tests/fixtures/containerd-2.1/containerd--version.txt"),
+            include_str!("../../tests/fixtures/containerd-2.1/containerd-config-dump.toml"),
+            include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"),
+        );
+        let runner = FakeRunner::new().on(&["docker", "exec", "kind-control-plane", "sh", "-c"], 0, &survey, "");
+        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), &[]);
         assert_eq!(node.containerd_version.as_deref(), Some("2.1.9+unknown"));
         assert_eq!(node.config_version, Some(3));
         assert_eq!(node.snapshotter.as_deref(), Some("overlayfs"));
         assert_eq!(node.containerd_major(), Some(2));
         assert!(!node.crictl);
         assert!(node.warnings.is_empty(), "{:?}", node.warnings);
+        assert_eq!(node.holdings().unwrap().images.len(), 2);
     }
 
     #[test]
     fn stopped_node_is_not_probed_and_says_how_to_start_it() {
         let runner = FakeRunner::new();
-        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false));
+        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), &[]);
         assert!(runner.seen.lock().unwrap().is_empty());
         assert_eq!(
             node.warnings,

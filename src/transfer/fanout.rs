@@ -1,65 +1,77 @@
-//! One reader, many writers: every byte read from the export goes to each node still
-//! listening. Memory stays bounded: a slow node slows the read instead of buffering.
+//! One writer thread per node: the reader hands each node the chunks meant for it, shared
+//! not copied, through a bounded queue. A slow node holds the reader back only once its
+//! queue is full, so memory stays bounded (queue length × chunk size per node) and nodes
+//! that import at different speeds do not wait for each other chunk by chunk.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-pub struct Sink<W> {
+/// Chunks queued per node before the reader waits.
+const QUEUE: usize = 24;
+
+pub type Chunk = Arc<Vec<u8>>;
+
+pub struct NodeStream {
     pub node: String,
-    writer: Option<W>,
-    pub error: Option<io::Error>,
+    tx: Option<SyncSender<Chunk>>,
+    writer: Option<JoinHandle<io::Result<()>>>,
+    /// Bytes written to this node so far.
+    pub sent: Arc<AtomicU64>,
 }
 
-impl<W: Write> Sink<W> {
-    pub fn new(node: impl Into<String>, writer: W) -> Self {
-        Sink { node: node.into(), writer: Some(writer), error: None }
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.writer.is_some()
-    }
-
-    /// Closes the writer so the node sees end of input.
-    pub fn close(&mut self) {
-        self.writer = None;
-    }
-}
-
-/// A reader that copies what it reads to every live sink and counts bytes.
-pub struct Tee<R, W> {
-    inner: R,
-    pub sinks: Vec<Sink<W>>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl<R: Read, W: Write> Tee<R, W> {
-    pub fn new(inner: R, sinks: Vec<Sink<W>>, bytes: Arc<AtomicU64>) -> Self {
-        Tee { inner, sinks, bytes }
-    }
-
-    pub fn close_all(&mut self) {
-        self.sinks.iter_mut().for_each(Sink::close);
-    }
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for sink in self.sinks.iter_mut() {
-            if let Some(writer) = sink.writer.as_mut() {
-                if let Err(e) = writer.write_all(&buf[..n]) {
-                    // This node stopped reading (its import failed); the others go on.
-                    sink.error = Some(e);
-                    sink.writer = None;
+impl NodeStream {
+    pub fn start<W: Write + Send + 'static>(node: impl Into<String>, mut writer: W, sent: Arc<AtomicU64>) -> Self {
+        let (tx, rx) = sync_channel::<Chunk>(QUEUE);
+        let counter = sent.clone();
+        let handle = std::thread::spawn(move || {
+            let mut failed: Option<io::Error> = None;
+            for chunk in rx {
+                if failed.is_some() {
+                    // The node stopped reading (its import failed): drain so the reader goes on.
+                    continue;
+                }
+                match writer.write_all(&chunk) {
+                    Ok(()) => {
+                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => failed = Some(e),
                 }
             }
+            drop(writer);
+            failed.map_or(Ok(()), Err)
+        });
+        NodeStream { node: node.into(), tx: Some(tx), writer: Some(handle), sent }
+    }
+
+    pub fn send(&self, chunk: &Chunk) {
+        if let Some(tx) = &self.tx {
+            // A send fails only when the writer thread is gone, which `close` reports.
+            let _ = tx.send(chunk.clone());
         }
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if n > 0 && !self.sinks.iter().any(Sink::is_live) {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "no node is reading the image stream any more"));
+    }
+
+    pub fn send_bytes(&self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.send(&Arc::new(bytes));
         }
-        Ok(n)
+    }
+
+    /// Ends the node's input and waits until everything queued was written.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.tx = None;
+        match self.writer.take() {
+            Some(handle) => handle.join().unwrap_or_else(|_| Err(io::Error::other("node writer panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeStream {
+    fn drop(&mut self) {
+        let _ = self.close();
     }
 }
 
@@ -77,16 +89,12 @@ mod tests {
         }
     }
 
-    enum Either {
-        Good(Vec<u8>),
-        Bad(Failing),
-    }
-    impl Write for Either {
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            match self {
-                Either::Good(v) => v.write(b),
-                Either::Bad(f) => f.write(b),
-            }
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
@@ -94,25 +102,20 @@ mod tests {
     }
 
     #[test]
-    fn every_live_sink_gets_every_byte_and_a_dead_one_is_dropped() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
-        let bytes = Arc::new(AtomicU64::new(0));
-        let sinks = vec![Sink::new("a", Either::Good(Vec::new())), Sink::new("b", Either::Bad(Failing))];
-        let mut tee = Tee::new(io::Cursor::new(data.clone()), sinks, bytes.clone());
-        io::copy(&mut tee, &mut io::sink()).unwrap();
-        assert_eq!(bytes.load(Ordering::Relaxed), data.len() as u64);
-        assert!(tee.sinks[1].error.is_some() && !tee.sinks[1].is_live());
-        match tee.sinks[0].writer.take() {
-            Some(Either::Good(got)) => assert_eq!(got, data),
-            _ => panic!("sink a lost its writer"),
+    fn every_chunk_arrives_in_order_and_a_dead_node_does_not_block_the_others() {
+        let good = Shared::default();
+        let mut a = NodeStream::start("a", good.clone(), Arc::new(AtomicU64::new(0)));
+        let mut b = NodeStream::start("b", Failing, Arc::new(AtomicU64::new(0)));
+        let mut expected = Vec::new();
+        for i in 0..200u32 {
+            let chunk: Chunk = Arc::new(vec![i as u8; 1000]);
+            expected.extend_from_slice(&chunk);
+            a.send(&chunk);
+            b.send(&chunk);
         }
-    }
-
-    #[test]
-    fn all_sinks_gone_stops_the_read() {
-        let sinks = vec![Sink::new("b", Failing)];
-        let mut tee = Tee::new(io::Cursor::new(vec![1u8; 10]), sinks, Arc::new(AtomicU64::new(0)));
-        let err = io::copy(&mut tee, &mut io::sink()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        a.close().unwrap();
+        assert_eq!(b.close().unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(*good.0.lock().unwrap(), expected);
+        assert_eq!(a.sent.load(Ordering::Relaxed), expected.len() as u64);
     }
 }

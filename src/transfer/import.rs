@@ -3,23 +3,26 @@
 use std::process::{Child, ChildStdin};
 
 use crate::exec::{self, Cmd, ExecError, Runner, StderrDrain};
+use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
 use crate::verify::cri::{parse_ctr_images, CtrImage};
 
 pub const NAMESPACE: &str = "--namespace=k8s.io";
 
-/// `ctr images import` reading the archive from stdin. No `--all-platforms`: only the
-/// platform the node runs is imported, so an index whose other platforms' blobs were
-/// never pulled (Docker's containerd store) imports instead of failing. `local` (for
-/// containerd 2.x) bypasses the transfer service, whose unpacker fails with any
-/// snapshotter but the default ("no unpack platforms defined").
+/// `ctr images import` reading kindload's OCI layout from stdin. No `--all-platforms`: only
+/// the platform the node runs is imported, so an index whose other platforms' blobs were
+/// never pulled (Docker's containerd store) imports instead of failing. No `--digests`:
+/// the layout's index names every image, and an `import-<date>@sha256:…` record would pin
+/// the content after the name moves on. `local` (for containerd 2.x) bypasses the transfer
+/// service, whose unpacker fails with any snapshotter but the default ("no unpack
+/// platforms defined").
 pub fn import_argv(snapshotter: &str, local: bool) -> Vec<String> {
     let mut argv: Vec<String> = ["ctr", NAMESPACE, "images", "import"].map(String::from).to_vec();
     if local {
         argv.push("--local".into());
     }
-    argv.extend(["--digests".to_string(), format!("--snapshotter={snapshotter}"), "-".to_string()]);
+    argv.extend([format!("--snapshotter={snapshotter}"), "-".to_string()]);
     argv
 }
 
@@ -31,8 +34,9 @@ pub fn tag_argv<'a>(from: &'a str, to: &'a str) -> [&'a str; 7] {
     ["ctr", NAMESPACE, "images", "tag", "--force", from, to]
 }
 
+/// `--sync` waits for containerd's garbage collection, so the content is gone when it returns.
 pub fn remove_argv(names: &[String]) -> Vec<String> {
-    let mut argv: Vec<String> = ["ctr", NAMESPACE, "images", "rm"].map(String::from).to_vec();
+    let mut argv: Vec<String> = ["ctr", NAMESPACE, "images", "rm", "--sync"].map(String::from).to_vec();
     argv.extend(names.iter().cloned());
     argv
 }
@@ -67,6 +71,50 @@ pub fn list(runner: &dyn Runner, provider: Provider, node: &str) -> Result<Vec<C
 
 pub fn tag(runner: &dyn Runner, provider: Provider, node: &str, from: &str, to: &str) -> Result<(), ExecError> {
     runner.run(&provider.exec(node, &tag_argv(from, to))).map(drop)
+}
+
+/// The records to remove once `loaded` images hold their names on a node whose records
+/// were `before`: every `import-*` record (`--digests` leftovers that pin content), and
+/// the records of content a loaded name moved away from when no other name refers to it
+/// (CRI's `sha256:<id>` record for it included).
+pub fn superseded(before: &[CtrImage], loaded: &[&Image]) -> Vec<String> {
+    let moved_names: Vec<String> = loaded.iter().flat_map(|i| i.names.iter().map(|n| n.normalized())).collect();
+    let holds_loaded = |r: &CtrImage| loaded.iter().any(|i| crate::plan::holds(before, r, &i.identity));
+    let left: Vec<&str> = before
+        .iter()
+        .filter(|r| moved_names.contains(&r.name) && !holds_loaded(r))
+        .map(|r| r.target.as_str())
+        .collect();
+    let unnamed = |r: &CtrImage| r.name.starts_with("sha256:") || r.name.starts_with("import-");
+    let still_named =
+        |target: &str| before.iter().any(|r| r.target == target && !unnamed(r) && !moved_names.contains(&r.name));
+    before
+        .iter()
+        .filter(|r| {
+            r.name.starts_with("import-")
+                || (left.contains(&r.target.as_str()) && unnamed(r) && !still_named(&r.target))
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// For images loaded under names the node already had: CRI's `sha256:<config>` record to
+/// create, as (name, id). CRI creates it itself only for names new to it.
+pub fn id_records_to_make(before: &[CtrImage], loaded: &[&Image]) -> Vec<(String, String)> {
+    loaded
+        .iter()
+        .filter_map(|image| {
+            let id = image.identity.config.clone()?;
+            let name = image.names.iter().map(|n| n.normalized()).find(|n| before.iter().any(|r| &r.name == n))?;
+            (!before.iter().any(|r| r.name == id)).then_some((name, id))
+        })
+        .collect()
+}
+
+pub fn remove(runner: &dyn Runner, provider: Provider, node: &str, names: &[String]) -> Result<(), ExecError> {
+    let argv = remove_argv(names);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    runner.run(&provider.exec(node, &argv)).map(drop)
 }
 
 /// Records a failed import may have created: new or changed since `before`, named as the
@@ -111,12 +159,44 @@ mod tests {
     fn import_reads_stdin_with_the_node_snapshotter_and_no_all_platforms() {
         assert_eq!(
             import_argv("native", false),
-            ["ctr", "--namespace=k8s.io", "images", "import", "--digests", "--snapshotter=native", "-"]
+            ["ctr", "--namespace=k8s.io", "images", "import", "--snapshotter=native", "-"]
         );
         assert_eq!(
             import_argv("overlayfs", true),
-            ["ctr", "--namespace=k8s.io", "images", "import", "--local", "--digests", "--snapshotter=overlayfs", "-"]
+            ["ctr", "--namespace=k8s.io", "images", "import", "--local", "--snapshotter=overlayfs", "-"]
         );
+    }
+
+    #[test]
+    fn superseded_are_the_old_content_nothing_else_names_and_every_import_record() {
+        use crate::resolve::image::Identity;
+        use crate::resolve::reference::ImageRef;
+        let old = format!("sha256:{}", "0".repeat(64));
+        let kept = format!("sha256:{}", "1".repeat(64));
+        let before = vec![
+            record("docker.io/library/app:dev", "sha256:oldmanifest"),
+            record(&old, "sha256:oldmanifest"),
+            record("import-2026-11-24@sha256:oldmanifest", "sha256:oldmanifest"),
+            record("docker.io/library/lib:dev", "sha256:libmanifest"),
+            record(&kept, "sha256:libmanifest"),
+            record("docker.io/library/other:1", "sha256:libmanifest"),
+        ];
+        let image = |name: &str| Image {
+            requested: name.into(),
+            names: vec![ImageRef::parse(name).unwrap()],
+            identity: Identity { config: Some(format!("sha256:{}", "9".repeat(64))), manifest: None },
+            engine: None,
+            engine_ref: name.into(),
+            layers: vec![],
+            size: None,
+        };
+        let (app, lib) = (image("app:dev"), image("lib:dev"));
+        let doomed = superseded(&before, &[&app, &lib]);
+        assert_eq!(doomed, [old.clone(), "import-2026-11-24@sha256:oldmanifest".to_string()]);
+        assert!(superseded(&before[3..], &[&lib]).is_empty(), "other:1 still names lib's old content");
+        let id = format!("sha256:{}", "9".repeat(64));
+        assert_eq!(id_records_to_make(&before, &[&app]), [("docker.io/library/app:dev".to_string(), id)]);
+        assert!(id_records_to_make(&[], &[&app]).is_empty(), "CRI names what is new to it");
     }
 
     #[test]

@@ -1,70 +1,370 @@
-//! Export once, stream to every node that needs it, import into containerd.
+//! Export once; read the archive as it streams and send each node, as an OCI layout of its
+//! own, only the blobs it lacks; import into containerd.
 
 pub mod archive;
+pub mod digest;
 pub mod export;
 pub mod fanout;
 pub mod import;
+pub mod layout;
 
-use std::io::BufReader;
+use std::collections::HashSet;
+use std::io::{self, Read, Seek, Write};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::plan::layers::{LayerHints, Need, NodeNeeds};
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use archive::ArchiveImage;
+use archive::{blob_path, clean_path, digest_from_path, ArchiveImage, Contents};
+use digest::Hasher;
 use export::{Export, Source};
-use fanout::{Sink, Tee};
+use fanout::NodeStream;
 use import::Import;
+
+/// Bytes read from the export at a time, and shared between nodes.
+const CHUNK: usize = 256 << 10;
+
+/// One node to stream to, and what it lacks.
+pub struct Target<'a> {
+    pub node: &'a Node,
+    pub needs: NodeNeeds,
+    /// Counts bytes written to this node (for progress).
+    pub sent: Arc<AtomicU64>,
+}
+
+/// How one node's transfer went.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    pub node: String,
+    pub result: std::result::Result<(), String>,
+    /// Bytes written to the node.
+    pub sent: u64,
+    /// Bytes of layers left out because the node had them.
+    pub had: u64,
+}
 
 /// How one streamed archive went.
 pub struct Transferred {
     pub images: Vec<ArchiveImage>,
     pub elapsed: Duration,
-    /// Per node: Ok, or why its import failed.
-    pub nodes: Vec<(String, std::result::Result<(), String>)>,
+    pub nodes: Vec<NodeResult>,
 }
 
-/// Streams `source` into every node's containerd at once. The export runs once; each
-/// node's import reads the same bytes. Per-node import failures are returned, not raised.
-pub fn stream(provider: Provider, nodes: &[&Node], source: &Source, bytes: Arc<AtomicU64>) -> Result<Transferred> {
-    let started = Instant::now();
-    let mut export = Export::open(source)?;
-    let mut imports = Vec::new();
-    let mut sinks = Vec::new();
-    let mut failed = Vec::new();
-    for node in nodes {
-        match Import::start(provider, node) {
-            Ok((import, stdin)) => {
-                sinks.push(Sink::new(node.name.clone(), stdin));
-                imports.push(import);
-            }
-            Err(e) => failed.push((node.name.clone(), Err(e.to_string()))),
+pub struct Options {
+    /// Largest layer spooled to a temporary file when its digest decides which nodes get it.
+    pub spool_max: u64,
+}
+
+/// The names each image found in the archive must answer to on the nodes (none: leave it out).
+pub type Namer<'a> = dyn Fn(&[ArchiveImage]) -> Result<Vec<Vec<String>>> + 'a;
+
+/// One node's side of the stream.
+struct Lane {
+    node: String,
+    needs: NodeNeeds,
+    stream: Option<NodeStream>,
+    import: Option<Import>,
+    failed: Option<String>,
+    sent_blobs: HashSet<String>,
+    had: u64,
+}
+
+impl Lane {
+    fn live(&self) -> bool {
+        self.stream.is_some() && self.failed.is_none()
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) {
+        if let Some(s) = &self.stream {
+            s.send_bytes(bytes);
         }
     }
-    let scanned = {
-        let mut tee = Tee::new(&mut export.reader, sinks, bytes);
-        let scanned = archive::scan(BufReader::with_capacity(1 << 20, &mut tee));
-        tee.close_all();
-        scanned
-    };
-    let mut results: Vec<(String, std::result::Result<(), String>)> =
-        imports.into_iter().map(|i| (i.node.clone(), i.finish().map_err(|e| e.to_string()))).collect();
-    results.extend(failed);
+
+    fn send_chunk(&self, chunk: &fanout::Chunk) {
+        if let Some(s) = &self.stream {
+            s.send(chunk);
+        }
+    }
+}
+
+/// Streams `source` into the targets' containerd at once: the export runs once, each node
+/// gets the blobs it lacks. Per-node failures are returned, not raised.
+pub fn stream(
+    provider: Provider,
+    targets: Vec<Target>,
+    source: &Source,
+    hints: &LayerHints,
+    options: &Options,
+    namer: &Namer,
+) -> Result<Transferred> {
+    let started = Instant::now();
+    let mut export = Export::open(source)?;
+    let mut lanes: Vec<Lane> = targets
+        .into_iter()
+        .map(|t| {
+            let mut lane = Lane {
+                node: t.node.name.clone(),
+                needs: t.needs,
+                stream: None,
+                import: None,
+                failed: None,
+                sent_blobs: HashSet::new(),
+                had: 0,
+            };
+            match Import::start(provider, t.node) {
+                Ok((import, stdin)) => {
+                    lane.stream = Some(NodeStream::start(t.node.name.clone(), stdin, t.sent));
+                    lane.import = Some(import);
+                }
+                Err(e) => lane.failed = Some(e.to_string()),
+            }
+            lane
+        })
+        .collect();
+    let read = repack(&mut export.reader, &mut lanes, hints, options);
     let produced = export.finish();
-    let images = match (scanned, produced) {
-        (_, Err(e)) => return Err(e),
-        (Err(e), Ok(())) if source.is_user_input() => {
-            return Err(Error::input(
-                format!("{} is not an image archive: {e}", source.describe()),
-                "pass a docker-archive or OCI archive, as written by `docker save` or `podman save`",
-            ))
-        }
-        (Err(e), Ok(())) => {
-            return Err(Error::failed(format!("reading the `{}` stream failed: {e}", source.describe()), ""))
-        }
-        (Ok(images), Ok(())) => images,
+    let outcome = match (read, produced) {
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(stream_error(source, e)),
+        (Ok(contents), Ok(())) => close_layouts(&contents, &mut lanes, namer, source),
     };
-    Ok(Transferred { images, elapsed: started.elapsed(), nodes: results })
+    let nodes = finish(lanes);
+    let images = outcome?;
+    Ok(Transferred { images, elapsed: started.elapsed(), nodes })
+}
+
+fn stream_error(source: &Source, e: io::Error) -> Error {
+    if source.is_user_input() {
+        Error::input(
+            format!("{} is not an image archive: {e}", source.describe()),
+            "pass a docker-archive or OCI archive, as written by `docker save` or `podman save`, unaltered",
+        )
+    } else {
+        Error::failed(format!("reading the `{}` stream failed: {e}", source.describe()), "")
+    }
+}
+
+/// Once the whole archive is read: what it holds, and each node's index of it.
+fn close_layouts(contents: &Contents, lanes: &mut [Lane], namer: &Namer, source: &Source) -> Result<Vec<ArchiveImage>> {
+    let images = archive::images_in(contents).map_err(|e| stream_error(source, io::Error::other(e)))?;
+    let names = namer(&images)?;
+    let entries: Vec<layout::Entry> = images
+        .iter()
+        .zip(names)
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(image, names)| layout::Entry { image, names })
+        .collect();
+    for lane in lanes.iter_mut().filter(|l| l.live()) {
+        let lacking = lacking_layers(lane, &entries);
+        if !lacking.is_empty() {
+            lane.failed = Some(format!(
+                "{} would lack layer(s) {} that were left out of its stream; run again with --full",
+                lane.node,
+                lacking.join(", ")
+            ));
+            continue;
+        }
+        lane.send(layout::closing(&entries));
+    }
+    Ok(images)
+}
+
+/// Layers of the named images that the node neither holds nor was sent.
+fn lacking_layers(lane: &Lane, entries: &[layout::Entry]) -> Vec<String> {
+    let mut lacking = Vec::new();
+    for entry in entries {
+        let chains = digest::chain_ids(&entry.image.diff_ids);
+        for (i, layer) in entry.image.layers.iter().enumerate() {
+            let chain = chains.get(i).map(String::as_str);
+            if !lane.sent_blobs.contains(layer) && !lane.needs.holds(layer, chain) && !lacking.contains(layer) {
+                lacking.push(layer.clone());
+            }
+        }
+    }
+    lacking
+}
+
+/// Ends every node's input and waits for each import.
+fn finish(lanes: Vec<Lane>) -> Vec<NodeResult> {
+    lanes
+        .into_iter()
+        .map(|mut lane| {
+            let written = lane.stream.as_mut().map(NodeStream::close);
+            let sent = lane.stream.as_ref().map_or(0, |s| s.sent.load(std::sync::atomic::Ordering::Relaxed));
+            let imported = lane.import.take().map(Import::finish);
+            let result = match (lane.failed.take(), imported, written) {
+                (Some(why), _, _) => Err(why),
+                (None, Some(Err(e)), _) => Err(e.to_string()),
+                (None, _, Some(Err(e))) => Err(format!("writing to the import failed: {e}")),
+                (None, _, _) => Ok(()),
+            };
+            NodeResult { node: lane.node, result, sent, had: lane.had }
+        })
+        .collect()
+}
+
+/// Reads the source archive entry by entry and sends each node what it needs.
+fn repack(reader: impl Read, lanes: &mut [Lane], hints: &LayerHints, options: &Options) -> io::Result<Contents> {
+    let mut archive = tar::Archive::new(reader);
+    let mut contents = Contents::default();
+    let mut unseen: HashSet<String> = hints.layers().cloned().collect();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        contents.entries += 1;
+        let path = clean_path(&entry.path()?.to_string_lossy());
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name()? {
+                contents.add_symlink(path, &target.to_string_lossy());
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let size = entry.header().size()?;
+        let first = read_chunk(&mut entry)?;
+        if is_metadata(&path) || contents.keeps(&first, size) {
+            let mut bytes = first;
+            entry.read_to_end(&mut bytes)?;
+            let mut hasher = Hasher::default();
+            hasher.update(&bytes);
+            let fact = hasher.fact();
+            if !is_metadata(&path) {
+                let file = Arc::new(layout::file(&blob_path(&fact.digest).expect("a digest"), &bytes));
+                for lane in lanes.iter_mut().filter(|l| l.live()) {
+                    lane.send_chunk(&file);
+                    lane.sent_blobs.insert(fact.digest.clone());
+                }
+            }
+            let kept = contents.keeps(&bytes, size).then_some(bytes);
+            contents.add_file(path, fact, kept);
+            continue;
+        }
+        let fact = send_layer(&path, size, first, &mut entry, lanes, hints, &unseen, options)?;
+        unseen.remove(&fact.digest);
+        contents.add_file(path, fact, None);
+    }
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
+    if contents.entries == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the archive is empty or not a tar archive"));
+    }
+    Ok(contents)
+}
+
+/// Streams one layer to the nodes that lack it. A layer whose digest only its bytes tell
+/// (docker-archive's `<id>/layer.tar`) is spooled when nodes differ on it, then sent to
+/// those that turn out to lack it.
+#[allow(clippy::too_many_arguments)]
+fn send_layer(
+    path: &str,
+    size: u64,
+    first: Vec<u8>,
+    entry: &mut impl Read,
+    lanes: &mut [Lane],
+    hints: &LayerHints,
+    unseen: &HashSet<String>,
+    options: &Options,
+) -> io::Result<archive::FileFact> {
+    let known = digest_from_path(path).or_else(|| named_tar_digest(path));
+    let mut needs: Vec<Need> = lanes
+        .iter()
+        .map(|l| if l.live() { l.needs.need(known.as_deref(), hints, unseen) } else { Need::Skip })
+        .collect();
+    let mut spool = match needs.contains(&Need::Undecided) && size <= options.spool_max {
+        true => Some(tempfile::tempfile()?),
+        false => None,
+    };
+    if spool.is_none() {
+        needs.iter_mut().filter(|n| **n == Need::Undecided).for_each(|n| *n = Need::Send);
+    }
+    let out_path =
+        known.as_deref().and_then(blob_path).unwrap_or_else(|| format!("blobs/unnamed/{}", path.replace('/', "_")));
+    for (lane, _) in lanes.iter_mut().zip(&needs).filter(|(_, n)| **n == Need::Send) {
+        lane.send(layout::header(&out_path, size));
+    }
+    let mut hasher = Hasher::default();
+    let mut chunk = first;
+    while !chunk.is_empty() {
+        hasher.update(&chunk);
+        if let Some(file) = spool.as_mut() {
+            file.write_all(&chunk)?;
+        }
+        let shared = Arc::new(chunk);
+        for (lane, _) in lanes.iter().zip(&needs).filter(|(_, n)| **n == Need::Send) {
+            lane.send_chunk(&shared);
+        }
+        chunk = read_chunk(entry)?;
+    }
+    let fact = hasher.fact();
+    if fact.size != size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{path} ended early")));
+    }
+    if let Some(claimed) = &known {
+        if claimed != &fact.digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} does not hash to the digest its name claims (its content is {})", fact.digest),
+            ));
+        }
+    }
+    for (lane, need) in lanes.iter_mut().zip(needs.iter_mut()) {
+        if *need == Need::Undecided {
+            *need = if lane.needs.has(&fact.digest, hints) { Need::Skip } else { Need::Send };
+            if *need == Need::Send {
+                let file = spool.as_mut().expect("undecided layers are spooled");
+                file.rewind()?;
+                lane.send(layout::header(&blob_path(&fact.digest).expect("a digest"), size));
+                loop {
+                    let piece = read_chunk(file)?;
+                    if piece.is_empty() {
+                        break;
+                    }
+                    lane.send(piece);
+                }
+            }
+        }
+        match need {
+            Need::Send => {
+                lane.send(layout::padding(size));
+                lane.sent_blobs.insert(fact.digest.clone());
+            }
+            _ if lane.live() => lane.had += size,
+            _ => {}
+        }
+    }
+    Ok(fact)
+}
+
+/// Podman's docker-archive names layers `<uncompressed digest>.tar`.
+fn named_tar_digest(path: &str) -> Option<String> {
+    let hex = path.strip_suffix(".tar")?;
+    let digest = format!("sha256:{hex}");
+    digest::is_digest(&digest).then_some(digest)
+}
+
+/// Files that describe the archive rather than being image content.
+fn is_metadata(path: &str) -> bool {
+    matches!(path, "manifest.json" | "index.json" | "oci-layout" | "repositories")
+        || path.ends_with("/json")
+        || path.ends_with("/VERSION")
+}
+
+/// Up to CHUNK bytes (fewer only at the end).
+fn read_chunk(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < CHUNK {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }

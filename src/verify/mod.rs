@@ -52,6 +52,26 @@ pub fn verify(runner: &dyn Runner, provider: Provider, node: &Node, image: &Imag
     }
 }
 
+/// The verdict from what the survey already read, when that read proves the image is
+/// there (the no-op's one round of checks); None when a live check must look again.
+pub fn from_survey(node: &Node, image: &Image) -> Option<Verdict> {
+    let holds = node.holdings().ok()?;
+    if node.crictl {
+        let mut id = None;
+        for name in image.names.iter().map(|n| n.normalized()) {
+            let answer = node.cri_answers.iter().find(|s| s.name == format!("inspecti:{name}")).filter(|s| s.ok())?;
+            let found = parse_crictl_inspecti(&answer.body).ok()?;
+            if image.identity.config.as_deref().is_some_and(|e| e != found.id) {
+                return None;
+            }
+            id = Some(found.id);
+        }
+        return Some(Verdict { verified: true, with: VerifiedWith::Crictl, id, diagnosis: String::new() });
+    }
+    let (problems, id) = check_listing(&holds.images, image);
+    problems.is_empty().then(|| Verdict { verified: true, with: VerifiedWith::Ctr, id, diagnosis: String::new() })
+}
+
 fn with_crictl(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image) -> Verdict {
     let mut id = None;
     let mut problems = Vec::new();
@@ -160,6 +180,8 @@ mod tests {
             identity: Identity { config: Some(config.into()), manifest: None },
             engine: None,
             engine_ref: name.into(),
+            layers: vec![],
+            size: None,
         }
     }
 
@@ -175,6 +197,8 @@ mod tests {
             snapshotter: Some("overlayfs".into()),
             crictl,
             warnings: vec![],
+            holds: None,
+            cri_answers: vec![],
         }
     }
 

@@ -1,0 +1,146 @@
+//! Per node and layer: send it, or not. A node has a layer when its content store holds
+//! the blob, or when its snapshotter holds the layer unpacked at every position the
+//! images use it (kind discards blobs after unpacking, so the snapshot may be all there is).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::resolve::holdings::Holdings;
+use crate::transfer::digest::chain_ids;
+
+/// What is known up front about the layers of the images being sent: per image, the
+/// uncompressed digests bottom first (from the engine, or a scanned archive).
+#[derive(Debug, Default, Clone)]
+pub struct LayerHints {
+    /// Uncompressed digest → the chain ids it is unpacked under.
+    chains: HashMap<String, Vec<String>>,
+    /// Every image's layers are known.
+    pub complete: bool,
+}
+
+impl LayerHints {
+    pub fn new(images: &[Vec<String>]) -> Self {
+        let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+        for diff_ids in images {
+            for (diff, chain) in diff_ids.iter().zip(chain_ids(diff_ids)) {
+                chains.entry(diff.clone()).or_default().push(chain);
+            }
+        }
+        let complete = !images.is_empty() && images.iter().all(|d| !d.is_empty());
+        LayerHints { chains, complete }
+    }
+
+    pub fn layers(&self) -> impl Iterator<Item = &String> {
+        self.chains.keys()
+    }
+}
+
+/// A node's answer for one file of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Send,
+    Skip,
+    /// Its digest is not known until it has been read: decide then.
+    Undecided,
+}
+
+/// What one node lacks, asked file by file while the archive streams.
+#[derive(Debug, Clone)]
+pub struct NodeNeeds {
+    blobs: HashSet<String>,
+    snapshots: HashSet<String>,
+    /// `--full`, or nothing known about the node: everything is sent.
+    full: bool,
+}
+
+impl NodeNeeds {
+    pub fn new(holds: &Holdings, full: bool) -> Self {
+        NodeNeeds { blobs: holds.blobs.keys().cloned().collect(), snapshots: holds.snapshots.clone(), full }
+    }
+
+    pub fn everything() -> Self {
+        NodeNeeds { blobs: HashSet::new(), snapshots: HashSet::new(), full: true }
+    }
+
+    /// True when the node has layer `digest`, by blob or by its unpacked chain.
+    pub fn has(&self, digest: &str, hints: &LayerHints) -> bool {
+        if self.full {
+            return false;
+        }
+        self.blobs.contains(digest)
+            || hints.chains.get(digest).is_some_and(|chains| chains.iter().all(|c| self.snapshots.contains(c)))
+    }
+
+    /// True when the node holds layer blob `blob`, or its snapshot under `chain`.
+    pub fn holds(&self, blob: &str, chain: Option<&str>) -> bool {
+        !self.full && (self.blobs.contains(blob) || chain.is_some_and(|c| self.snapshots.contains(c)))
+    }
+
+    /// For a layer file whose digest is `known` (from its name), or not yet known.
+    /// `unseen` are the hinted layers not yet met in the stream.
+    pub fn need(&self, known: Option<&str>, hints: &LayerHints, unseen: &HashSet<String>) -> Need {
+        if self.full {
+            return Need::Send;
+        }
+        if let Some(digest) = known {
+            return if self.has(digest, hints) { Need::Skip } else { Need::Send };
+        }
+        if hints.complete && !unseen.is_empty() {
+            // The file is one of the unseen layers: if the node has all or none of them,
+            // the answer does not depend on which.
+            if unseen.iter().all(|d| self.has(d, hints)) {
+                return Need::Skip;
+            }
+            if unseen.iter().all(|d| !self.has(d, hints)) {
+                return Need::Send;
+            }
+        }
+        Need::Undecided
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn holdings(blobs: &[String], snapshots: &[String]) -> Holdings {
+        Holdings {
+            blobs: blobs.iter().map(|b| (b.clone(), 1)).collect(),
+            snapshots: snapshots.iter().cloned().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_has_a_layer_by_blob_or_by_its_chain_snapshot() {
+        let hints = LayerHints::new(&[vec![d('a'), d('b')]]);
+        let chains = chain_ids(&[d('a'), d('b')]);
+        let by_blob = NodeNeeds::new(&holdings(&[d('b')], &[]), false);
+        assert!(by_blob.has(&d('b'), &hints) && !by_blob.has(&d('a'), &hints));
+        // Unpacked with blobs discarded: the chain id, not the diff id, names the top layer.
+        let unpacked = NodeNeeds::new(&holdings(&[], &chains), false);
+        assert!(unpacked.has(&d('a'), &hints) && unpacked.has(&d('b'), &hints));
+        let wrong_position = NodeNeeds::new(&holdings(&[], &[d('b')]), false);
+        assert!(!wrong_position.has(&d('b'), &hints));
+        assert_eq!(
+            NodeNeeds::new(&holdings(&[d('a')], &[]), true).need(Some(&d('a')), &hints, &HashSet::new()),
+            Need::Send
+        );
+    }
+
+    #[test]
+    fn an_unnamed_layer_is_decided_when_the_answer_cannot_depend_on_which_it_is() {
+        let hints = LayerHints::new(&[vec![d('a'), d('b')]]);
+        let unseen: HashSet<String> = [d('a'), d('b')].into();
+        let empty = NodeNeeds::new(&holdings(&[], &[]), false);
+        let all = NodeNeeds::new(&holdings(&[d('a'), d('b')], &[]), false);
+        let half = NodeNeeds::new(&holdings(&[d('a')], &[]), false);
+        assert_eq!(empty.need(None, &hints, &unseen), Need::Send);
+        assert_eq!(all.need(None, &hints, &unseen), Need::Skip);
+        assert_eq!(half.need(None, &hints, &unseen), Need::Undecided);
+        assert_eq!(half.need(None, &LayerHints::default(), &unseen), Need::Undecided);
+    }
+}
