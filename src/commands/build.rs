@@ -40,7 +40,8 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         ctx.say(format!("built {}; not loading: {}", spec.image, cluster.describe_source()));
         return Ok(0);
     }
-    let built = load::with_deployed_ref(image::find(ctx.runner(), std::slice::from_ref(&engine), &spec.image)?)?;
+    let built =
+        load::with_deployed_ref(image::find(ctx.runner(), &engine::Engines::only(engine.clone()), &spec.image)?)?;
     let request = LoadRequest {
         images: vec![built],
         wanted: Vec::new(),

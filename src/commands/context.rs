@@ -9,7 +9,7 @@ use crate::report::style::Style;
 use crate::request::cli::{ClusterArgs, EngineArgs};
 use crate::request::config::{self, Config};
 use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
-use crate::resolve::engine::{self, Engine, EngineChoice, EngineKind};
+use crate::resolve::engine::{self, EngineChoice, EngineKind, Engines};
 use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 
@@ -112,15 +112,19 @@ impl Context {
         }
     }
 
-    /// The engines to look for images in: the chosen one, or every one that answers.
-    pub fn engines(&self, args: &EngineArgs) -> Result<Vec<Engine>> {
+    /// The engines to look for images in: the chosen one, or every one that answers (and
+    /// those that do not, said on stderr, so that a lookup in the others is no surprise).
+    pub fn engines(&self, args: &EngineArgs) -> Result<Engines> {
         match self.engine_choice(args)? {
-            Some(choice) => Ok(vec![engine::detect(self.runner(), Some(choice))?]),
+            Some(choice) => Ok(Engines::only(engine::detect(self.runner(), Some(choice))?)),
             None => {
                 let all = engine::detect_all(self.runner());
-                if all.is_empty() {
-                    // Let detect() explain what was looked for.
-                    engine::detect(self.runner(), None)?;
+                if all.answering.is_empty() {
+                    return Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent });
+                }
+                for silent in all.unreachable() {
+                    let others: Vec<String> = all.answering.iter().map(|e| e.kind.to_string()).collect();
+                    self.say(format!("note: {silent}; looking in {} only", others.join(" and ")));
                 }
                 Ok(all)
             }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
+use crate::resolve::reach::{diagnose, Cause, NoAnswer};
 
 /// The CLI dialect kindload drives. Also names a node provider.
 #[derive(
@@ -131,54 +132,86 @@ pub struct EngineChoice {
     pub source: &'static str,
 }
 
-/// Detects the engine: an explicit choice wins; otherwise `docker`, then `podman`, each
-/// confirmed by asking it; neither answering is an error naming what was looked for.
-pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
-    if let Some(choice) = choice {
-        return probe(runner, choice.kind, choice.source).map_err(|why| Error::EngineNotFound {
-            looked: format!("{} was chosen by {} but {why}", choice.kind, choice.source),
-        });
-    }
-    let mut looked = Vec::new();
-    for kind in [EngineKind::Docker, EngineKind::Podman] {
-        match probe(runner, kind, "found on PATH") {
-            Ok(engine) => return Ok(engine),
-            Err(why) => looked.push(format!("{kind}: {why}")),
-        }
-    }
-    Err(Error::EngineNotFound { looked: looked.join("; ") })
+/// The engines to look for images in: those that answered, and those that did not (so that
+/// an image found in none can say which engines were really asked).
+#[derive(Debug, Clone, Default)]
+pub struct Engines {
+    pub answering: Vec<Engine>,
+    pub silent: Vec<NoAnswer>,
 }
 
-/// Every engine that answers, in detection order; for finding which one holds an image.
-pub fn detect_all(runner: &dyn Runner) -> Vec<Engine> {
-    [EngineKind::Docker, EngineKind::Podman]
-        .into_iter()
-        .filter_map(|kind| probe(runner, kind, "found on PATH").ok())
-        .collect()
+impl Engines {
+    pub fn only(engine: Engine) -> Self {
+        Engines { answering: vec![engine], silent: Vec::new() }
+    }
+
+    /// Engines installed but not answering (a stopped daemon, a dead socket), worth a fix.
+    pub fn unreachable(&self) -> impl Iterator<Item = &NoAnswer> {
+        self.silent.iter().filter(|n| n.is_unreachable())
+    }
+}
+
+impl std::ops::Deref for Engines {
+    type Target = [Engine];
+    fn deref(&self) -> &[Engine] {
+        &self.answering
+    }
+}
+
+impl<'a> IntoIterator for &'a Engines {
+    type Item = &'a Engine;
+    type IntoIter = std::slice::Iter<'a, Engine>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.answering.iter()
+    }
+}
+
+/// Detects the engine: an explicit choice wins; otherwise `docker`, then `podman`, each
+/// confirmed by asking it; neither answering is an error naming each, its address and fix.
+pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
+    if let Some(choice) = choice {
+        return probe(runner, choice.kind, choice.source).map_err(|why| Error::NoEngine {
+            role: "engine",
+            chosen_by: Some(choice.source.to_string()),
+            tried: vec![why],
+        });
+    }
+    let all = detect_all(runner);
+    match all.answering.into_iter().next() {
+        Some(engine) => Ok(engine),
+        None => Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent }),
+    }
+}
+
+/// Every engine, in detection order: those that answer, and why the others do not.
+pub fn detect_all(runner: &dyn Runner) -> Engines {
+    let mut engines = Engines::default();
+    for kind in [EngineKind::Docker, EngineKind::Podman] {
+        match probe(runner, kind, "found on PATH") {
+            Ok(engine) => engines.answering.push(engine),
+            Err(why) => engines.silent.push(why),
+        }
+    }
+    engines
 }
 
 /// Asks the engine about itself; the error says why it does not count as present.
-pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, String> {
-    let last_line = |s: &str| s.trim().lines().last().unwrap_or("").to_string();
+pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, NoAnswer> {
+    let env = |k: &str| std::env::var(k).ok();
     let ask = |args: &[&str]| {
-        runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| {
-            if e.is_not_found() {
-                "not found on PATH".to_string()
-            } else {
-                e.to_string()
-            }
-        })
+        runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| NoAnswer::from_exec(kind, &e, &env))
     };
+    let odd = |what: String| NoAnswer { kind, address: None, address_from: None, cause: Cause::Other, detail: what };
     match kind {
         EngineKind::Docker => {
             let version = ask(&["version", "--format", "{{json .}}"])?;
-            let (server_version, podman_backend) = parse_docker_version(&version.stdout)
-                .ok_or_else(|| format!("the daemon does not answer ({})", last_line(&version.stderr)))?;
+            let (server_version, podman_backend) =
+                parse_docker_version(&version.stdout).ok_or_else(|| diagnose(kind, &version.stderr, &env))?;
             let info = ask(&["info", "--format", "{{json .}}"])?;
             if !info.success() {
-                return Err(format!("the daemon does not answer ({})", last_line(&info.stderr)));
+                return Err(diagnose(kind, &info.stderr, &env));
             }
-            let (rootless, containerd_store) = parse_docker_info(&info.stdout)?;
+            let (rootless, containerd_store) = parse_docker_info(&info.stdout).map_err(odd)?;
             Ok(Engine {
                 kind,
                 detected_by: detected_by.into(),
@@ -191,9 +224,9 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
         EngineKind::Podman => {
             let out = ask(&["info", "--format", "json"])?;
             if !out.success() {
-                return Err(format!("it does not answer ({})", last_line(&out.stderr)));
+                return Err(diagnose(kind, &out.stderr, &env));
             }
-            let (server_version, rootless) = parse_podman_info(&out.stdout)?;
+            let (server_version, rootless) = parse_podman_info(&out.stdout).map_err(odd)?;
             Ok(Engine {
                 kind,
                 detected_by: detected_by.into(),
@@ -322,12 +355,20 @@ mod tests {
 
     #[test]
     fn neither_engine_names_what_was_looked_for() {
-        let runner = FakeRunner::new().on(&["docker", "version"], 1, "", "Cannot connect to the Docker daemon");
+        let runner = FakeRunner::new().on(
+            &["docker", "version"],
+            1,
+            "",
+            "Cannot connect to the Docker daemon at unix:///kindload-test/no/docker.sock. Is the docker daemon running?",
+        );
         let err = detect(&runner, None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("docker: the daemon does not answer (Cannot connect"), "{text}");
-        assert!(text.contains("podman: not found on PATH"), "{text}");
+        assert!(text.starts_with("no container engine answers: docker does not answer at unix:///kindload-test/no/docker.sock: no socket there"), "{text}");
+        assert!(text.contains("podman is not installed (not found on PATH)"), "{text}");
         assert_eq!(err.exit_code(), 2);
+        let fix = err.fix().unwrap();
+        assert!(fix.contains("for docker: start the Docker daemon (`sudo systemctl start docker`"), "{fix}");
+        assert!(fix.contains("for podman: install Podman (`apt-get install podman`)"), "{fix}");
     }
 
     #[test]
@@ -336,13 +377,17 @@ mod tests {
             &["podman", "info"],
             125,
             "",
-            "podman broken",
+            "Error: unable to connect to Podman socket: Get \"http://d/v4.3.1/libpod/_ping\": dial unix /kindload-test/podman.sock: connect: no such file or directory",
         );
         let err = detect(&runner, Some(EngineChoice { kind: EngineKind::Podman, source: "--engine" })).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
         assert!(
-            err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"),
+            err.to_string().starts_with(
+                "the engine chosen by --engine cannot be used: podman does not answer at unix:///kindload-test/podman.sock"
+            ),
             "{err}"
         );
+        assert!(err.fix().unwrap().contains("`podman system service --time=0 unix:///kindload-test/podman.sock`"));
     }
 
     #[test]
