@@ -476,11 +476,11 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 }
 
 /// A command for the real kindload binary with KIND_CLUSTER_NAME, KINDLOAD_ENGINE,
-/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_* and DOCKER_HOST removed and KUBECONFIG
+/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_*, DOCKER_HOST and CONTAINER_HOST removed and KUBECONFIG
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
-    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST"] {
+    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST", "CONTAINER_HOST"] {
         cmd.env_remove(var);
     }
     for (var, _) in std::env::vars_os() {
