@@ -130,7 +130,7 @@ impl fmt::Display for NoAnswer {
 
 /// Classifies an engine's error output: which address its CLI tried and why it failed.
 pub fn diagnose(kind: EngineKind, stderr: &str, env: &dyn Fn(&str) -> Option<String>) -> NoAnswer {
-    let detail = stderr.trim().lines().map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or("").to_string();
+    let detail = stderr.trim().lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string();
     let var = match kind {
         EngineKind::Docker => "DOCKER_HOST",
         EngineKind::Podman => "CONTAINER_HOST",
