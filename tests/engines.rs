@@ -208,3 +208,17 @@ fn a_provider_that_does_not_answer_is_named() {
     );
     assert!(fix_line(&err).contains("`unset DOCKER_HOST`"), "{err}");
 }
+
+/// Hints are commands to run: the variable to set or unset, spelled out.
+#[test]
+fn a_bad_engine_variable_says_how_to_set_or_unset_it() {
+    let out = kindload().args(["load", "app:v1"]).env("KINDLOAD_ENGINE", "nerdctl").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("KINDLOAD_ENGINE=nerdctl is not an engine"), "{err}");
+    assert_eq!(fix_line(&err), "fix: `export KINDLOAD_ENGINE=docker` (or podman), or `unset KINDLOAD_ENGINE`");
+    let out = kindload().args(["nodes"]).env("KIND_EXPERIMENTAL_PROVIDER", "lxd").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(fix_line(&err).contains("`unset KIND_EXPERIMENTAL_PROVIDER`"), "{err}");
+}

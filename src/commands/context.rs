@@ -81,7 +81,7 @@ impl Context {
             Some(v) => EngineKind::parse(&v).map(Some).ok_or_else(|| {
                 Error::usage(
                     format!("KIND_EXPERIMENTAL_PROVIDER={v} is not a provider kindload supports"),
-                    "set it to docker or podman, or unset it",
+                    "`export KIND_EXPERIMENTAL_PROVIDER=docker` (or podman), or `unset KIND_EXPERIMENTAL_PROVIDER`",
                 )
             }),
         }
@@ -106,7 +106,7 @@ impl Context {
                 .ok_or_else(|| {
                     Error::usage(
                         format!("KINDLOAD_ENGINE={v} is not an engine"),
-                        "set it to docker or podman, or unset it",
+                        "`export KINDLOAD_ENGINE=docker` (or podman), or `unset KINDLOAD_ENGINE`",
                     )
                 }),
         }

@@ -110,7 +110,7 @@ fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>> {
         Err(e) => {
             return Err(Error::input(
                 format!("cannot read kubeconfig {}: {e}", path.display()),
-                "fix its permissions, or name the cluster with --cluster",
+                format!("make it readable (`chmod u+r {}`), or name the cluster with --cluster", path.display()),
             ))
         }
     };
