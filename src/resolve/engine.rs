@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
+use crate::request::config::PullPolicy;
 use crate::resolve::reach::{diagnose, Cause, NoAnswer};
 
 /// The CLI dialect kindload drives. Also names a node provider.
@@ -78,23 +79,28 @@ impl Engine {
         Cmd::new(self.program())
     }
 
-    /// `build -t TAG -f FILE [--platform P] [--build-arg K=V]... CONTEXT`
-    pub fn build_cmd(
-        &self,
-        tag: &str,
-        file: &std::path::Path,
-        context: &std::path::Path,
-        platforms: &[String],
-        build_args: &[(String, String)],
-    ) -> Cmd {
-        let mut cmd = self.cmd().args(["build", "-t", tag, "-f"]).arg(file);
-        if !platforms.is_empty() {
-            cmd = cmd.arg("--platform").arg(platforms.join(","));
+    /// `build -t TAG -f FILE [pull flag] [--platform P] [--build-arg K=V]... CONTEXT`.
+    ///
+    /// The pull policy in the engine's own terms: Podman takes `--pull=never|missing|always`;
+    /// Docker's `--pull` means always, and without it a base is pulled only when missing.
+    /// Docker has no "never": the caller checks every base locally before building.
+    pub fn build_cmd(&self, spec: &BuildSpec) -> Cmd {
+        let mut cmd = self.cmd().args(["build", "-t", spec.tag, "-f"]).arg(spec.file);
+        match (self.kind, spec.pull) {
+            (EngineKind::Podman, policy) => cmd = cmd.arg(format!("--pull={}", policy.as_str())),
+            (EngineKind::Docker, PullPolicy::Always) => cmd = cmd.arg("--pull"),
+            (EngineKind::Docker, PullPolicy::Missing | PullPolicy::Never) => {}
         }
-        for (key, value) in build_args {
+        if spec.insecure_bases && self.kind == EngineKind::Podman {
+            cmd = cmd.arg("--tls-verify=false");
+        }
+        if !spec.platforms.is_empty() {
+            cmd = cmd.arg("--platform").arg(spec.platforms.join(","));
+        }
+        for (key, value) in spec.build_args {
             cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
         }
-        cmd.arg(context)
+        cmd.arg(spec.context)
     }
 
     /// `push IMAGE`; Podman verifies TLS unless told not to, Docker decides by its daemon config.
@@ -124,6 +130,18 @@ impl Engine {
         }
         s
     }
+}
+
+/// What to build, and how.
+pub struct BuildSpec<'a> {
+    pub tag: &'a str,
+    pub file: &'a std::path::Path,
+    pub context: &'a std::path::Path,
+    pub platforms: &'a [String],
+    pub build_args: &'a [(String, String)],
+    pub pull: PullPolicy,
+    /// Every base comes from a registry reached without TLS verification (loopback or listed).
+    pub insecure_bases: bool,
 }
 
 /// Where an explicit choice came from, if any.
@@ -400,13 +418,18 @@ mod tests {
             rootless: false,
             containerd_store: false,
         };
-        let cmd = e.build_cmd(
-            "app:dev",
-            std::path::Path::new("/src/Containerfile"),
-            std::path::Path::new("/src"),
-            &["linux/amd64".into(), "linux/arm64".into()],
-            &[("BASE".into(), "base:abc".into())],
-        );
+        let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+        let build_args = [("BASE".to_string(), "base:abc".to_string())];
+        let spec = BuildSpec {
+            tag: "app:dev",
+            file: std::path::Path::new("/src/Containerfile"),
+            context: std::path::Path::new("/src"),
+            platforms: &platforms,
+            build_args: &build_args,
+            pull: PullPolicy::Missing,
+            insecure_bases: false,
+        };
+        let cmd = e.build_cmd(&spec);
         assert_eq!(
             cmd.argv(),
             [
@@ -416,6 +439,7 @@ mod tests {
                 "app:dev",
                 "-f",
                 "/src/Containerfile",
+                "--pull=missing",
                 "--platform",
                 "linux/amd64,linux/arm64",
                 "--build-arg",
@@ -427,11 +451,44 @@ mod tests {
             e.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
             ["podman", "push", "--tls-verify=false", "127.0.0.1:5000/app:dev"]
         );
-        let docker = Engine { kind: EngineKind::Docker, ..e };
+        let docker = Engine { kind: EngineKind::Docker, ..e.clone() };
         assert_eq!(
             docker.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
             ["docker", "push", "127.0.0.1:5000/app:dev"]
         );
+    }
+
+    #[test]
+    fn pull_policy_in_each_engines_terms() {
+        let podman = Engine {
+            kind: EngineKind::Podman,
+            detected_by: String::new(),
+            server_version: None,
+            podman_backend: true,
+            rootless: false,
+            containerd_store: false,
+        };
+        let docker = Engine { kind: EngineKind::Docker, podman_backend: false, ..podman.clone() };
+        let argv = |engine: &Engine, pull: PullPolicy, insecure_bases: bool| {
+            let spec = BuildSpec {
+                tag: "app:dev",
+                file: std::path::Path::new("/src/Dockerfile"),
+                context: std::path::Path::new("/src"),
+                platforms: &[],
+                build_args: &[],
+                pull,
+                insecure_bases,
+            };
+            engine.build_cmd(&spec).argv()[5..].to_vec()
+        };
+        assert_eq!(argv(&podman, PullPolicy::Never, false), ["/src/Dockerfile", "--pull=never", "/src"]);
+        assert_eq!(
+            argv(&podman, PullPolicy::Always, true),
+            ["/src/Dockerfile", "--pull=always", "--tls-verify=false", "/src"]
+        );
+        assert_eq!(argv(&docker, PullPolicy::Always, true), ["/src/Dockerfile", "--pull", "/src"]);
+        assert_eq!(argv(&docker, PullPolicy::Missing, false), ["/src/Dockerfile", "/src"]);
+        assert_eq!(argv(&docker, PullPolicy::Never, false), ["/src/Dockerfile", "/src"]);
     }
 
     #[test]
