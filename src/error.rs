@@ -77,6 +77,9 @@ impl Error {
             Error::BadReference { .. } => {
                 "write it as [host[:port]/]path[:tag][@sha256:<64 hex>], lowercase path, e.g. app:dev or localhost:5000/team/app:v1".into()
             }
+            Error::NoEngine { tried, .. } if tried.len() > 1 && tried.iter().all(|n| !n.is_unreachable()) => {
+                "install Docker (`apt-get install docker.io`) or Podman (`apt-get install podman`), and make sure it is on PATH".into()
+            }
             Error::NoEngine { tried, .. } => join_fixes(tried.iter().map(|n| (n.kind, n.fix())).collect()),
             Error::ClusterNotFound { name, silent, .. } => {
                 let create = format!(
@@ -119,6 +122,7 @@ fn no_engine_text(role: &str, chosen_by: Option<&str>, tried: &[NoAnswer]) -> St
     let each: Vec<String> = tried.iter().map(ToString::to_string).collect();
     match chosen_by {
         Some(source) => format!("the {role} chosen by {source} cannot be used: {}", each.join("; ")),
+        None if tried.iter().all(|n| !n.is_unreachable()) => format!("no container {role} found: {}", each.join("; ")),
         None => format!("no container {role} answers: {}", each.join("; ")),
     }
 }
