@@ -164,8 +164,9 @@ impl ExecError {
 
     pub fn fix(&self) -> Option<String> {
         match self {
-            ExecError::CouldNotStart { .. } if self.is_not_found() => {
-                Some("install the missing program or put it on PATH".into())
+            ExecError::CouldNotStart { cmd, .. } if self.is_not_found() => {
+                let program = cmd.split_whitespace().next().unwrap_or(cmd);
+                Some(format!("install `{program}` or put the directory holding it on PATH (`command -v {program}` finds nothing)"))
             }
             _ => None,
         }
@@ -397,6 +398,7 @@ mod tests {
     fn could_not_start_is_distinct_from_exited() {
         let missing = RealRunner.output(&Cmd::new("kindload-no-such-program-xyz")).unwrap_err();
         assert!(missing.is_not_found(), "{missing}");
+        assert!(missing.fix().unwrap().contains("`command -v kindload-no-such-program-xyz`"), "{:?}", missing.fix());
         let failed = RealRunner.run(&Cmd::new("sh").args(["-c", "echo oops >&2; exit 3"])).unwrap_err();
         match failed {
             ExecError::Exited { code, stderr, .. } => {

@@ -138,7 +138,9 @@ fn missing_engine_is_exit_2_naming_what_was_looked_for() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(text.contains("no container engine found"), "{text}");
-        assert!(text.contains("docker: not found on PATH") && text.contains("podman: not found on PATH"), "{text}");
+        assert!(text.contains("docker is not installed (not found on PATH)"), "{text}");
+        assert!(text.contains("podman is not installed (not found on PATH)"), "{text}");
+        assert!(text.contains("`apt-get install docker.io`") && text.contains("`apt-get install podman`"), "{text}");
     }
 }
 

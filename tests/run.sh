@@ -3,11 +3,12 @@
 # integration tests need, then runs `cargo test --locked` with any arguments given:
 #
 #   - installs docker.io podman containerd runc busybox-static docker-registry
-#     (and curl) when missing, and starts dockerd when `docker info` fails;
+#     (and curl, uidmap) when missing, and starts dockerd when `docker info` fails;
 #   - fetches containerd 1.7 (trixie), containerd 2.1 and Docker 28.5 (sid) into
 #     .testbed-cache/ without installing them;
 #   - builds the node images kindload-testnode:{1.6,1.7,2.1} for docker and podman;
-#   - starts a second dockerd with the containerd image store and a local registry.
+#   - starts a second dockerd with the containerd image store and a local registry;
+#   - creates a non-root user with subordinate ids for rootless Podman (in the docker group).
 #
 # Everything is reused when already there, so running it again is quick.
 set -euo pipefail
@@ -17,7 +18,7 @@ started=$SECONDS
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the test bed installs packages and starts daemons"
 
-packages=(docker.io podman containerd runc busybox-static docker-registry curl)
+packages=(docker.io podman containerd runc busybox-static docker-registry curl uidmap)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null || true)
@@ -42,11 +43,13 @@ podman info >/dev/null 2>&1 || die "podman does not answer ('podman info' failed
 "$TESTBED_DIR/build-node-images.sh" docker podman
 "$TESTBED_DIR/start-store-daemon.sh" >/dev/null
 "$TESTBED_DIR/start-registry.sh"
+rootless_user=$("$TESTBED_DIR/rootless-user.sh")
 
 log "provisioning took $((SECONDS - started)) s"
 
 export KINDLOAD_REQUIRE_ENGINES=1
 export KINDLOAD_TEST_CONTAINERD_STORE_HOST="$STORE_HOST"
 export KINDLOAD_TEST_REGISTRY="$REGISTRY_ADDR"
+export KINDLOAD_TEST_ROOTLESS_USER="$rootless_user"
 cd "$REPO_ROOT"
 exec cargo test --locked "$@"

@@ -11,9 +11,11 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::request::cli::BuildArgs;
+use crate::request::config::PullPolicy;
+use crate::request::dockerfile::{self, Base};
 use crate::request::skaffold::{custom_build_env, required_artifact_args};
 use crate::resolve::cluster::NameSource;
-use crate::resolve::engine;
+use crate::resolve::engine::{self, BuildSpec, Engine};
 use crate::resolve::image;
 use crate::resolve::reference::ImageRef;
 
@@ -25,8 +27,38 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
     let file = build_file(&spec.build_context, args.file.as_deref())?;
     let platforms: Vec<String> = spec.platforms.iter().filter(|p| p.as_str() != "all").cloned().collect();
     let build_args = required_artifact_args(&lookup, &args.build_arg_from);
-    ctx.say(format!("building {} with {} from {}", spec.image, engine.kind, file.display()));
-    exec::run_inherited(&engine.build_cmd(&spec.image, &file, &spec.build_context, &platforms, &build_args))?;
+    let (pull, pull_source) = match (args.pull, ctx.config.pull) {
+        (Some(p), _) => (p, "--pull"),
+        (None, Some(p)) => (p, "`pull:` in kindload.yaml"),
+        (None, None) => (PullPolicy::default(), "the default"),
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Error::input(format!("cannot read {}: {e}", file.display()), "make it readable, or name another with --file")
+    })?;
+    let bases = dockerfile::bases(&text, &build_args);
+    if pull == PullPolicy::Never {
+        check_bases_local(ctx, &engine, &bases, pull_source)?;
+    }
+    let named: Vec<ImageRef> =
+        bases.iter().filter_map(|b| b.image.as_deref()).filter_map(|i| ImageRef::parse(i).ok()).collect();
+    let insecure_bases = !named.is_empty() && named.iter().all(|r| is_insecure(r, &ctx.config.insecure_registries));
+    ctx.say(format!(
+        "building {} with {} from {} (pull {}, from {pull_source})",
+        spec.image,
+        engine.kind,
+        file.display(),
+        pull.as_str()
+    ));
+    let build = BuildSpec {
+        tag: &spec.image,
+        file: &file,
+        context: &spec.build_context,
+        platforms: &platforms,
+        build_args: &build_args,
+        pull,
+        insecure_bases,
+    };
+    exec::run_inherited(&engine.build_cmd(&build))?;
 
     if spec.push_image {
         let insecure = is_insecure(&reference, &ctx.config.insecure_registries);
@@ -40,7 +72,8 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         ctx.say(format!("built {}; not loading: {}", spec.image, cluster.describe_source()));
         return Ok(0);
     }
-    let built = load::with_deployed_ref(image::find(ctx.runner(), std::slice::from_ref(&engine), &spec.image)?)?;
+    let built =
+        load::with_deployed_ref(image::find(ctx.runner(), &engine::Engines::only(engine.clone()), &spec.image)?)?;
     let request = LoadRequest {
         images: vec![built],
         wanted: Vec::new(),
@@ -63,6 +96,47 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
             load::finish(ctx, &args.select, report)
         }
     }
+}
+
+/// `--pull never`: every base must be in the engine already; one error names each missing.
+/// Docker's builder has no "never", so this check is what keeps it from pulling.
+fn check_bases_local(ctx: &Context, engine: &Engine, bases: &[Base], source: &str) -> Result<()> {
+    let mut missing = Vec::new();
+    for base in bases {
+        let Some(image) = &base.image else {
+            return Err(Error::input(
+                format!(
+                    "pull policy never (from {source}): cannot tell which image `{}` names, a build argument in it has no value",
+                    base.written
+                ),
+                "give the ARG a default in the Dockerfile, pass it with --build-arg-from, or build with `--pull missing`",
+            ));
+        };
+        let out = ctx.runner().output(&engine.cmd().args(["image", "inspect", image.as_str()]))?;
+        if out.success() {
+            continue;
+        }
+        if !image::says_no_such_image(&out.stderr) {
+            return Err(Error::failed(
+                format!("`{} image inspect {image}` failed: {}", engine.kind, out.stderr.trim()),
+                format!("run `{} info` to see what is wrong, and fix that", engine.kind),
+            ));
+        }
+        missing.push(image.clone());
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let pulls: Vec<String> = missing.iter().map(|m| format!("`{} pull {m}`", engine.kind)).collect();
+    Err(Error::input(
+        format!(
+            "base image{} {} not present in {}, and pull policy never (from {source}) forbids pulling",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            engine.kind
+        ),
+        format!("{} first, or build with `--pull missing` (or `pull: missing` in kindload.yaml)", pulls.join(" and ")),
+    ))
 }
 
 /// `--file` (relative to the context), else Dockerfile, else Containerfile.

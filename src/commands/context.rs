@@ -9,7 +9,7 @@ use crate::report::style::Style;
 use crate::request::cli::{ClusterArgs, EngineArgs};
 use crate::request::config::{self, Config};
 use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
-use crate::resolve::engine::{self, Engine, EngineChoice, EngineKind};
+use crate::resolve::engine::{self, EngineChoice, EngineKind, Engines};
 use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 
@@ -81,7 +81,7 @@ impl Context {
             Some(v) => EngineKind::parse(&v).map(Some).ok_or_else(|| {
                 Error::usage(
                     format!("KIND_EXPERIMENTAL_PROVIDER={v} is not a provider kindload supports"),
-                    "set it to docker or podman, or unset it",
+                    "`export KIND_EXPERIMENTAL_PROVIDER=docker` (or podman), or `unset KIND_EXPERIMENTAL_PROVIDER`",
                 )
             }),
         }
@@ -106,21 +106,25 @@ impl Context {
                 .ok_or_else(|| {
                     Error::usage(
                         format!("KINDLOAD_ENGINE={v} is not an engine"),
-                        "set it to docker or podman, or unset it",
+                        "`export KINDLOAD_ENGINE=docker` (or podman), or `unset KINDLOAD_ENGINE`",
                     )
                 }),
         }
     }
 
-    /// The engines to look for images in: the chosen one, or every one that answers.
-    pub fn engines(&self, args: &EngineArgs) -> Result<Vec<Engine>> {
+    /// The engines to look for images in: the chosen one, or every one that answers (and
+    /// those that do not, said on stderr, so that a lookup in the others is no surprise).
+    pub fn engines(&self, args: &EngineArgs) -> Result<Engines> {
         match self.engine_choice(args)? {
-            Some(choice) => Ok(vec![engine::detect(self.runner(), Some(choice))?]),
+            Some(choice) => Ok(Engines::only(engine::detect(self.runner(), Some(choice))?)),
             None => {
                 let all = engine::detect_all(self.runner());
-                if all.is_empty() {
-                    // Let detect() explain what was looked for.
-                    engine::detect(self.runner(), None)?;
+                if all.answering.is_empty() {
+                    return Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent });
+                }
+                for silent in all.unreachable() {
+                    let others: Vec<String> = all.answering.iter().map(|e| e.kind.to_string()).collect();
+                    self.say(format!("note: {silent}; looking in {} only", others.join(" and ")));
                 }
                 Ok(all)
             }

@@ -15,7 +15,7 @@ use crate::request::config::OnFailure;
 use crate::request::manifests::images_in_manifests;
 use crate::request::record;
 use crate::request::skaffold::{build_hook_env, deploy_hook_env, deployed_ref, DeployHookEnv};
-use crate::resolve::engine::Engine;
+use crate::resolve::engine::Engines;
 use crate::resolve::image::{self, Image};
 use crate::resolve::reference::ImageRef;
 
@@ -99,7 +99,7 @@ fn gather(ctx: &Context, args: &LoadArgs, wanted: &[String]) -> Result<Gathered>
 }
 
 /// Post-render hook: every image the manifests name that exists locally.
-fn from_manifests(ctx: &Context, engines: &[Engine], yaml: &str) -> Result<Gathered> {
+fn from_manifests(ctx: &Context, engines: &Engines, yaml: &str) -> Result<Gathered> {
     let mut images = Vec::new();
     for reference in images_in_manifests(yaml)? {
         match image::find(ctx.runner(), engines, &reference) {
@@ -172,7 +172,7 @@ fn read_input(path: &std::path::Path, what: &str) -> Result<String> {
     })
 }
 
-fn find_all(ctx: &Context, engines: &[Engine], wanted: &[String]) -> Result<Vec<Image>> {
+fn find_all(ctx: &Context, engines: &Engines, wanted: &[String]) -> Result<Vec<Image>> {
     wanted.iter().map(|w| image::find(ctx.runner(), engines, w)).collect()
 }
 

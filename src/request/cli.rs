@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::request::config::PullPolicy;
 use crate::resolve::engine::EngineKind;
 
 #[derive(Debug, Parser)]
@@ -141,6 +142,11 @@ pub struct BuildArgs {
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
 
+    /// When to pull base images: never (local only; a missing base is an error), missing, always
+    /// [default: `pull:` in kindload.yaml, else missing]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<PullPolicy>,
+
     /// Pass this required artifact's ref (Skaffold sets one variable per `requires` alias) as --build-arg ALIAS=<ref>
     #[arg(long = "build-arg-from", value_name = "ALIAS")]
     pub build_arg_from: Vec<String>,
@@ -218,6 +224,14 @@ mod tests {
         let Command::Load(args) = cli.command else { panic!("not load") };
         assert!(args.transfer.full && args.transfer.keep_superseded);
         assert_eq!(args.transfer.spool_limit, 8);
+    }
+
+    #[test]
+    fn build_takes_a_pull_policy() {
+        let cli = Cli::try_parse_from(["kindload", "build", "--pull", "never"]).unwrap();
+        let Command::Build(args) = cli.command else { panic!("not build") };
+        assert_eq!(args.pull, Some(PullPolicy::Never));
+        assert_eq!(Cli::try_parse_from(["kindload", "build", "--pull", "newer"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -21,9 +21,34 @@ pub struct Config {
     pub provider: Option<EngineKind>,
     #[serde(default)]
     pub verify: VerifyPolicy,
-    /// Registries reached without TLS verification when pushing (loopback registries always are).
+    /// Registries reached without TLS verification when pushing or pulling bases (loopback registries always are).
     #[serde(default)]
     pub insecure_registries: Vec<String>,
+    /// When `kindload build` pulls base images: never, missing (default) or always; below --pull.
+    pub pull: Option<PullPolicy>,
+}
+
+/// When a build pulls its base images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only local images; a missing base is an error naming it. No registry is contacted.
+    Never,
+    /// Pull a base only when it is not present locally.
+    #[default]
+    Missing,
+    /// Pull every base, even when present locally.
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -75,7 +100,7 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
     parse(&text).map_err(|e| {
         Error::input(
             format!("{} is not a valid kindload config: {e}", path.display()),
-            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries",
+            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull",
         )
     })
 }
@@ -94,13 +119,15 @@ mod tests {
     #[test]
     fn full_config_parses() {
         let cfg = parse(
-            "cluster: dev\nengine: podman\nprovider: docker\nverify:\n  on_failure: warn\n  settle_seconds: 3\ninsecure_registries: [registry.lan:5000]\n",
+            "cluster: dev\nengine: podman\nprovider: docker\nverify:\n  on_failure: warn\n  settle_seconds: 3\ninsecure_registries: [registry.lan:5000]\npull: never\n",
         )
         .unwrap();
         assert_eq!(cfg.cluster.as_deref(), Some("dev"));
         assert_eq!(cfg.engine, Some(EngineKind::Podman));
         assert_eq!(cfg.verify, VerifyPolicy { on_failure: OnFailure::Warn, settle_seconds: 3 });
         assert_eq!(cfg.insecure_registries, ["registry.lan:5000"]);
+        assert_eq!(cfg.pull, Some(PullPolicy::Never));
+        assert!(parse("pull: sometimes\n").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod build_artifacts;
 pub mod cli;
 pub mod config;
+pub mod dockerfile;
 pub mod manifests;
 pub mod record;
 pub mod skaffold;

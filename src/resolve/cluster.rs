@@ -7,6 +7,7 @@ use crate::exec::Runner;
 use crate::resolve::engine::EngineKind;
 use crate::resolve::kubeconfig::{kind_cluster_for_context, merge, parse_kubeconfig, Kubeconfig};
 use crate::resolve::provider::{NodeContainer, Provider};
+use crate::resolve::reach::{Cause, NoAnswer};
 
 /// Everything the cluster name may come from, gathered by the request stage.
 #[derive(Debug, Clone, Default)]
@@ -109,7 +110,7 @@ fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>> {
         Err(e) => {
             return Err(Error::input(
                 format!("cannot read kubeconfig {}: {e}", path.display()),
-                "fix its permissions, or name the cluster with --cluster",
+                format!("make it readable (`chmod u+r {}`), or name the cluster with --cluster", path.display()),
             ))
         }
     };
@@ -123,6 +124,7 @@ fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>> {
 
 /// The provider hosting the cluster and its node containers. An explicit provider is the
 /// only one asked; otherwise Docker, then Podman, whichever has the cluster's containers.
+/// A provider that does not answer is named with the address tried and the fix.
 pub fn find_cluster(
     runner: &dyn Runner,
     name: &ClusterName,
@@ -132,26 +134,42 @@ pub fn find_cluster(
         Some(kind) => vec![kind],
         None => vec![EngineKind::Docker, EngineKind::Podman],
     };
+    let env = |k: &str| std::env::var(k).ok();
     let mut searched = Vec::new();
+    let mut silent = Vec::new();
     let mut last_error = None;
     for kind in candidates {
         let provider = Provider::new(kind);
         match provider.nodes(runner, &name.name) {
             Ok(nodes) if !nodes.is_empty() => return Ok((provider, nodes)),
             Ok(_) => searched.push(kind.to_string()),
-            Err(Error::Exec(e)) if e.is_not_found() => searched.push(format!("{kind} (not installed)")),
+            Err(Error::Exec(e)) => {
+                let why = NoAnswer::from_exec(kind, &e, &env);
+                if why.cause == Cause::Other {
+                    searched.push(format!("{kind} (not answering)"));
+                    last_error = Some(Error::Exec(e));
+                } else if why.cause == Cause::NotInstalled {
+                    searched.push(format!("{kind} (not installed)"));
+                } else {
+                    silent.push(why);
+                }
+            }
             Err(e) => {
                 searched.push(format!("{kind} (not answering)"));
                 last_error = Some(e);
             }
         }
     }
+    if searched.iter().all(|s| s.ends_with("(not installed)")) && !silent.is_empty() {
+        let chosen_by = provider.map(|_| "--provider, KIND_EXPERIMENTAL_PROVIDER or kindload.yaml".to_string());
+        return Err(Error::NoEngine { role: "provider", chosen_by, tried: silent });
+    }
     let mut searched = searched.join(", ");
     if let Some(e) = last_error {
         searched.push_str(&format!("; {e}"));
     }
     searched.push_str(&format!(" (cluster name from {})", name.describe_source()));
-    Err(Error::ClusterNotFound { name: name.name.clone(), searched })
+    Err(Error::ClusterNotFound { name: name.name.clone(), searched, silent })
 }
 
 #[cfg(test)]
@@ -220,5 +238,37 @@ mod tests {
         let err = cluster_name(&inputs).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("is not valid"), "{err}");
+    }
+
+    const DEAD_DOCKER: &str =
+        "Cannot connect to the Docker daemon at unix:///kindload-test/no/docker.sock. Is the docker daemon running?";
+
+    fn named(name: &str) -> ClusterName {
+        ClusterName { name: name.into(), source: NameSource::Flag }
+    }
+
+    #[test]
+    fn a_chosen_provider_that_does_not_answer_is_named_with_its_socket() {
+        use crate::exec::fake::FakeRunner;
+        let runner = FakeRunner::new().on(&["docker", "ps"], 1, "", DEAD_DOCKER);
+        let err = find_cluster(&runner, &named("dev"), Some(EngineKind::Docker)).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.starts_with("the provider chosen by --provider"), "{text}");
+        assert!(text.contains("docker does not answer at unix:///kindload-test/no/docker.sock"), "{text}");
+        assert!(err.fix().unwrap().contains("`sudo systemctl start docker`"), "{:?}", err.fix());
+    }
+
+    #[test]
+    fn a_cluster_missing_where_searched_names_the_provider_that_did_not_answer() {
+        use crate::exec::fake::FakeRunner;
+        let runner = FakeRunner::new().on(&["docker", "ps"], 1, "", DEAD_DOCKER).on(&["podman", "ps"], 0, "", "");
+        let err = find_cluster(&runner, &named("dev"), None).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("on podman (cluster name from --cluster)"), "{text}");
+        assert!(text.contains("not searched, because it did not answer: docker does not answer at unix:///kindload-test/no/docker.sock"), "{text}");
+        let fix = err.fix().unwrap();
+        assert!(fix.starts_with("start the Docker daemon") && fix.contains("kind create cluster --name dev"), "{fix}");
     }
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
+use crate::request::config::PullPolicy;
+use crate::resolve::reach::{diagnose, Cause, NoAnswer};
 
 /// The CLI dialect kindload drives. Also names a node provider.
 #[derive(
@@ -77,23 +79,28 @@ impl Engine {
         Cmd::new(self.program())
     }
 
-    /// `build -t TAG -f FILE [--platform P] [--build-arg K=V]... CONTEXT`
-    pub fn build_cmd(
-        &self,
-        tag: &str,
-        file: &std::path::Path,
-        context: &std::path::Path,
-        platforms: &[String],
-        build_args: &[(String, String)],
-    ) -> Cmd {
-        let mut cmd = self.cmd().args(["build", "-t", tag, "-f"]).arg(file);
-        if !platforms.is_empty() {
-            cmd = cmd.arg("--platform").arg(platforms.join(","));
+    /// `build -t TAG -f FILE [pull flag] [--platform P] [--build-arg K=V]... CONTEXT`.
+    ///
+    /// The pull policy in the engine's own terms: Podman takes `--pull=never|missing|always`;
+    /// Docker's `--pull` means always, and without it a base is pulled only when missing.
+    /// Docker has no "never": the caller checks every base locally before building.
+    pub fn build_cmd(&self, spec: &BuildSpec) -> Cmd {
+        let mut cmd = self.cmd().args(["build", "-t", spec.tag, "-f"]).arg(spec.file);
+        match (self.kind, spec.pull) {
+            (EngineKind::Podman, policy) => cmd = cmd.arg(format!("--pull={}", policy.as_str())),
+            (EngineKind::Docker, PullPolicy::Always) => cmd = cmd.arg("--pull"),
+            (EngineKind::Docker, PullPolicy::Missing | PullPolicy::Never) => {}
         }
-        for (key, value) in build_args {
+        if spec.insecure_bases && self.kind == EngineKind::Podman {
+            cmd = cmd.arg("--tls-verify=false");
+        }
+        if !spec.platforms.is_empty() {
+            cmd = cmd.arg("--platform").arg(spec.platforms.join(","));
+        }
+        for (key, value) in spec.build_args {
             cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
         }
-        cmd.arg(context)
+        cmd.arg(spec.context)
     }
 
     /// `push IMAGE`; Podman verifies TLS unless told not to, Docker decides by its daemon config.
@@ -125,60 +132,104 @@ impl Engine {
     }
 }
 
+/// What to build, and how.
+pub struct BuildSpec<'a> {
+    pub tag: &'a str,
+    pub file: &'a std::path::Path,
+    pub context: &'a std::path::Path,
+    pub platforms: &'a [String],
+    pub build_args: &'a [(String, String)],
+    pub pull: PullPolicy,
+    /// Every base comes from a registry reached without TLS verification (loopback or listed).
+    pub insecure_bases: bool,
+}
+
 /// Where an explicit choice came from, if any.
 pub struct EngineChoice {
     pub kind: EngineKind,
     pub source: &'static str,
 }
 
-/// Detects the engine: an explicit choice wins; otherwise `docker`, then `podman`, each
-/// confirmed by asking it; neither answering is an error naming what was looked for.
-pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
-    if let Some(choice) = choice {
-        return probe(runner, choice.kind, choice.source).map_err(|why| Error::EngineNotFound {
-            looked: format!("{} was chosen by {} but {why}", choice.kind, choice.source),
-        });
-    }
-    let mut looked = Vec::new();
-    for kind in [EngineKind::Docker, EngineKind::Podman] {
-        match probe(runner, kind, "found on PATH") {
-            Ok(engine) => return Ok(engine),
-            Err(why) => looked.push(format!("{kind}: {why}")),
-        }
-    }
-    Err(Error::EngineNotFound { looked: looked.join("; ") })
+/// The engines to look for images in: those that answered, and those that did not (so that
+/// an image found in none can say which engines were really asked).
+#[derive(Debug, Clone, Default)]
+pub struct Engines {
+    pub answering: Vec<Engine>,
+    pub silent: Vec<NoAnswer>,
 }
 
-/// Every engine that answers, in detection order; for finding which one holds an image.
-pub fn detect_all(runner: &dyn Runner) -> Vec<Engine> {
-    [EngineKind::Docker, EngineKind::Podman]
-        .into_iter()
-        .filter_map(|kind| probe(runner, kind, "found on PATH").ok())
-        .collect()
+impl Engines {
+    pub fn only(engine: Engine) -> Self {
+        Engines { answering: vec![engine], silent: Vec::new() }
+    }
+
+    /// Engines installed but not answering (a stopped daemon, a dead socket), worth a fix.
+    pub fn unreachable(&self) -> impl Iterator<Item = &NoAnswer> {
+        self.silent.iter().filter(|n| n.is_unreachable())
+    }
+}
+
+impl std::ops::Deref for Engines {
+    type Target = [Engine];
+    fn deref(&self) -> &[Engine] {
+        &self.answering
+    }
+}
+
+impl<'a> IntoIterator for &'a Engines {
+    type Item = &'a Engine;
+    type IntoIter = std::slice::Iter<'a, Engine>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.answering.iter()
+    }
+}
+
+/// Detects the engine: an explicit choice wins; otherwise `docker`, then `podman`, each
+/// confirmed by asking it; neither answering is an error naming each, its address and fix.
+pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
+    if let Some(choice) = choice {
+        return probe(runner, choice.kind, choice.source).map_err(|why| Error::NoEngine {
+            role: "engine",
+            chosen_by: Some(choice.source.to_string()),
+            tried: vec![why],
+        });
+    }
+    let all = detect_all(runner);
+    match all.answering.into_iter().next() {
+        Some(engine) => Ok(engine),
+        None => Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent }),
+    }
+}
+
+/// Every engine, in detection order: those that answer, and why the others do not.
+pub fn detect_all(runner: &dyn Runner) -> Engines {
+    let mut engines = Engines::default();
+    for kind in [EngineKind::Docker, EngineKind::Podman] {
+        match probe(runner, kind, "found on PATH") {
+            Ok(engine) => engines.answering.push(engine),
+            Err(why) => engines.silent.push(why),
+        }
+    }
+    engines
 }
 
 /// Asks the engine about itself; the error says why it does not count as present.
-pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, String> {
-    let last_line = |s: &str| s.trim().lines().last().unwrap_or("").to_string();
+pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, NoAnswer> {
+    let env = |k: &str| std::env::var(k).ok();
     let ask = |args: &[&str]| {
-        runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| {
-            if e.is_not_found() {
-                "not found on PATH".to_string()
-            } else {
-                e.to_string()
-            }
-        })
+        runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| NoAnswer::from_exec(kind, &e, &env))
     };
+    let odd = |what: String| NoAnswer { kind, address: None, address_from: None, cause: Cause::Other, detail: what };
     match kind {
         EngineKind::Docker => {
             let version = ask(&["version", "--format", "{{json .}}"])?;
-            let (server_version, podman_backend) = parse_docker_version(&version.stdout)
-                .ok_or_else(|| format!("the daemon does not answer ({})", last_line(&version.stderr)))?;
+            let (server_version, podman_backend) =
+                parse_docker_version(&version.stdout).ok_or_else(|| diagnose(kind, &version.stderr, &env))?;
             let info = ask(&["info", "--format", "{{json .}}"])?;
             if !info.success() {
-                return Err(format!("the daemon does not answer ({})", last_line(&info.stderr)));
+                return Err(diagnose(kind, &info.stderr, &env));
             }
-            let (rootless, containerd_store) = parse_docker_info(&info.stdout)?;
+            let (rootless, containerd_store) = parse_docker_info(&info.stdout).map_err(odd)?;
             Ok(Engine {
                 kind,
                 detected_by: detected_by.into(),
@@ -191,9 +242,9 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
         EngineKind::Podman => {
             let out = ask(&["info", "--format", "json"])?;
             if !out.success() {
-                return Err(format!("it does not answer ({})", last_line(&out.stderr)));
+                return Err(diagnose(kind, &out.stderr, &env));
             }
-            let (server_version, rootless) = parse_podman_info(&out.stdout)?;
+            let (server_version, rootless) = parse_podman_info(&out.stdout).map_err(odd)?;
             Ok(Engine {
                 kind,
                 detected_by: detected_by.into(),
@@ -322,12 +373,20 @@ mod tests {
 
     #[test]
     fn neither_engine_names_what_was_looked_for() {
-        let runner = FakeRunner::new().on(&["docker", "version"], 1, "", "Cannot connect to the Docker daemon");
+        let runner = FakeRunner::new().on(
+            &["docker", "version"],
+            1,
+            "",
+            "Cannot connect to the Docker daemon at unix:///kindload-test/no/docker.sock. Is the docker daemon running?",
+        );
         let err = detect(&runner, None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("docker: the daemon does not answer (Cannot connect"), "{text}");
-        assert!(text.contains("podman: not found on PATH"), "{text}");
+        assert!(text.starts_with("no container engine answers: docker does not answer at unix:///kindload-test/no/docker.sock: no socket there"), "{text}");
+        assert!(text.contains("podman is not installed (not found on PATH)"), "{text}");
         assert_eq!(err.exit_code(), 2);
+        let fix = err.fix().unwrap();
+        assert!(fix.contains("for docker: start the Docker daemon (`sudo systemctl start docker`"), "{fix}");
+        assert!(fix.contains("for podman: install Podman (`apt-get install podman`)"), "{fix}");
     }
 
     #[test]
@@ -336,13 +395,17 @@ mod tests {
             &["podman", "info"],
             125,
             "",
-            "podman broken",
+            "Error: unable to connect to Podman socket: Get \"http://d/v4.3.1/libpod/_ping\": dial unix /kindload-test/podman.sock: connect: no such file or directory",
         );
         let err = detect(&runner, Some(EngineChoice { kind: EngineKind::Podman, source: "--engine" })).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
         assert!(
-            err.to_string().contains("podman was chosen by --engine but it does not answer (podman broken)"),
+            err.to_string().starts_with(
+                "the engine chosen by --engine cannot be used: podman does not answer at unix:///kindload-test/podman.sock"
+            ),
             "{err}"
         );
+        assert!(err.fix().unwrap().contains("`podman system service --time=0 unix:///kindload-test/podman.sock`"));
     }
 
     #[test]
@@ -355,13 +418,18 @@ mod tests {
             rootless: false,
             containerd_store: false,
         };
-        let cmd = e.build_cmd(
-            "app:dev",
-            std::path::Path::new("/src/Containerfile"),
-            std::path::Path::new("/src"),
-            &["linux/amd64".into(), "linux/arm64".into()],
-            &[("BASE".into(), "base:abc".into())],
-        );
+        let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+        let build_args = [("BASE".to_string(), "base:abc".to_string())];
+        let spec = BuildSpec {
+            tag: "app:dev",
+            file: std::path::Path::new("/src/Containerfile"),
+            context: std::path::Path::new("/src"),
+            platforms: &platforms,
+            build_args: &build_args,
+            pull: PullPolicy::Missing,
+            insecure_bases: false,
+        };
+        let cmd = e.build_cmd(&spec);
         assert_eq!(
             cmd.argv(),
             [
@@ -371,6 +439,7 @@ mod tests {
                 "app:dev",
                 "-f",
                 "/src/Containerfile",
+                "--pull=missing",
                 "--platform",
                 "linux/amd64,linux/arm64",
                 "--build-arg",
@@ -382,11 +451,44 @@ mod tests {
             e.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
             ["podman", "push", "--tls-verify=false", "127.0.0.1:5000/app:dev"]
         );
-        let docker = Engine { kind: EngineKind::Docker, ..e };
+        let docker = Engine { kind: EngineKind::Docker, ..e.clone() };
         assert_eq!(
             docker.push_cmd("127.0.0.1:5000/app:dev", true).argv(),
             ["docker", "push", "127.0.0.1:5000/app:dev"]
         );
+    }
+
+    #[test]
+    fn pull_policy_in_each_engines_terms() {
+        let podman = Engine {
+            kind: EngineKind::Podman,
+            detected_by: String::new(),
+            server_version: None,
+            podman_backend: true,
+            rootless: false,
+            containerd_store: false,
+        };
+        let docker = Engine { kind: EngineKind::Docker, podman_backend: false, ..podman.clone() };
+        let argv = |engine: &Engine, pull: PullPolicy, insecure_bases: bool| {
+            let spec = BuildSpec {
+                tag: "app:dev",
+                file: std::path::Path::new("/src/Dockerfile"),
+                context: std::path::Path::new("/src"),
+                platforms: &[],
+                build_args: &[],
+                pull,
+                insecure_bases,
+            };
+            engine.build_cmd(&spec).argv()[5..].to_vec()
+        };
+        assert_eq!(argv(&podman, PullPolicy::Never, false), ["/src/Dockerfile", "--pull=never", "/src"]);
+        assert_eq!(
+            argv(&podman, PullPolicy::Always, true),
+            ["/src/Dockerfile", "--pull=always", "--tls-verify=false", "/src"]
+        );
+        assert_eq!(argv(&docker, PullPolicy::Always, true), ["/src/Dockerfile", "--pull", "/src"]);
+        assert_eq!(argv(&docker, PullPolicy::Missing, false), ["/src/Dockerfile", "/src"]);
+        assert_eq!(argv(&docker, PullPolicy::Never, false), ["/src/Dockerfile", "/src"]);
     }
 
     #[test]

@@ -4,8 +4,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::exec::Runner;
-use crate::resolve::engine::Engine;
+use crate::resolve::engine::{Engine, Engines};
 use crate::resolve::inspect::{parse_image_inspect, EngineImage};
+use crate::resolve::reach::{diagnose, Cause};
 use crate::resolve::reference::ImageRef;
 
 /// What makes two images the same: the config digest (what CRI reports as the image id) and,
@@ -80,16 +81,21 @@ impl Image {
 }
 
 /// Finds `requested` in the first engine that has it. A failure other than "no such image"
-/// is the engine's own error, shown as it is.
-pub fn find(runner: &dyn Runner, engines: &[Engine], requested: &str) -> Result<Image> {
+/// is the engine's own error, shown as it is (or, when the engine stopped answering, which
+/// one, where, and the fix).
+pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<Image> {
     let reference = ImageRef::parse(requested)?;
-    let mut misses = Vec::new();
+    let mut answered = Vec::new();
     for engine in engines {
         let out = runner.output(&engine.cmd().args(["image", "inspect", requested]))?;
         if !out.success() {
             if says_no_such_image(&out.stderr) {
-                misses.push(format!("{}: {}", engine.kind, last_line(&out.stderr)));
+                answered.push((engine.kind, last_line(&out.stderr).to_string()));
                 continue;
+            }
+            let why = diagnose(engine.kind, &out.stderr, &|k: &str| std::env::var(k).ok());
+            if why.cause != Cause::Other {
+                return Err(Error::NoEngine { role: "engine", chosen_by: None, tried: vec![why] });
             }
             return Err(Error::failed(
                 format!("`{} image inspect {requested}` failed: {}", engine.kind, out.stderr.trim()),
@@ -99,7 +105,7 @@ pub fn find(runner: &dyn Runner, engines: &[Engine], requested: &str) -> Result<
         let found = parse_image_inspect(&out.stdout)
             .map_err(|e| Error::failed(format!("unexpected `{} image inspect` output: {e}", engine.kind), ""))?;
         let Some(found) = found.into_iter().next() else {
-            misses.push(format!("{}: no such image", engine.kind));
+            answered.push((engine.kind, "no such image".to_string()));
             continue;
         };
         return Ok(Image {
@@ -112,12 +118,7 @@ pub fn find(runner: &dyn Runner, engines: &[Engine], requested: &str) -> Result<
             size: found.size,
         });
     }
-    let engine_names: Vec<String> = engines.iter().map(|e| e.kind.to_string()).collect();
-    Err(Error::ImageNotFound {
-        image: requested.to_string(),
-        engine: engine_names.join(" or "),
-        detail: misses.join("; "),
-    })
+    Err(Error::ImageNotFound { image: requested.to_string(), answered, silent: engines.silent.clone() })
 }
 
 fn last_line(s: &str) -> &str {
@@ -135,6 +136,11 @@ mod tests {
     use super::*;
     use crate::exec::fake::FakeRunner;
     use crate::resolve::engine::EngineKind;
+    use crate::resolve::reach::NoAnswer;
+
+    fn both() -> Engines {
+        Engines { answering: vec![engine(EngineKind::Docker), engine(EngineKind::Podman)], silent: Vec::new() }
+    }
 
     fn engine(kind: EngineKind) -> Engine {
         Engine {
@@ -157,7 +163,7 @@ mod tests {
                 include_str!("../../tests/fixtures/engines/podman-4.3-image-inspect.json"),
                 "",
             );
-        let image = find(&runner, &[engine(EngineKind::Docker), engine(EngineKind::Podman)], "app:dev").unwrap();
+        let image = find(&runner, &both(), "app:dev").unwrap();
         assert_eq!(image.engine.as_ref().unwrap().kind, EngineKind::Podman);
         assert_eq!(image.normalized(), "docker.io/library/app:dev");
         assert_eq!(
@@ -174,7 +180,7 @@ mod tests {
             include_str!("../../tests/fixtures/engines/docker-28.5-containerd-store-image-inspect.json"),
             "",
         );
-        let image = find(&runner, &[engine(EngineKind::Docker)], "example.com/app/bb28:dev").unwrap();
+        let image = find(&runner, &Engines::only(engine(EngineKind::Docker)), "example.com/app/bb28:dev").unwrap();
         let manifest = "sha256:a9940815d560e628155cff1f71b3a2bcf161d299fc35b245424532a959f92d52";
         assert_eq!(image.identity, Identity { config: None, manifest: Some(manifest.into()) });
         assert!(image.identity.matches(manifest, None));
@@ -188,18 +194,63 @@ mod tests {
             "[]",
             "Error: nope:1: image not known",
         );
-        let err = find(&runner, &[engine(EngineKind::Docker), engine(EngineKind::Podman)], "nope:1").unwrap_err();
+        let err = find(&runner, &both(), "nope:1").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
-        assert!(text.contains("docker or podman") && text.contains("image not known"), "{text}");
+        assert!(text.contains("not found in docker or podman: docker and podman both answered"), "{text}");
+        assert!(text.contains("podman: Error: nope:1: image not known"), "{text}");
+        let fix = err.fix().unwrap();
+        assert!(fix.contains("check its name with `docker images` and `podman images`"), "{fix}");
+        assert!(fix.contains("--engine docker|podman"), "{fix}");
+    }
+
+    #[test]
+    fn missing_where_it_was_looked_for_names_the_engine_that_did_not_answer() {
+        let runner = FakeRunner::new().on(&["podman", "image", "inspect"], 125, "[]", "Error: app:v1: image not known");
+        let silent = NoAnswer {
+            kind: EngineKind::Docker,
+            address: Some("unix:///nonexistent.sock".into()),
+            address_from: Some("DOCKER_HOST"),
+            cause: Cause::NoSocket,
+            detail: "Cannot connect to the Docker daemon at unix:///nonexistent.sock.".into(),
+        };
+        let engines = Engines { answering: vec![engine(EngineKind::Podman)], silent: vec![silent] };
+        let err = find(&runner, &engines, "app:v1").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("not found in podman: podman answered, the only engine that did"), "{text}");
+        assert!(
+            text.contains("not searched: docker does not answer at unix:///nonexistent.sock (from DOCKER_HOST)"),
+            "{text}"
+        );
+        let fix = err.fix().unwrap();
+        assert!(
+            fix.starts_with("if docker has it, start what should serve DOCKER_HOST=unix:///nonexistent.sock"),
+            "{fix}"
+        );
+        assert!(fix.contains("`unset DOCKER_HOST`") && fix.contains("`podman images`"), "{fix}");
+        assert!(!fix.contains("`docker images`"), "docker did not answer: {fix}");
+    }
+
+    #[test]
+    fn an_engine_that_stops_answering_is_named_with_its_socket() {
+        let runner = FakeRunner::new().on(
+            &["docker", "image", "inspect"],
+            1,
+            "",
+            "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.50/images/app:1/json\": dial unix /var/run/docker.sock: connect: permission denied",
+        );
+        let err = find(&runner, &Engines::only(engine(EngineKind::Docker)), "app:1").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("docker does not answer at unix:///var/run/docker.sock"), "{err}");
+        assert!(err.fix().unwrap().contains("usermod -aG docker"), "{:?}", err.fix());
     }
 
     #[test]
     fn an_engine_failure_is_shown_as_it_is() {
-        let runner =
-            FakeRunner::new().on(&["docker", "image", "inspect"], 1, "", "permission denied while trying to connect");
-        let err = find(&runner, &[engine(EngineKind::Docker)], "app:1").unwrap_err();
+        let runner = FakeRunner::new().on(&["docker", "image", "inspect"], 1, "", "Error: layer store is corrupt");
+        let err = find(&runner, &Engines::only(engine(EngineKind::Docker)), "app:1").unwrap_err();
         assert_eq!(err.exit_code(), 1);
-        assert!(err.to_string().contains("permission denied"), "{err}");
+        assert!(err.to_string().contains("layer store is corrupt"), "{err}");
     }
 }

@@ -9,4 +9,5 @@ pub mod inspect;
 pub mod kubeconfig;
 pub mod node;
 pub mod provider;
+pub mod reach;
 pub mod reference;

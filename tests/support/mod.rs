@@ -33,6 +33,7 @@ pub const OWNER_LABEL: &str = "io.kindload.testbed.owner";
 const REQUIRE_ENV: &str = "KINDLOAD_REQUIRE_ENGINES";
 const STORE_HOST_ENV: &str = "KINDLOAD_TEST_CONTAINERD_STORE_HOST";
 const REGISTRY_ENV: &str = "KINDLOAD_TEST_REGISTRY";
+const ROOTLESS_USER_ENV: &str = "KINDLOAD_TEST_ROOTLESS_USER";
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn engines_required() -> bool {
@@ -93,6 +94,54 @@ pub fn registry() -> Option<String> {
         Ok(addr) if !addr.is_empty() => Some(addr),
         _ => {
             missing("the test registry", &format!("{REGISTRY_ENV} is not set"));
+            None
+        }
+    }
+}
+
+/// A non-root user with subordinate ids, for rootless Podman.
+pub struct RootlessUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl RootlessUser {
+    /// `program args...` run as this user with its own login-like environment (PATH, HOME,
+    /// USER), its groups included (docker), nothing of root's environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--init-groups", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .current_dir(&self.home);
+        cmd
+    }
+}
+
+/// The rootless Podman user created by `tests/testbed/rootless-user.sh`
+/// (`KINDLOAD_TEST_ROOTLESS_USER`), or None (after a skip note, or a panic when engines are required).
+pub fn rootless_user() -> Option<RootlessUser> {
+    let Some(name) = std::env::var(ROOTLESS_USER_ENV).ok().filter(|n| !n.is_empty()) else {
+        missing("the rootless Podman user", &format!("{ROOTLESS_USER_ENV} is not set"));
+        return None;
+    };
+    let id = |flag: &str| -> Option<u32> {
+        let out = run(Command::new("id").arg(flag).arg(&name));
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let passwd = run(Command::new("getent").args(["passwd", &name]));
+    let home = String::from_utf8_lossy(&passwd.stdout).trim().split(':').nth(5).map(PathBuf::from);
+    match (id("-u"), id("-g"), home) {
+        (Some(uid), Some(gid), Some(home)) => Some(RootlessUser { name, uid, gid, home }),
+        _ => {
+            missing("the rootless Podman user", &format!("user {name:?} does not exist"));
             None
         }
     }
@@ -476,11 +525,11 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 }
 
 /// A command for the real kindload binary with KIND_CLUSTER_NAME, KINDLOAD_ENGINE,
-/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_* and DOCKER_HOST removed and KUBECONFIG
+/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_*, DOCKER_HOST and CONTAINER_HOST removed and KUBECONFIG
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
-    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST"] {
+    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST", "CONTAINER_HOST"] {
         cmd.env_remove(var);
     }
     for (var, _) in std::env::vars_os() {

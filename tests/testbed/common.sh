@@ -118,6 +118,9 @@ STORE_HOST="unix://$STORE_SOCK"
 
 REGISTRY_ADDR=127.0.0.1:5000
 
+# The non-root user running rootless Podman (tests/testbed/rootless-user.sh).
+ROOTLESS_USER=kindload-rootless
+
 # pid_alive PIDFILE NAME: the process recorded in PIDFILE runs and is NAME
 pid_alive() {
   local pid
