@@ -114,7 +114,14 @@ impl Context {
 
     /// The engines to look for images in: the chosen one, or every one that answers (and
     /// those that do not, said on stderr, so that a lookup in the others is no surprise).
+    /// The engines to look for images in, asked nothing yet: the image lookup is the first
+    /// question, so an engine that has the image costs one query and the other none.
     pub fn engines(&self, args: &EngineArgs) -> Result<Engines> {
+        Ok(Engines::unprobed(self.engine_choice(args)?))
+    }
+
+    /// The engines, each asked about itself (version, storage, rootless): what `doctor` reports.
+    pub fn probed_engines(&self, args: &EngineArgs) -> Result<Engines> {
         match self.engine_choice(args)? {
             Some(choice) => Ok(Engines::only(engine::detect(self.runner(), Some(choice))?)),
             None => {

@@ -38,7 +38,7 @@ impl Findings {
 pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
     let references: Vec<ImageRef> = args.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<_>>()?;
     let mut findings = Findings::default();
-    match ctx.engines(&args.engine) {
+    match ctx.probed_engines(&args.engine) {
         Ok(engines) => {
             for e in &engines {
                 println!("ok    engine {} ({})", e.describe(), e.detected_by);

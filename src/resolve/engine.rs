@@ -71,6 +71,19 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine to ask directly, before (or instead of) asking it about itself: a load
+    /// needs only `image inspect` and `save`, so the first answer is the image itself.
+    pub fn unprobed(kind: EngineKind, detected_by: &str) -> Self {
+        Engine {
+            kind,
+            detected_by: detected_by.into(),
+            server_version: None,
+            podman_backend: kind == EngineKind::Podman,
+            rootless: false,
+            containerd_store: false,
+        }
+    }
+
     pub fn program(&self) -> &'static str {
         self.kind.program()
     }
@@ -156,11 +169,33 @@ pub struct EngineChoice {
 pub struct Engines {
     pub answering: Vec<Engine>,
     pub silent: Vec<NoAnswer>,
+    /// Set when the user named the engine: then its silence is the error.
+    pub chosen_by: Option<String>,
 }
 
 impl Engines {
     pub fn only(engine: Engine) -> Self {
-        Engines { answering: vec![engine], silent: Vec::new() }
+        Engines { answering: vec![engine], silent: Vec::new(), chosen_by: None }
+    }
+
+    /// Engines to ask for images in order, none asked anything yet: `choice` alone, else
+    /// Docker then Podman. An engine that does not answer is found out by the lookup.
+    pub fn unprobed(choice: Option<EngineChoice>) -> Self {
+        match choice {
+            Some(c) => Engines {
+                answering: vec![Engine::unprobed(c.kind, c.source)],
+                silent: Vec::new(),
+                chosen_by: Some(c.source.to_string()),
+            },
+            None => Engines {
+                answering: [EngineKind::Docker, EngineKind::Podman]
+                    .into_iter()
+                    .map(|k| Engine::unprobed(k, "found on PATH"))
+                    .collect(),
+                silent: Vec::new(),
+                chosen_by: None,
+            },
+        }
     }
 
     /// Engines installed but not answering (a stopped daemon, a dead socket), worth a fix.

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::resolve::engine::{Engine, Engines};
 use crate::resolve::inspect::{parse_image_inspect, EngineImage};
-use crate::resolve::reach::{diagnose, Cause};
+use crate::resolve::reach::{diagnose, Cause, NoAnswer};
 use crate::resolve::reference::ImageRef;
 
 /// What makes two images the same: the config digest (what CRI reports as the image id) and,
@@ -85,22 +85,31 @@ impl Image {
 /// one, where, and the fix).
 pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<Image> {
     let reference = ImageRef::parse(requested)?;
+    let env = |k: &str| std::env::var(k).ok();
     let mut answered = Vec::new();
+    let mut silent = engines.silent.clone();
     for engine in engines {
-        let out = runner.output(&engine.cmd().args(["image", "inspect", requested]))?;
+        let out = match runner.output(&engine.cmd().args(["image", "inspect", requested])) {
+            Ok(out) => out,
+            Err(e) => {
+                silent.push(NoAnswer::from_exec(engine.kind, &e, &env));
+                continue;
+            }
+        };
         if !out.success() {
             if says_no_such_image(&out.stderr) {
                 answered.push((engine.kind, last_line(&out.stderr).to_string()));
                 continue;
             }
-            let why = diagnose(engine.kind, &out.stderr, &|k: &str| std::env::var(k).ok());
-            if why.cause != Cause::Other {
-                return Err(Error::NoEngine { role: "engine", chosen_by: None, tried: vec![why] });
+            let why = diagnose(engine.kind, &out.stderr, &env);
+            if why.cause == Cause::Other {
+                return Err(Error::failed(
+                    format!("`{} image inspect {requested}` failed: {}", engine.kind, out.stderr.trim()),
+                    format!("check that {} works (`{} info`)", engine.kind, engine.kind),
+                ));
             }
-            return Err(Error::failed(
-                format!("`{} image inspect {requested}` failed: {}", engine.kind, out.stderr.trim()),
-                format!("check that {} works (`{} info`)", engine.kind, engine.kind),
-            ));
+            silent.push(why);
+            continue;
         }
         let found = parse_image_inspect(&out.stdout)
             .map_err(|e| Error::failed(format!("unexpected `{} image inspect` output: {e}", engine.kind), ""))?;
@@ -118,7 +127,11 @@ pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<I
             size: found.size,
         });
     }
-    Err(Error::ImageNotFound { image: requested.to_string(), answered, silent: engines.silent.clone() })
+    // Whichever engine was asked first: one that did not answer is named, not skipped over.
+    if answered.is_empty() || (engines.chosen_by.is_some() && !silent.is_empty()) {
+        return Err(Error::NoEngine { role: "engine", chosen_by: engines.chosen_by.clone(), tried: silent });
+    }
+    Err(Error::ImageNotFound { image: requested.to_string(), answered, silent })
 }
 
 fn last_line(s: &str) -> &str {
@@ -139,7 +152,11 @@ mod tests {
     use crate::resolve::reach::NoAnswer;
 
     fn both() -> Engines {
-        Engines { answering: vec![engine(EngineKind::Docker), engine(EngineKind::Podman)], silent: Vec::new() }
+        Engines {
+            answering: vec![engine(EngineKind::Docker), engine(EngineKind::Podman)],
+            silent: Vec::new(),
+            chosen_by: None,
+        }
     }
 
     fn engine(kind: EngineKind) -> Engine {
@@ -214,7 +231,7 @@ mod tests {
             cause: Cause::NoSocket,
             detail: "Cannot connect to the Docker daemon at unix:///nonexistent.sock.".into(),
         };
-        let engines = Engines { answering: vec![engine(EngineKind::Podman)], silent: vec![silent] };
+        let engines = Engines { answering: vec![engine(EngineKind::Podman)], silent: vec![silent], chosen_by: None };
         let err = find(&runner, &engines, "app:v1").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
