@@ -57,6 +57,7 @@ mod tests {
             config_version: running.then_some(2),
             snapshotter: running.then(|| "native".into()),
             crictl: false,
+            platform: None,
             warnings: vec![],
             holds: None,
             cri_answers: vec![],

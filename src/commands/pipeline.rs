@@ -10,7 +10,7 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::plan::layers::{LayerHints, NodeNeeds};
-use crate::plan::{self, Action, Step};
+use crate::plan::{self, platform, Action, Step};
 use crate::report::progress::Progress;
 use crate::report::{ImageReport, LoadReport, NodeReport};
 use crate::request::cli::SelectArgs;
@@ -167,21 +167,32 @@ impl<'a> Pipeline<'a> {
     fn load(&self, images: &mut [Image], archive: Option<&Source>) -> Result<Outcomes> {
         let listings: Vec<&[CtrImage]> = self.before.iter().flatten().map(Vec::as_slice).collect();
         learn_config_digests(images, &listings);
+        let misfits = self.platform_misfits(images)?;
         let steps: Vec<Vec<Option<Step>>> = images
             .iter()
-            .map(|image| self.before.iter().map(|b| b.as_ref().ok().map(|l| plan::plan(l, image))).collect())
+            .zip(&misfits)
+            .map(|(image, misfit)| {
+                self.before
+                    .iter()
+                    .zip(misfit)
+                    .map(|(b, m)| b.as_ref().ok().filter(|_| m.is_none()).map(|l| plan::plan(l, image)))
+                    .collect()
+            })
             .collect();
         let mut outcomes: Outcomes = steps
             .iter()
-            .map(|row| {
+            .zip(&misfits)
+            .map(|(row, misfit)| {
                 row.iter()
                     .zip(&self.before)
-                    .map(|(step, before)| match (step, before) {
-                        (Some(Step::Skip), _) => Outcome::new(Action::Skipped),
-                        (Some(Step::Retag { .. }), _) => Outcome::new(Action::Retagged),
-                        (Some(Step::Transfer), _) => Outcome::new(Action::Loaded),
-                        (None, Err(e)) => Outcome::failed(e.clone()),
-                        (None, Ok(_)) => Outcome::failed("not planned"),
+                    .zip(misfit)
+                    .map(|((step, before), misfit)| match (step, before, misfit) {
+                        (_, _, Some(why)) => Outcome::failed(why.clone()),
+                        (Some(Step::Skip), _, _) => Outcome::new(Action::Skipped),
+                        (Some(Step::Retag { .. }), _, _) => Outcome::new(Action::Retagged),
+                        (Some(Step::Transfer), _, _) => Outcome::new(Action::Loaded),
+                        (None, Err(e), _) => Outcome::failed(e.clone()),
+                        (None, Ok(_), _) => Outcome::failed("not planned"),
                     })
                     .collect()
             })
@@ -207,6 +218,42 @@ impl<'a> Pipeline<'a> {
         }
         self.tidy(images, &mut outcomes);
         Ok(outcomes)
+    }
+
+    /// Per image and node: why the node cannot run the image, judged by platform before
+    /// anything is exported. An image no usable node can run is bad input.
+    fn platform_misfits(&self, images: &[Image]) -> Result<Vec<Vec<Option<String>>>> {
+        let usable = self.usable();
+        let mut misfits = vec![vec![None; self.nodes.len()]; images.len()];
+        for (i, image) in images.iter().enumerate() {
+            let Some(built_for) = &image.platform else { continue };
+            let mut refused: Vec<&str> = Vec::new();
+            for &n in &usable {
+                let Some(runs) = &self.nodes[n].platform else { continue };
+                if !platform::runs_on(built_for, runs) {
+                    misfits[i][n] = Some(format!(
+                        "{} is built for {built_for}, but {} runs {runs}: {}",
+                        image.requested,
+                        self.nodes[n].name,
+                        platform::fix(runs)
+                    ));
+                    refused.push(runs);
+                }
+            }
+            if !usable.is_empty() && refused.len() == usable.len() {
+                refused.sort();
+                refused.dedup();
+                return Err(Error::input(
+                    format!(
+                        "{} is built for {built_for}, but the cluster's nodes run {}: no node can run it",
+                        image.requested,
+                        refused.join(", ")
+                    ),
+                    platform::fix(refused[0]),
+                ));
+            }
+        }
+        Ok(misfits)
     }
 
     /// stdin can be read once and says what it holds only as it streams: every usable
@@ -331,9 +378,12 @@ impl<'a> Pipeline<'a> {
                     seconds: transferred.elapsed.as_secs_f64(),
                     ..Outcome::new(Action::Loaded)
                 },
-                Err(e) => {
-                    Outcome::failed(format!("import into {} failed: {e}{}", result.node, self.clean_up(n, &names)))
-                }
+                Err(e) => Outcome::failed(format!(
+                    "import into {} failed: {e}{}{}",
+                    result.node,
+                    self.explain(n, &e),
+                    self.clean_up(n, &names)
+                )),
             };
             per_node.insert(n, outcome);
         }
@@ -345,6 +395,32 @@ impl<'a> Pipeline<'a> {
         let Ok(holds) = self.nodes[n].holdings() else { return estimate };
         let held: u64 = hints.layers().filter(|d| needs.has(d, hints)).filter_map(|d| holds.blobs.get(d)).sum();
         estimate.saturating_sub(held)
+    }
+
+    /// What an import's bare error means, for the failures with a known cause.
+    fn explain(&self, n: usize, error: &str) -> String {
+        let node = &self.nodes[n];
+        if error.contains("no space left on device") {
+            let free = import::free_space(self.runner(), self.provider, &node.name)
+                .map(|kib| format!("{} free", crate::report::human_bytes(kib * 1024)))
+                .unwrap_or_else(|e| format!("free space unknown: {e}"));
+            return format!(
+                "; {} ran out of disk under /var/lib/containerd ({free}): free space there \
+                 (`{} exec {} crictl rmi --prune` removes images no container uses) or on the disk that holds the node, then load again",
+                node.name,
+                self.provider.name(),
+                node.name
+            );
+        }
+        if error.contains("filtered out") {
+            let runs = node.platform.as_deref().unwrap_or("its platform");
+            return format!(
+                "; the image has no variant for {runs}, the platform {} runs: {}",
+                node.name,
+                platform::fix(runs)
+            );
+        }
+        String::new()
     }
 
     /// Removes image records a failed import left on node `n`; says what it did.
@@ -610,6 +686,7 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                     engine: None,
                     layers: a.diff_ids.clone(),
                     size: None,
+                    platform: a.platform.clone(),
                 })
             })
             .collect();
@@ -639,6 +716,7 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                 engine_ref: w.clone(),
                 layers: chosen.diff_ids.clone(),
                 size: None,
+                platform: chosen.platform.clone(),
             })
         })
         .collect()
@@ -672,6 +750,7 @@ mod tests {
             written_manifest: None,
             layers: vec![],
             diff_ids: vec!["sha256:d1".into()],
+            platform: Some("linux/amd64".into()),
         }
     }
 
@@ -703,6 +782,7 @@ mod tests {
             engine_ref: "example.com/app/bb:dev".into(),
             layers: vec![],
             size: None,
+            platform: None,
         }];
         learn_config_digests(&mut images, &[&[], &listing]);
         assert_eq!(

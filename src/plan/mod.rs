@@ -2,6 +2,7 @@
 //! under another name), or transfer.
 
 pub mod layers;
+pub mod platform;
 
 use serde::Serialize;
 
@@ -88,6 +89,7 @@ mod tests {
             engine_ref: name.into(),
             layers: vec![],
             size: None,
+            platform: None,
         }
     }
 

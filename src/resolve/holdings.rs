@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::exec::{ExecError, Runner};
+use crate::resolve::provider::Provider;
 use crate::verify::cri::{parse_ctr_images, CtrImage};
 
 /// The survey run on each node. Fixed text: the names to ask crictl about arrive as
@@ -13,6 +15,7 @@ use crate::verify::cri::{parse_ctr_images, CtrImage};
 pub const SURVEY: &str = r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 j() { n=$1; shift; o=$("$@" 2>/dev/null); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 s version containerd --version
+s arch uname -m
 cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
 if command -v crictl >/dev/null 2>&1; then
   s crictl crictl --version
@@ -30,6 +33,16 @@ pub fn survey_argv(names: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into()];
     argv.extend(names.iter().cloned());
     argv
+}
+
+pub fn list_images_argv() -> [&'static str; 4] {
+    ["ctr", "--namespace=k8s.io", "images", "ls"]
+}
+
+/// The node's image records now: what verification reads again after a load, rather than
+/// trusting what the load did.
+pub fn list_images(runner: &dyn Runner, provider: Provider, node: &str) -> Result<Vec<CtrImage>, ExecError> {
+    Ok(parse_ctr_images(&runner.stdout(&provider.exec(node, &list_images_argv()))?))
 }
 
 /// One section of the survey's output.

@@ -66,6 +66,8 @@ pub struct Image {
     pub layers: Vec<String>,
     /// Bytes an export is expected to carry, where known.
     pub size: Option<u64>,
+    /// `os/arch[/variant]` it was built for, where one platform is known.
+    pub platform: Option<String>,
 }
 
 impl Image {
@@ -125,6 +127,11 @@ pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<I
             engine_ref: requested.to_string(),
             layers: found.diff_ids.clone(),
             size: found.size,
+            platform: crate::plan::platform::join(
+                found.os.as_deref(),
+                found.architecture.as_deref(),
+                found.variant.as_deref(),
+            ),
         });
     }
     // Whichever engine was asked first: one that did not answer is named, not skipped over.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::exec::Runner;
+use crate::plan::platform;
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
 use crate::resolve::holdings::{parse_survey, section, survey_argv, Holdings, Section};
 use crate::resolve::provider::{NodeContainer, Provider};
@@ -19,6 +20,8 @@ pub struct Node {
     pub config_version: Option<i64>,
     pub snapshotter: Option<String>,
     pub crictl: bool,
+    /// The platform the node runs images for, as `os/arch[/variant]`.
+    pub platform: Option<String>,
     /// Problems found while probing, each a sentence with its fix.
     pub warnings: Vec<String>,
     /// What the node's containerd holds, or why it could not be read.
@@ -55,6 +58,7 @@ pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, 
         config_version: None,
         snapshotter: None,
         crictl: false,
+        platform: None,
         warnings: Vec::new(),
         holds: None,
         cri_answers: Vec::new(),
@@ -104,6 +108,7 @@ impl Node {
             None => self.warnings.push("`containerd config dump` printed nothing".into()),
         }
         self.crictl = section(sections, "crictl").is_some_and(Section::ok);
+        self.platform = section(sections, "arch").filter(|s| s.ok()).and_then(|s| platform::from_uname(&s.body));
         self.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
         self.holds = Some(
             Holdings::from_survey(sections, self.import_snapshotter())

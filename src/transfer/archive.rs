@@ -47,6 +47,8 @@ pub struct ArchiveImage {
     pub layers: Vec<String>,
     /// Uncompressed layer digests from the config, bottom first.
     pub diff_ids: Vec<String>,
+    /// The config's `os/architecture[/variant]`; None for an index of several platforms.
+    pub platform: Option<String>,
 }
 
 /// What a regular file in the archive turned out to be.
@@ -277,6 +279,7 @@ fn docker_image(entry: &Value, contents: &Contents) -> Result<ArchiveImage, Stri
         written_manifest: Some(written),
         layers: layers.into_iter().map(|l| l.digest).collect(),
         diff_ids: diff_ids(config_bytes),
+        platform: platform_of(config_bytes),
     })
 }
 
@@ -301,9 +304,10 @@ fn oci_images(json: &[u8], contents: &Contents) -> Result<Vec<ArchiveImage>, Str
         let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string();
         let target = Descriptor { media_type, digest: digest.to_string(), size: bytes.len() as u64 };
         let manifest = local_manifest(bytes, contents, 0)?;
-        let (config, layers, diff_ids) = match manifest {
-            Some(m) => (Some(m.config), m.layers, m.diff_ids),
-            None => (None, Vec::new(), Vec::new()),
+        let single = !is_index(bytes);
+        let (config, layers, diff_ids, platform) = match manifest {
+            Some(m) => (Some(m.config), m.layers, m.diff_ids, m.platform.filter(|_| single)),
+            None => (None, Vec::new(), Vec::new(), None),
         };
         images.push(ArchiveImage {
             names,
@@ -312,6 +316,7 @@ fn oci_images(json: &[u8], contents: &Contents) -> Result<Vec<ArchiveImage>, Str
             written_manifest: None,
             layers,
             diff_ids,
+            platform,
         });
     }
     Ok(images)
@@ -321,6 +326,13 @@ struct Resolved {
     config: String,
     layers: Vec<String>,
     diff_ids: Vec<String>,
+    platform: Option<String>,
+}
+
+fn is_index(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(bytes).is_ok_and(|b| {
+        INDEX_TYPES.contains(&b.get("mediaType").and_then(Value::as_str).unwrap_or("")) || b.get("manifests").is_some()
+    })
 }
 
 /// Follows a manifest (or an index, to the local platform whose blobs are present) to
@@ -353,7 +365,19 @@ fn local_manifest(bytes: &[u8], contents: &Contents, depth: u8) -> Result<Option
         .flatten()
         .filter_map(|l| l.get("digest").and_then(Value::as_str).map(str::to_string))
         .collect();
-    Ok(Some(Resolved { config: config.to_string(), layers, diff_ids: config_bytes.map(diff_ids).unwrap_or_default() }))
+    Ok(Some(Resolved {
+        config: config.to_string(),
+        layers,
+        diff_ids: config_bytes.map(diff_ids).unwrap_or_default(),
+        platform: config_bytes.and_then(platform_of),
+    }))
+}
+
+/// `os/architecture[/variant]` of an image config.
+fn platform_of(config: &[u8]) -> Option<String> {
+    let c: Value = serde_json::from_slice(config).ok()?;
+    let field = |k: &str| c.get(k).and_then(Value::as_str);
+    crate::plan::platform::join(field("os"), field("architecture"), field("variant"))
 }
 
 /// `rootfs.diff_ids` of an image config.
@@ -450,6 +474,7 @@ mod tests {
         assert_eq!(image.target.digest, digest::sha256(written.as_bytes()));
         assert_eq!(image.layers, [digest::sha256(b"")]);
         assert_eq!(image.diff_ids, [digest::sha256(b"")]);
+        assert_eq!(image.platform.as_deref(), Some("linux/amd64"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::process::{Child, ChildStdin};
 
 use crate::exec::{self, Cmd, ExecError, Runner, StderrDrain};
+use crate::resolve::holdings::list_images_argv;
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
@@ -24,10 +25,6 @@ pub fn import_argv(snapshotter: &str, local: bool) -> Vec<String> {
     }
     argv.extend([format!("--snapshotter={snapshotter}"), "-".to_string()]);
     argv
-}
-
-pub fn list_argv() -> [&'static str; 4] {
-    ["ctr", NAMESPACE, "images", "ls"]
 }
 
 pub fn tag_argv<'a>(from: &'a str, to: &'a str) -> [&'a str; 7] {
@@ -63,10 +60,6 @@ impl Import {
     pub fn finish(self) -> Result<(), ExecError> {
         exec::finish(self.child, &self.cmd, self.stderr)
     }
-}
-
-pub fn list(runner: &dyn Runner, provider: Provider, node: &str) -> Result<Vec<CtrImage>, ExecError> {
-    Ok(parse_ctr_images(&runner.stdout(&provider.exec(node, &list_argv()))?))
 }
 
 pub fn tag(runner: &dyn Runner, provider: Provider, node: &str, from: &str, to: &str) -> Result<(), ExecError> {
@@ -117,6 +110,19 @@ pub fn remove(runner: &dyn Runner, provider: Provider, node: &str, names: &[Stri
     runner.run(&provider.exec(node, &argv)).map(drop)
 }
 
+/// Free KiB under containerd's root on the node (`df -Pk`), asked after an import ran out of space.
+pub fn free_space(runner: &dyn Runner, provider: Provider, node: &str) -> Result<u64, String> {
+    let out = runner
+        .stdout(&provider.exec(node, &["df", "-Pk", "/var/lib/containerd"]).cleanup())
+        .map_err(|e| e.to_string())?;
+    parse_df_available(&out).ok_or_else(|| format!("unexpected `df` output: {}", out.trim()))
+}
+
+/// The Available column of `df -Pk`'s one data row.
+pub fn parse_df_available(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Records a failed import may have created: new or changed since `before`, named as the
 /// archive or the user named the image, or by `--digests` (`import-<date>@sha256:...`).
 pub fn leftovers(before: &[CtrImage], after: &[CtrImage], names: &[String]) -> Vec<String> {
@@ -137,7 +143,7 @@ pub fn clean_up(
     before: &[CtrImage],
     names: &[String],
 ) -> Result<Vec<String>, ExecError> {
-    let after = parse_ctr_images(&runner.stdout(&provider.exec(node, &list_argv()).cleanup())?);
+    let after = parse_ctr_images(&runner.stdout(&provider.exec(node, &list_images_argv()).cleanup())?);
     let removed = leftovers(before, &after, names);
     if !removed.is_empty() {
         let argv = remove_argv(&removed);
@@ -189,6 +195,7 @@ mod tests {
             engine_ref: name.into(),
             layers: vec![],
             size: None,
+            platform: None,
         };
         let (app, lib) = (image("app:dev"), image("lib:dev"));
         let doomed = superseded(&before, &[&app, &lib]);
@@ -197,6 +204,13 @@ mod tests {
         let id = format!("sha256:{}", "9".repeat(64));
         assert_eq!(id_records_to_make(&before, &[&app]), [("docker.io/library/app:dev".to_string(), id)]);
         assert!(id_records_to_make(&[], &[&app]).is_empty(), "CRI names what is new to it");
+    }
+
+    #[test]
+    fn df_available_column() {
+        let df = "Filesystem     1024-blocks  Used Available Capacity Mounted on\ntmpfs              24576 24576         0 100% /var/lib/containerd\n";
+        assert_eq!(parse_df_available(df), Some(0));
+        assert_eq!(parse_df_available("nonsense"), None);
     }
 
     #[test]

@@ -111,6 +111,7 @@ mod tests {
             written_manifest: Some(b"{ }".to_vec()),
             layers: vec![],
             diff_ids: vec![],
+            platform: None,
         };
         let mut bytes = file("blobs/sha256/x", b"layer bytes");
         bytes.extend(closing(&[Entry {

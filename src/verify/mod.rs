@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use crate::exec::Runner;
 use crate::plan::any_holding;
+use crate::resolve::holdings::list_images;
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use crate::transfer::import;
 use cri::{config_digest_for_target, crictl_says_missing, parse_crictl_inspecti, CtrImage};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -99,7 +99,7 @@ fn with_crictl(runner: &dyn Runner, provider: Provider, node: &Node, image: &Ima
 }
 
 fn with_ctr(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image) -> Verdict {
-    let listing = match import::list(runner, provider, &node.name) {
+    let listing = match list_images(runner, provider, &node.name) {
         Ok(l) => l,
         Err(e) => {
             return Verdict {
@@ -140,7 +140,7 @@ pub fn check_listing(listing: &[CtrImage], image: &Image) -> (Vec<String>, Optio
 }
 
 fn diagnose(runner: &dyn Runner, provider: Provider, node: &Node, image: &Image, problems: &[String]) -> String {
-    match import::list(runner, provider, &node.name) {
+    match list_images(runner, provider, &node.name) {
         Ok(listing) => describe(&node.name, &listing, image, problems),
         Err(_) => format!("{}: {}", node.name, problems.join("; ")),
     }
@@ -182,6 +182,7 @@ mod tests {
             engine_ref: name.into(),
             layers: vec![],
             size: None,
+            platform: None,
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
             config_version: Some(2),
             snapshotter: Some("overlayfs".into()),
             crictl,
+            platform: None,
             warnings: vec![],
             holds: None,
             cri_answers: vec![],

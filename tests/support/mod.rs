@@ -246,7 +246,7 @@ pub struct TestCluster {
 static CLUSTER_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `kl-<tag>-<pid>-<n>`, lowercase, only `[a-z0-9-]`, short enough for hostnames.
-fn cluster_name(tag: &str) -> String {
+pub fn cluster_name(tag: &str) -> String {
     let mut tag: String =
         tag.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     tag.truncate(16);
@@ -353,6 +353,12 @@ impl TestCluster {
     /// Starts a cluster under an exact name, as `kind create cluster --name` would
     /// after the old one was deleted.
     pub fn start_named(name: &str, spec: ClusterSpec) -> TestCluster {
+        Self::start_with_root(name, spec, &["-v", "/var/lib/containerd"])
+    }
+
+    /// As `start_named`, with `root` as the run arguments that give the nodes their
+    /// containerd root (a volume by default; a small tmpfs makes a node that runs out of disk).
+    pub fn start_with_root(name: &str, spec: ClusterSpec, root: &[&str]) -> TestCluster {
         assert!(PROVIDERS.contains(&spec.provider), "unknown provider {:?}", spec.provider);
         assert!(CONTAINERD_VERSIONS.contains(&spec.containerd), "unknown containerd version {:?}", spec.containerd);
         ensure_node_image(spec.provider, spec.containerd);
@@ -370,7 +376,7 @@ impl TestCluster {
             cmd.args(["--network", "none", "--cap-add", "SYS_ADMIN"]);
             cmd.args(["--security-opt", "seccomp=unconfined"]);
             cmd.args(["--security-opt", "apparmor=unconfined"]);
-            cmd.args(["-v", "/var/lib/containerd", "--tmpfs", "/run", "--tmpfs", "/tmp"]);
+            cmd.args(root).args(["--tmpfs", "/run", "--tmpfs", "/tmp"]);
             if let Some(snapshotter) = spec.snapshotter {
                 cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
             }
