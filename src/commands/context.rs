@@ -10,6 +10,7 @@ use crate::request::cli::{ClusterArgs, EngineArgs};
 use crate::request::config::{self, Config};
 use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
 use crate::resolve::engine::{self, EngineChoice, EngineKind, Engines};
+use crate::resolve::holdings::Depth;
 use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 
@@ -87,11 +88,16 @@ impl Context {
         }
     }
 
-    /// The cluster, its provider, and every node surveyed; crictl is asked about `names`.
-    pub fn nodes(&self, args: &ClusterArgs, names: &[String]) -> Result<(ClusterName, Provider, Vec<Node>)> {
+    /// The cluster, its provider, and every node surveyed to `depth`; crictl is asked about `names`.
+    pub fn nodes(
+        &self,
+        args: &ClusterArgs,
+        depth: Depth,
+        names: &[String],
+    ) -> Result<(ClusterName, Provider, Vec<Node>)> {
         let name = self.cluster_name(args)?;
         let (provider, containers) = cluster::find_cluster(self.runner(), &name, self.provider_choice(args)?)?;
-        let nodes = node::probe_all(self.runner(), provider, containers, names);
+        let nodes = node::probe_all(self.runner(), provider, containers, depth, names);
         Ok((name, provider, nodes))
     }
 

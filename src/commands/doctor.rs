@@ -9,6 +9,7 @@ use super::context::env;
 use crate::request::skaffold_settings::{advice, kind_disable_load, local_push};
 use crate::resolve::cluster::{find_cluster, ClusterName, NameSource};
 use crate::resolve::engine::EngineKind;
+use crate::resolve::holdings::Depth;
 use crate::resolve::node::probe_all;
 use crate::resolve::reference::ImageRef;
 
@@ -64,7 +65,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
     match find_cluster(ctx.runner(), &name, ctx.provider_choice(&args.cluster)?) {
         Ok((provider, containers)) => {
             println!("ok    cluster {:?} ({}) on {}", name.name, name.describe_source(), provider.name());
-            for node in probe_all(ctx.runner(), provider, containers, &[]) {
+            for node in probe_all(ctx.runner(), provider, containers, Depth::Full, &[]) {
                 if !node.running {
                     findings.problem(
                         EXIT_FAILED,

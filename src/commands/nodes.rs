@@ -3,10 +3,11 @@
 use super::Context;
 use crate::error::Result;
 use crate::request::cli::{NodesArgs, OutputFormat};
+use crate::resolve::holdings::Depth;
 use crate::resolve::node::Node;
 
 pub fn nodes(ctx: &Context, args: NodesArgs) -> Result<i32> {
-    let (_, _, nodes) = ctx.nodes(&args.cluster, &[])?;
+    let (_, _, nodes) = ctx.nodes(&args.cluster, Depth::Full, &[])?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&nodes).expect("nodes serialise")),
         OutputFormat::Human => print!("{}", table(&nodes)),

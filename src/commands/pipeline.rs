@@ -14,8 +14,9 @@ use crate::plan::{self, platform, Action, Step};
 use crate::report::progress::Progress;
 use crate::report::{ImageReport, LoadReport, NodeReport};
 use crate::request::cli::SelectArgs;
+use crate::resolve::holdings::Depth;
 use crate::resolve::image::Image;
-use crate::resolve::node::Node;
+use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::{self, ArchiveImage};
@@ -90,9 +91,9 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
             names.push(name);
         }
     }
-    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster, &names)?;
+    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster, Depth::Light, &names)?;
     let nodes = select_nodes(nodes, &req.select.nodes)?;
-    let pipeline = Pipeline::new(ctx, provider, nodes, req.options);
+    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options);
     let mut outcomes = match &archive {
         _ if !req.transfer => pipeline.untouched(&images),
         Some(Source::Stdin) => {
@@ -164,7 +165,7 @@ impl<'a> Pipeline<'a> {
 
     /// Plans every image on every node, retags, streams each source once to the nodes
     /// that need it, and removes what the moved names left behind.
-    fn load(&self, images: &mut [Image], archive: Option<&Source>) -> Result<Outcomes> {
+    fn load(&mut self, images: &mut [Image], archive: Option<&Source>) -> Result<Outcomes> {
         let listings: Vec<&[CtrImage]> = self.before.iter().flatten().map(Vec::as_slice).collect();
         learn_config_digests(images, &listings);
         let misfits = self.platform_misfits(images)?;
@@ -200,6 +201,8 @@ impl<'a> Pipeline<'a> {
         self.retag(&steps, &mut outcomes);
 
         let needs = |i: usize, n: usize| matches!(steps[i][n], Some(Step::Transfer));
+        let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
+        self.survey_fully(&receiving);
         for (source, members) in sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n))) {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
@@ -218,6 +221,19 @@ impl<'a> Pipeline<'a> {
         }
         self.tidy(images, &mut outcomes);
         Ok(outcomes)
+    }
+
+    /// What a transfer is planned with (containerd's config, blobs, snapshots), read for
+    /// the nodes that will receive something: a node that needs nothing costs one light survey.
+    fn survey_fully(&mut self, which: &[usize]) {
+        let mut nodes: Vec<&mut Node> = self
+            .nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(n, node)| which.contains(n) && !node.holdings().is_ok_and(|h| h.complete))
+            .map(|(_, node)| node)
+            .collect();
+        node::survey_fully(self.ctx.runner(), self.provider, &mut nodes);
     }
 
     /// Per image and node: why the node cannot run the image, judged by platform before
@@ -258,8 +274,9 @@ impl<'a> Pipeline<'a> {
 
     /// stdin can be read once and says what it holds only as it streams: every usable
     /// node gets it, and the images are known afterwards.
-    fn load_stdin(&self, wanted: &[String]) -> Result<(Vec<Image>, Outcomes)> {
+    fn load_stdin(&mut self, wanted: &[String]) -> Result<(Vec<Image>, Outcomes)> {
         let targets = self.usable();
+        self.survey_fully(&targets);
         let chosen: std::cell::RefCell<Vec<Image>> = Default::default();
         let namer = |found: &[ArchiveImage]| {
             let mut images = images_from_archive(found, wanted, "stdin")?;

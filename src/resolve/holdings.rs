@@ -11,26 +11,43 @@ use crate::verify::cri::{parse_ctr_images, CtrImage};
 /// The survey run on each node. Fixed text: the names to ask crictl about arrive as
 /// positional arguments, never inside the script. Each section is printed as
 /// `@@kindload <name> <exit status>` followed by the command's output (stdout and stderr;
-/// stdout alone for crictl's JSON).
+/// stdout alone for crictl's JSON). A light survey reads what deciding and verifying a
+/// load needs (image records, CRI's answers, the platform); a full one adds containerd's
+/// version and config, and the content and snapshots a transfer is planned with.
 pub const SURVEY: &str = r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 j() { n=$1; shift; o=$("$@" 2>/dev/null); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
-s version containerd --version
+depth=$1; shift
 s arch uname -m
-cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
 if command -v crictl >/dev/null 2>&1; then
-  s crictl crictl --version
+  printf '@@kindload crictl 0\n'
   for name in "$@"; do j "inspecti:$name" crictl inspecti -o json "$name"; done
 fi
 s images ctr --namespace=k8s.io images ls
+[ "$depth" = full ] || exit 0
+s version containerd --version
+cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
 s content ctr --namespace=k8s.io content ls
 for sn in $( (echo overlayfs; printf '%s\n' "$cfg" | sed -n "s/^[[:space:]]*snapshotter[[:space:]]*=[[:space:]]*[\"']\([A-Za-z0-9._-]*\)[\"'].*/\1/p") | sort -u); do
   s "snapshots:$sn" ctr --namespace=k8s.io snapshots --snapshotter "$sn" ls
 done
 "#;
 
+/// How much a survey reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Image records, CRI's answers about the names, the platform.
+    Light,
+    /// Also containerd's version and config, content blobs and snapshots.
+    Full,
+}
+
 /// The argv that runs the survey inside a node.
-pub fn survey_argv(names: &[String]) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into()];
+pub fn survey_argv(depth: Depth, names: &[String]) -> Vec<String> {
+    let depth = match depth {
+        Depth::Light => "light",
+        Depth::Full => "full",
+    };
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into(), depth.into()];
     argv.extend(names.iter().cloned());
     argv
 }
@@ -89,6 +106,8 @@ pub struct Holdings {
     pub blobs: HashMap<String, u64>,
     /// Snapshot keys of the CRI snapshotter (committed layers are keyed by chain id).
     pub snapshots: HashSet<String>,
+    /// Blobs and snapshots were read (a full survey); else only the image records.
+    pub complete: bool,
 }
 
 impl Holdings {
@@ -101,7 +120,11 @@ impl Holdings {
                 None => Err(format!("the node's survey printed no `{name}` listing")),
             }
         };
+        let Some(content) = section(sections, "content") else {
+            return Ok(Holdings { images: parse_ctr_images(read("images")?), ..Default::default() });
+        };
         Ok(Holdings {
+            complete: content.ok(),
             images: parse_ctr_images(read("images")?),
             blobs: parse_content(read("content")?),
             // A snapshotter that cannot be listed holds nothing kindload can count on;
@@ -166,18 +189,22 @@ k8s.io/5/abc sha256:9a695234dd2c5bbbcee2dc7d5c0d76629f325c7ae0d14502a6955b7f4e11
         assert_eq!(sections.len(), 6);
         assert_eq!(section(&sections, "config").unwrap().body, "version = 3\n");
         let holds = Holdings::from_survey(&sections, "overlayfs").unwrap();
+        assert!(holds.complete);
         assert_eq!(holds.blobs.len(), 1);
         assert_eq!(holds.blobs["sha256:0c30010fc17737e2299eecaf3380ba46359bd74874733c0736803efc35b733f1"], 3_002_000);
         assert_eq!(holds.snapshots.len(), 2, "active snapshots are not layers");
         assert!(Holdings::from_survey(&sections, "native").unwrap().snapshots.is_empty());
         let without_images: Vec<Section> = sections.iter().filter(|s| s.name != "images").cloned().collect();
         assert!(Holdings::from_survey(&without_images, "overlayfs").unwrap_err().contains("no `images` listing"));
+        let light: Vec<Section> = sections.iter().filter(|s| s.name == "images").cloned().collect();
+        let holds = Holdings::from_survey(&light, "overlayfs").unwrap();
+        assert!(!holds.complete && holds.blobs.is_empty());
     }
 
     #[test]
     fn names_are_arguments_not_script() {
-        let argv = survey_argv(&["docker.io/library/app:dev;rm -rf /".to_string()]);
+        let argv = survey_argv(Depth::Light, &["docker.io/library/app:dev;rm -rf /".to_string()]);
         assert_eq!(argv[2], SURVEY);
-        assert_eq!(argv[4], "docker.io/library/app:dev;rm -rf /");
+        assert_eq!(argv[4..], ["light", "docker.io/library/app:dev;rm -rf /"]);
     }
 }

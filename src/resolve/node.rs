@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::exec::Runner;
 use crate::plan::platform;
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
-use crate::resolve::holdings::{parse_survey, section, survey_argv, Holdings, Section};
+use crate::resolve::holdings::{parse_survey, section, survey_argv, Depth, Holdings, Section};
 use crate::resolve::provider::{NodeContainer, Provider};
 
 /// What kindload needs to know about one node; also a row of `kindload nodes --output json`.
@@ -38,16 +38,32 @@ pub fn probe_all(
     runner: &dyn Runner,
     provider: Provider,
     containers: Vec<NodeContainer>,
+    depth: Depth,
     names: &[String],
 ) -> Vec<Node> {
     std::thread::scope(|scope| {
         let handles: Vec<_> =
-            containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, names))).collect();
+            containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, depth, names))).collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
 }
 
-pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, names: &[String]) -> Node {
+/// Completes a light survey of each node in `nodes` with the facts a transfer needs.
+pub fn survey_fully(runner: &dyn Runner, provider: Provider, nodes: &mut [&mut Node]) {
+    std::thread::scope(|scope| {
+        for node in nodes.iter_mut() {
+            scope.spawn(move || node.survey(runner, provider, Depth::Full, &[]));
+        }
+    });
+}
+
+pub fn probe(
+    runner: &dyn Runner,
+    provider: Provider,
+    container: NodeContainer,
+    depth: Depth,
+    names: &[String],
+) -> Node {
     let mut node = Node {
         name: container.name,
         role: container.role,
@@ -73,23 +89,41 @@ pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, 
         ));
         return node;
     }
-    let argv = survey_argv(names);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let sections = match runner.run(&provider.exec(&node.name, &argv)) {
-        Ok(out) => parse_survey(&out.stdout),
-        Err(e) => {
-            node.holds = Some(Err(format!("cannot survey {}: {e}", node.name)));
-            node.warnings.push(format!("could not look inside node {}: {e}", node.name));
-            return node;
-        }
-    };
-    node.learn(&sections);
+    node.survey(runner, provider, depth, names);
     node
 }
 
 impl Node {
+    fn survey(&mut self, runner: &dyn Runner, provider: Provider, depth: Depth, names: &[String]) {
+        let argv = survey_argv(depth, names);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match runner.run(&provider.exec(&self.name, &argv)) {
+            Ok(out) => self.learn(&parse_survey(&out.stdout), depth),
+            Err(e) => {
+                self.holds = Some(Err(format!("cannot survey {}: {e}", self.name)));
+                self.warnings.push(format!("could not look inside node {}: {e}", self.name));
+            }
+        }
+    }
+
     /// Takes in what the survey printed.
-    fn learn(&mut self, sections: &[Section]) {
+    fn learn(&mut self, sections: &[Section], depth: Depth) {
+        self.platform = section(sections, "arch").filter(|s| s.ok()).and_then(|s| platform::from_uname(&s.body));
+        if depth == Depth::Light {
+            self.crictl = section(sections, "crictl").is_some_and(Section::ok);
+            self.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
+        }
+        if depth == Depth::Full {
+            self.learn_containerd(sections);
+        }
+        self.holds = Some(
+            Holdings::from_survey(sections, self.import_snapshotter())
+                .map_err(|e| format!("cannot list what {} holds: {e}", self.name)),
+        );
+    }
+
+    fn learn_containerd(&mut self, sections: &[Section]) {
+        self.crictl = section(sections, "crictl").is_some_and(Section::ok);
         match section(sections, "version") {
             Some(s) if s.ok() => self.containerd_version = parse_containerd_version(&s.body),
             Some(s) => self.warnings.push(format!("could not ask containerd its version: {}", s.body.trim())),
@@ -107,13 +141,6 @@ impl Node {
             Some(s) => self.warnings.push(format!("`containerd config dump` failed: {}", s.body.trim())),
             None => self.warnings.push("`containerd config dump` printed nothing".into()),
         }
-        self.crictl = section(sections, "crictl").is_some_and(Section::ok);
-        self.platform = section(sections, "arch").filter(|s| s.ok()).and_then(|s| platform::from_uname(&s.body));
-        self.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
-        self.holds = Some(
-            Holdings::from_survey(sections, self.import_snapshotter())
-                .map_err(|e| format!("cannot list what {} holds: {e}", self.name)),
-        );
     }
 
     /// What the node holds, or why it cannot take part.
@@ -165,7 +192,7 @@ mod tests {
             include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"),
         );
         let runner = FakeRunner::new().on(&["docker", "exec", "kind-control-plane", "sh", "-c"], 0, &survey, "");
-        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), Depth::Full, &[]);
         assert_eq!(node.containerd_version.as_deref(), Some("2.1.9+unknown"));
         assert_eq!(node.config_version, Some(3));
         assert_eq!(node.snapshotter.as_deref(), Some("overlayfs"));
@@ -178,7 +205,7 @@ mod tests {
     #[test]
     fn stopped_node_is_not_probed_and_says_how_to_start_it() {
         let runner = FakeRunner::new();
-        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), Depth::Full, &[]);
         assert!(runner.seen.lock().unwrap().is_empty());
         assert_eq!(
             node.warnings,
