@@ -69,6 +69,7 @@ def machine():
         "kernel": platform.release(),
         "docker": out("docker", "version", "--format", "{{.Server.Version}}"),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
     }
 
 
@@ -89,13 +90,19 @@ TARGETS = {"first_load_3nodes": 0.65, "first_load_1node": 0.65, "reload_1mb_chan
 
 
 def summary(raw_path, out_path, opts):
-    rows = [json.loads(line) for line in open(raw_path) if line.strip()]
+    if raw_path.endswith(".json"):
+        # a stored result: summarise its raw numbers again, on the machine it ran on
+        stored = json.load(open(raw_path))
+        rows, host, opts = stored["raw"], stored["machine"], stored["config"]
+    else:
+        rows = [json.loads(line) for line in open(raw_path) if line.strip()]
+        host = machine()
     timed = [r for r in rows if "seconds" in r]
 
     def values(case, tool, key="seconds"):
         return [r[key] for r in timed if r["case"] == case and r["tool"] == tool and key in r]
 
-    result = {"machine": machine(), "config": opts, "cases": {}, "raw": rows}
+    result = {"machine": host, "config": opts, "cases": {}, "raw": rows}
     lines = []
     w = lines.append
     w(f"{'case':<38} {'tool':<9} {'median s':>9} {'min s':>8} {'max s':>8} {'n':>3}   kindload/kind")
@@ -189,13 +196,20 @@ def summary(raw_path, out_path, opts):
     result["cases"]["disk_growth"] = growth
     w("  (du -sb /var/lib/containerd in each node: before the first load, after the first, after the last; mean over nodes)")
 
+    for tool in ("kind", "kindload"):
+        later = [r["seconds"] for r in timed if r["case"] == "growth_reload" and r["tool"] == tool and r["round"] > 1]
+        if later:
+            g = stats(later)
+            result["cases"].setdefault("growth_reloads", {})[tool] = g
+            w(f"  each of those reloads after the first, {tool:<8}: median {g['median']:.2f} s (min {g['min']:.2f}, max {g['max']:.2f}, n {g['n']})")
     reload_bytes = values("reload_1mb_change", "kindload", "bytes_sent")
     if reload_bytes:
         w(f"kindload bytes sent on the 1 MiB-change reload (all nodes): median {statistics.median(reload_bytes) / MIB:.1f} MiB")
 
     m = result["machine"]
     w("")
-    w(f"machine: {m['nproc']} cpus, {m['memory_gib']} GiB, {m['cpu']}; kernel {m['kernel']}; docker {m['docker']}; {m['date']}")
+    w(f"machine: {m['nproc']} cpus, {m['memory_gib']} GiB, {m['cpu']}; kernel {m['kernel']}; docker {m['docker']}; {m['date']}; "
+      f"load average at the end {' '.join(m['loadavg_at_end'])}")
     w(f"config: containerd {opts.get('containerd')} nodes, {opts.get('rounds')} round(s), image {opts.get('big')}"
       f"{', quick' if opts.get('quick') == '1' else ''}; {opts.get('kindload_version')} at {opts.get('commit')}")
     result["table"] = lines

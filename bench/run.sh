@@ -2,11 +2,11 @@
 # kindload against kind's loading algorithm, written as the commands `kind load docker-image`
 # runs, side by side on fresh test-bed clusters. See README.md, section "Benchmark".
 #
-#   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick]
+#   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick] [--results FILE]
 #
 # Needs the test bed (run `tests/run.sh` once first): a Docker daemon and the node image
 # kindload-testnode:<containerd version>. Prints a summary table and writes the raw numbers
-# to bench/results/latest.json.
+# to bench/results/latest.json (or FILE).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +16,7 @@ rounds=
 containerd=2.1
 quick=0
 snapshotter=overlayfs
+results=$BENCH_DIR/results/latest.json
 
 usage() {
   sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -29,6 +30,8 @@ while [ $# -gt 0 ]; do
     --containerd) containerd=${2:?--containerd needs a version}; shift 2 ;;
     --containerd=*) containerd=${1#*=}; shift ;;
     --quick) quick=1; shift ;;
+    --results) results=${2:?--results needs a file}; shift 2 ;;
+    --results=*) results=${1#*=}; shift ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
@@ -374,8 +377,8 @@ done
 
 # ---------------------------------------------------------------------------------------------
 
-mkdir -p "$BENCH_DIR/results"
-python3 "$BENCH_DIR/report.py" summary "$RAW" "$BENCH_DIR/results/latest.json" \
+mkdir -p "$(dirname "$results")"
+python3 "$BENCH_DIR/report.py" summary "$RAW" "$results" \
   --containerd "$containerd" --rounds "$rounds" --quick "$quick" \
   --big "$big_layers x $big_layer_mb MiB + $app_mb MiB" \
   --rss-image "$rss_layers x $rss_layer_mb MiB + 1 MiB" \
