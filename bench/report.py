@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh.
+
+  report.py kindload-fields MEASURE_JSON STDOUT STDERR
+      JSON fields (without braces) for one kindload run: temp bytes, bytes sent to and
+      already present on the nodes (from `--output json`), actions, and the peak resident
+      memory printed by `-v` when present.
+
+  report.py summary RAW_JSONL OUT_JSON [--key value ...]
+      Medians, min/max and ratios as a table on stdout; raw numbers and the summary to OUT_JSON.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+MIB = 1 << 20
+
+
+def kindload_fields(measure, stdout, stderr):
+    m = json.load(open(measure))
+    fields = {"temp_bytes": m["temp_peak_bytes"], "exit": m["exit"]}
+    try:
+        report = json.load(open(stdout))
+        nodes = [n for image in report.get("images", []) for n in image.get("nodes", [])]
+        fields["bytes_sent"] = sum(n.get("bytes") or 0 for n in nodes)
+        fields["bytes_present"] = sum(n.get("bytes_present") or 0 for n in nodes)
+        fields["actions"] = sorted({n.get("action") for n in nodes if n.get("action")})
+    except (OSError, ValueError):
+        pass
+    text = open(stderr, errors="replace").read()
+    found = re.findall(r"peak resident memory: (\d+) KiB", text)
+    if found:
+        fields["peak_rss_kib"] = int(found[-1])
+    print(json.dumps(fields)[1:-1])
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+
+    def out(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "unknown"
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / (1 << 20), 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "docker": out("docker", "version", "--format", "{{.Server.Version}}"),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+    }
+
+
+def stats(values):
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+CASES = [
+    ("first_load_1node", "first load, 1 node"),
+    ("first_load_3nodes", "first load, 3 nodes"),
+    ("reload_1mb_change", "reload, top layer changed, 3 nodes"),
+    ("noop_reload", "no-op reload, 3 nodes"),
+]
+
+TARGETS = {"first_load_3nodes": 0.65, "first_load_1node": 0.65, "reload_1mb_change": 0.2, "noop_reload": 0.3}
+
+
+def summary(raw_path, out_path, opts):
+    if raw_path.endswith(".json"):
+        # a stored result: summarise its raw numbers again, on the machine it ran on
+        stored = json.load(open(raw_path))
+        rows, host, opts = stored["raw"], stored["machine"], stored["config"]
+    else:
+        rows = [json.loads(line) for line in open(raw_path) if line.strip()]
+        host = machine()
+    timed = [r for r in rows if "seconds" in r]
+
+    def values(case, tool, key="seconds"):
+        return [r[key] for r in timed if r["case"] == case and r["tool"] == tool and key in r]
+
+    result = {"machine": host, "config": opts, "cases": {}, "raw": rows}
+    lines = []
+    w = lines.append
+    w(f"{'case':<38} {'tool':<9} {'median s':>9} {'min s':>8} {'max s':>8} {'n':>3}   kindload/kind")
+    w("-" * 96)
+    for case, title in CASES:
+        kind, kl = stats(values(case, "kind")), stats(values(case, "kindload"))
+        entry = {"kind": kind, "kindload": kl}
+        ratio = kl["median"] / kind["median"] if kind and kl and kind["median"] > 0 else None
+        entry["ratio"] = ratio
+        entry["target_ratio"] = TARGETS.get(case)
+        result["cases"][case] = entry
+        for i, (tool, s) in enumerate((("kind", kind), ("kindload", kl))):
+            if not s:
+                continue
+            tail = ""
+            if i == 1 and ratio is not None:
+                target = TARGETS.get(case)
+                verdict = "" if target is None else f"  (target <= {target}: {'met' if ratio <= target else 'MISSED'})"
+                tail = f"   {ratio:.2f}{verdict}"
+            w(f"{title if i == 0 else '':<38} {tool:<9} {s['median']:>9.2f} {s['min']:>8.2f} {s['max']:>8.2f} {s['n']:>3}{tail}")
+
+    # 7. floor
+    saves = {r["round"]: r["seconds"] for r in timed if r["case"] == "floor_save"}
+    imports = {r["round"]: r["seconds"] for r in timed if r["case"] == "floor_import"}
+    floors = [max(saves[k], imports[k]) for k in sorted(saves) if k in imports]
+    floor = stats(floors)
+    result["cases"]["floor"] = {"docker_save": stats(list(saves.values())),
+                                "concurrent_imports_3nodes": stats(list(imports.values())), "floor": floor}
+    w("-" * 96)
+    if floor:
+        s_save, s_imp = stats(list(saves.values())), stats(list(imports.values()))
+        w(f"{'floor: docker save -o alone':<38} {'':<9} {s_save['median']:>9.2f} {s_save['min']:>8.2f} {s_save['max']:>8.2f} {s_save['n']:>3}")
+        w(f"{'floor: 3 concurrent ctr imports':<38} {'':<9} {s_imp['median']:>9.2f} {s_imp['min']:>8.2f} {s_imp['max']:>8.2f} {s_imp['n']:>3}")
+        w(f"{'floor: max(save, imports) per round':<38} {'':<9} {floor['median']:>9.2f} {floor['min']:>8.2f} {floor['max']:>8.2f} {floor['n']:>3}")
+        kl = result["cases"]["first_load_3nodes"]["kindload"]
+        kind = result["cases"]["first_load_3nodes"]["kind"]
+        if kl and floor["median"] > 0:
+            r = kl["median"] / floor["median"]
+            result["cases"]["floor"]["kindload_first_load_over_floor"] = r
+            w(f"first load, 3 nodes: kindload / floor = {r:.2f}  (target <= 1.3: {'met' if r <= 1.3 else 'MISSED'})")
+        if kind and floor["median"] > 0:
+            r = kind["median"] / floor["median"]
+            result["cases"]["floor"]["kind_first_load_over_floor"] = r
+            w(f"first load, 3 nodes: kind / floor     = {r:.2f}")
+
+    # 5. peak RSS
+    rss = stats(values("rss_first_load_1gib", "kindload", "peak_rss_kib"))
+    rss_s = stats(values("rss_first_load_1gib", "kindload"))
+    result["cases"]["peak_rss"] = {"peak_rss_kib": rss, "seconds": rss_s, "image": opts.get("rss_image")}
+    w("-" * 96)
+    if rss:
+        mib = rss["max"] / 1024
+        w(f"kindload peak RSS (VmHWM, own process), first load of {opts.get('rss_image')} into 3 nodes: "
+          f"median {rss['median'] / 1024:.1f} MiB, max {mib:.1f} MiB  (target <= 64 MB: {'met' if rss['max'] * 1024 <= 64e6 else 'MISSED'})")
+        if rss_s:
+            w(f"  that load took {rss_s['median']:.2f} s (median)")
+
+    # 6. temp disk
+    w("-" * 96)
+    temp = {}
+    for case, title in CASES:
+        kind_t = values(case, "kind", "temp_bytes")
+        kl_t = values(case, "kindload", "temp_bytes")
+        temp[case] = {"kind_max_bytes": max(kind_t) if kind_t else None,
+                      "kindload_max_bytes": max(kl_t) if kl_t else None}
+        if kind_t or kl_t:
+            w(f"temp disk, {title:<36} kind {max(kind_t or [0]) / MIB:8.1f} MiB   kindload {max(kl_t or [0]) / MIB:8.1f} MiB")
+    result["cases"]["temp_disk"] = temp
+    w("  (kind: size of the `docker save -o` archive; kindload: largest total size, sampled every 50 ms, of files")
+    w("   under its TMPDIR that its process held open via /proc/<pid>/fd, unlinked ones included, plus files left there)")
+
+    # 4. disk growth
+    w("-" * 96)
+    growth = {}
+    for r in rows:
+        if r["case"] != "disk_growth":
+            continue
+        n = len(r["before"])
+        grow = [(a - b) for a, b in zip(r["after_last"], r["before"])]
+        one = [(f - b) for f, b in zip(r["after_first"], r["before"])]
+        per_node = statistics.mean(grow) / MIB
+        one_copy = statistics.mean(one) / MIB
+        # one version plus one changing layer, in the same on-disk terms as one copy
+        bound = one_copy * (r["base_mib"] + 2 * r["top_mib"]) / (r["base_mib"] + r["top_mib"])
+        growth[r["tool"]] = {"reloads": r["reloads"], "nodes": n, "growth_mib_per_node": per_node,
+                             "one_copy_mib_per_node": one_copy, "growth_over_one_copy": per_node / one_copy if one_copy else None,
+                             "target_mib_per_node": bound, "raw": r}
+        w(f"node disk after {r['reloads']} changed reloads ({r['base_mib']} MiB + {r['top_mib']} MiB changing), {r['tool']:<8}: "
+          f"+{per_node:8.1f} MiB/node = {per_node / one_copy:5.2f} x one copy ({one_copy:.1f} MiB)"
+          f"  (target <= {bound:.1f} MiB: {'met' if per_node <= bound else 'MISSED'})")
+    result["cases"]["disk_growth"] = growth
+    w("  (du -sb /var/lib/containerd in each node: before the first load, after the first, after the last; mean over nodes)")
+
+    for tool in ("kind", "kindload"):
+        later = [r["seconds"] for r in timed if r["case"] == "growth_reload" and r["tool"] == tool and r["round"] > 1]
+        if later:
+            g = stats(later)
+            result["cases"].setdefault("growth_reloads", {})[tool] = g
+            w(f"  each of those reloads after the first, {tool:<8}: median {g['median']:.2f} s (min {g['min']:.2f}, max {g['max']:.2f}, n {g['n']})")
+    reload_bytes = values("reload_1mb_change", "kindload", "bytes_sent")
+    if reload_bytes:
+        w(f"kindload bytes sent on the 1 MiB-change reload (all nodes): median {statistics.median(reload_bytes) / MIB:.1f} MiB")
+
+    m = result["machine"]
+    w("")
+    w(f"machine: {m['nproc']} cpus, {m['memory_gib']} GiB, {m['cpu']}; kernel {m['kernel']}; docker {m['docker']}; {m['date']}; "
+      f"load average at the end {' '.join(m['loadavg_at_end'])}")
+    w(f"config: containerd {opts.get('containerd')} nodes, {opts.get('rounds')} round(s), image {opts.get('big')}"
+      f"{', quick' if opts.get('quick') == '1' else ''}; {opts.get('kindload_version')} at {opts.get('commit')}")
+    result["table"] = lines
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    print("\n".join(lines))
+
+
+def main(argv):
+    if argv[0] == "kindload-fields":
+        kindload_fields(*argv[1:4])
+    elif argv[0] == "summary":
+        opts = {}
+        rest = argv[3:]
+        for i in range(0, len(rest), 2):
+            opts[rest[i].lstrip("-").replace("-", "_")] = rest[i + 1]
+        summary(argv[1], argv[2], opts)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
