@@ -380,3 +380,35 @@ fn tar_dir(dir: &Path, out: &Path) {
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     run_ok(std::process::Command::new("tar").arg("-cf").arg(out).arg("-C").arg(dir).args(entries));
 }
+
+/// A docker-archive names layers by an id, not a digest: a node that holds some of them
+/// is told the others apart by size, and a guess the bytes prove wrong (a new layer the
+/// size of a held one) is corrected by a second pass, never by a wrong image.
+#[test]
+fn a_wrong_size_guess_is_corrected_by_a_second_pass() {
+    if !engine_available("docker") {
+        return;
+    }
+    let cluster = TestCluster::start(
+        "guess",
+        ClusterSpec { provider: "docker", containerd: "1.6", workers: 0, snapshotter: None },
+    );
+    let c = cluster.name.as_str();
+    let node = cluster.control_plane();
+    let family = Family::new("docker", c);
+    let (image, _) = family.app("app", "v1", MB);
+    assert_verified(&load(&[&image, "--cluster", c]));
+    // The new top layer has the size of each base layer the node holds.
+    let (_, id) = family.app("app", "v1", 2 * MB);
+    let out = kindload().args(["load", &image, "--cluster", c, "--output", "json", "-v"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{json:#}");
+    assert_eq!(stderr.matches("+ docker save").count(), 2, "a second export: {stderr}");
+    let r = &json["images"][0]["nodes"][0];
+    assert_eq!(r["verified"], true, "{r:#}");
+    let bytes = r["bytes"].as_u64().unwrap();
+    assert!(bytes > 2 * MB as u64 && bytes < (2 * MB + 64 * 1024) as u64, "only the new layer was sent: {r:#}");
+    assert_eq!(cri_id(&cluster, node, &format!("docker.io/{image}")), Some(id));
+    family.remove(&[&image]);
+}

@@ -348,30 +348,7 @@ impl<'a> Pipeline<'a> {
         if targets.is_empty() {
             return Ok((Vec::new(), per_node));
         }
-        let needs: Vec<NodeNeeds> = targets
-            .iter()
-            .map(|&n| match self.nodes[n].holdings() {
-                Ok(holds) if !self.options.full => NodeNeeds::new(holds, false),
-                _ => NodeNeeds::everything(),
-            })
-            .collect();
-        let lines: Vec<(String, Option<u64>)> = targets
-            .iter()
-            .zip(&needs)
-            .map(|(&n, need)| (self.nodes[n].name.clone(), estimate.map(|e| self.expected_bytes(n, need, hints, e))))
-            .collect();
-        let progress =
-            Progress::start(self.ctx.style, format!("{} → {} node(s)", source.describe(), targets.len()), lines);
-        let lanes: Vec<Target> = targets
-            .iter()
-            .zip(needs)
-            .zip(&progress.counters)
-            .map(|((&n, needs), sent)| Target { node: &self.nodes[n], needs, sent: sent.clone() })
-            .collect();
-        let options = transfer::Options { spool_max: self.options.spool_max };
-        let result = transfer::stream(self.provider, lanes, source, hints, &options, namer);
-        progress.finish();
-        let transferred = match result {
+        let first = match self.pass(targets, source, hints, estimate, namer, HashMap::new()) {
             Ok(t) => t,
             Err(e) => {
                 for &n in targets {
@@ -380,6 +357,25 @@ impl<'a> Pipeline<'a> {
                 return Err(e);
             }
         };
+        let again: Vec<usize> = targets
+            .iter()
+            .copied()
+            .filter(|&n| first.nodes.iter().any(|r| r.again && r.node == self.nodes[n].name))
+            .collect();
+        let mut transferred = first;
+        if !again.is_empty() {
+            // A size guess proved wrong on these nodes: export again and decide by the
+            // digests the first pass read.
+            let paths = std::mem::take(&mut transferred.paths);
+            let second = self.pass(&again, source, hints, estimate, namer, paths)?;
+            for result in second.nodes {
+                if let Some(slot) = transferred.nodes.iter_mut().find(|r| r.node == result.node) {
+                    let sent = slot.sent;
+                    *slot = transfer::NodeResult { sent: sent + result.sent, ..result };
+                }
+            }
+            transferred.elapsed += second.elapsed;
+        }
         let names: Vec<String> = transferred
             .images
             .iter()
@@ -405,6 +401,43 @@ impl<'a> Pipeline<'a> {
             per_node.insert(n, outcome);
         }
         Ok((transferred.images, per_node))
+    }
+
+    /// One export streamed to `targets`, each deciding what it lacks (by `known` digests
+    /// of the archive's paths when an earlier pass read them).
+    fn pass(
+        &self,
+        targets: &[usize],
+        source: &Source,
+        hints: &LayerHints,
+        estimate: Option<u64>,
+        namer: &transfer::Namer,
+        known: HashMap<String, String>,
+    ) -> Result<transfer::Transferred> {
+        let needs: Vec<NodeNeeds> = targets
+            .iter()
+            .map(|&n| match self.nodes[n].holdings() {
+                Ok(holds) if !self.options.full => NodeNeeds::new(holds, false),
+                _ => NodeNeeds::everything(),
+            })
+            .collect();
+        let lines: Vec<(String, Option<u64>)> = targets
+            .iter()
+            .zip(&needs)
+            .map(|(&n, need)| (self.nodes[n].name.clone(), estimate.map(|e| self.expected_bytes(n, need, hints, e))))
+            .collect();
+        let progress =
+            Progress::start(self.ctx.style, format!("{} → {} node(s)", source.describe(), targets.len()), lines);
+        let lanes: Vec<Target> = targets
+            .iter()
+            .zip(needs)
+            .zip(&progress.counters)
+            .map(|((&n, needs), sent)| Target { node: &self.nodes[n], needs, sent: sent.clone() })
+            .collect();
+        let options = transfer::Options { spool_max: self.options.spool_max, known };
+        let result = transfer::stream(self.provider, lanes, source, hints, &options, namer);
+        progress.finish();
+        result
     }
 
     /// What node `n` is expected to receive: the export's size less the layers it holds.

@@ -46,7 +46,8 @@ pub enum Need {
 /// What one node lacks, asked file by file while the archive streams.
 #[derive(Debug, Clone)]
 pub struct NodeNeeds {
-    blobs: HashSet<String>,
+    /// Blob digest → size in bytes, as precise as containerd lists it.
+    blobs: HashMap<String, u64>,
     snapshots: HashSet<String>,
     /// `--full`, or nothing known about the node: everything is sent.
     full: bool,
@@ -54,11 +55,11 @@ pub struct NodeNeeds {
 
 impl NodeNeeds {
     pub fn new(holds: &Holdings, full: bool) -> Self {
-        NodeNeeds { blobs: holds.blobs.keys().cloned().collect(), snapshots: holds.snapshots.clone(), full }
+        NodeNeeds { blobs: holds.blobs.clone(), snapshots: holds.snapshots.clone(), full }
     }
 
     pub fn everything() -> Self {
-        NodeNeeds { blobs: HashSet::new(), snapshots: HashSet::new(), full: true }
+        NodeNeeds { blobs: HashMap::new(), snapshots: HashSet::new(), full: true }
     }
 
     /// True when the node has layer `digest`, by blob or by its unpacked chain.
@@ -66,36 +67,53 @@ impl NodeNeeds {
         if self.full {
             return false;
         }
-        self.blobs.contains(digest)
+        self.blobs.contains_key(digest)
             || hints.chains.get(digest).is_some_and(|chains| chains.iter().all(|c| self.snapshots.contains(c)))
     }
 
     /// True when the node holds layer blob `blob`, or its snapshot under `chain`.
     pub fn holds(&self, blob: &str, chain: Option<&str>) -> bool {
-        !self.full && (self.blobs.contains(blob) || chain.is_some_and(|c| self.snapshots.contains(c)))
+        !self.full && (self.blobs.contains_key(blob) || chain.is_some_and(|c| self.snapshots.contains(c)))
     }
 
-    /// For a layer file whose digest is `known` (from its name), or not yet known.
-    /// `unseen` are the hinted layers not yet met in the stream.
-    pub fn need(&self, known: Option<&str>, hints: &LayerHints, unseen: &HashSet<String>) -> Need {
+    /// For a layer file of `size` bytes whose digest is `known` (from its name), or not
+    /// yet known. `unseen` are the hinted layers not yet met in the stream.
+    ///
+    /// An unnamed file is one of the unseen layers. When the node has all or none of them
+    /// the answer does not depend on which. Otherwise its size tells: a file whose size is
+    /// that of no unseen layer the node holds is one it lacks; one whose size matches is
+    /// taken as the held layer (checked by hash once read, and sent in a second pass if
+    /// the guess was wrong). Only when a held layer's size is unknown (its blob discarded)
+    /// must the file be read before deciding.
+    pub fn need(&self, known: Option<&str>, size: u64, hints: &LayerHints, unseen: &HashSet<String>) -> Need {
         if self.full {
             return Need::Send;
         }
         if let Some(digest) = known {
             return if self.has(digest, hints) { Need::Skip } else { Need::Send };
         }
-        if hints.complete && !unseen.is_empty() {
-            // The file is one of the unseen layers: if the node has all or none of them,
-            // the answer does not depend on which.
-            if unseen.iter().all(|d| self.has(d, hints)) {
-                return Need::Skip;
-            }
-            if unseen.iter().all(|d| !self.has(d, hints)) {
-                return Need::Send;
-            }
+        if !hints.complete || unseen.is_empty() {
+            return Need::Undecided;
         }
-        Need::Undecided
+        let (held, lacking): (Vec<&String>, Vec<&String>) = unseen.iter().partition(|d| self.has(d, hints));
+        if lacking.is_empty() {
+            return Need::Skip;
+        }
+        if held.is_empty() {
+            return Need::Send;
+        }
+        let sizes: Option<Vec<u64>> = held.iter().map(|d| self.blobs.get(*d).copied()).collect();
+        match sizes {
+            Some(sizes) if sizes.iter().any(|&s| same_size(s, size)) => Need::Skip,
+            Some(_) => Need::Send,
+            None => Need::Undecided,
+        }
     }
+}
+
+/// containerd lists sizes to four significant digits (`100.0MB`): equal within that.
+fn same_size(listed: u64, exact: u64) -> bool {
+    listed.abs_diff(exact) <= exact / 1000 + 1
 }
 
 #[cfg(test)]
@@ -108,7 +126,7 @@ mod tests {
 
     fn holdings(blobs: &[String], snapshots: &[String]) -> Holdings {
         Holdings {
-            blobs: blobs.iter().map(|b| (b.clone(), 1)).collect(),
+            blobs: blobs.iter().map(|b| (b.clone(), 1000)).collect(),
             snapshots: snapshots.iter().cloned().collect(),
             ..Default::default()
         }
@@ -126,7 +144,7 @@ mod tests {
         let wrong_position = NodeNeeds::new(&holdings(&[], &[d('b')]), false);
         assert!(!wrong_position.has(&d('b'), &hints));
         assert_eq!(
-            NodeNeeds::new(&holdings(&[d('a')], &[]), true).need(Some(&d('a')), &hints, &HashSet::new()),
+            NodeNeeds::new(&holdings(&[d('a')], &[]), true).need(Some(&d('a')), 10, &hints, &HashSet::new()),
             Need::Send
         );
     }
@@ -138,9 +156,16 @@ mod tests {
         let empty = NodeNeeds::new(&holdings(&[], &[]), false);
         let all = NodeNeeds::new(&holdings(&[d('a'), d('b')], &[]), false);
         let half = NodeNeeds::new(&holdings(&[d('a')], &[]), false);
-        assert_eq!(empty.need(None, &hints, &unseen), Need::Send);
-        assert_eq!(all.need(None, &hints, &unseen), Need::Skip);
-        assert_eq!(half.need(None, &hints, &unseen), Need::Undecided);
-        assert_eq!(half.need(None, &LayerHints::default(), &unseen), Need::Undecided);
+        assert_eq!(empty.need(None, 1000, &hints, &unseen), Need::Send);
+        assert_eq!(all.need(None, 1000, &hints, &unseen), Need::Skip);
+        // It holds `a` (1000 bytes, as listed): a file of another size is `b`.
+        assert_eq!(half.need(None, 1000, &hints, &unseen), Need::Skip);
+        assert_eq!(half.need(None, 1001, &hints, &unseen), Need::Skip, "within containerd's rounding");
+        assert_eq!(half.need(None, 5000, &hints, &unseen), Need::Send);
+        assert_eq!(half.need(None, 1000, &LayerHints::default(), &unseen), Need::Undecided);
+        // Its `a` is unpacked with the blob discarded: no size to go by.
+        let chains = chain_ids(&[d('a'), d('b')]);
+        let unpacked = NodeNeeds::new(&holdings(&[], &chains[..1]), false);
+        assert_eq!(unpacked.need(None, 5000, &hints, &unseen), Need::Undecided);
     }
 }

@@ -8,7 +8,7 @@ pub mod fanout;
 pub mod import;
 pub mod layout;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, Write};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct NodeResult {
     pub sent: u64,
     /// Bytes of layers left out because the node had them.
     pub had: u64,
+    /// A layer was left out by a guess the bytes proved wrong: send again, deciding by
+    /// `Transferred::paths`.
+    pub again: bool,
 }
 
 /// How one streamed archive went.
@@ -51,11 +54,17 @@ pub struct Transferred {
     pub images: Vec<ArchiveImage>,
     pub elapsed: Duration,
     pub nodes: Vec<NodeResult>,
+    /// Every file's digest by path, for a second pass.
+    pub paths: HashMap<String, String>,
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Largest layer spooled to a temporary file when its digest decides which nodes get it.
     pub spool_max: u64,
+    /// Digests of the archive's files by path, learned by an earlier pass over the same
+    /// export: a second pass decides by them (and still checks them against the bytes).
+    pub known: HashMap<String, String>,
 }
 
 /// The names each image found in the archive must answer to on the nodes (none: leave it out).
@@ -70,6 +79,7 @@ struct Lane {
     failed: Option<String>,
     sent_blobs: HashSet<String>,
     had: u64,
+    again: bool,
 }
 
 impl Lane {
@@ -113,6 +123,7 @@ pub fn stream(
                 failed: None,
                 sent_blobs: HashSet::new(),
                 had: 0,
+                again: false,
             };
             match Import::start(provider, t.node) {
                 Ok((import, stdin)) => {
@@ -126,14 +137,18 @@ pub fn stream(
         .collect();
     let read = repack(&mut export.reader, &mut lanes, hints, options);
     let produced = export.finish();
+    let mut paths = HashMap::new();
     let outcome = match (read, produced) {
         (_, Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(stream_error(source, e)),
-        (Ok(contents), Ok(())) => close_layouts(&contents, &mut lanes, namer, source),
+        (Ok(contents), Ok(())) => {
+            paths = contents.files.iter().map(|(p, f)| (p.clone(), f.digest.clone())).collect();
+            close_layouts(&contents, &mut lanes, namer, source, !options.known.is_empty())
+        }
     };
     let nodes = finish(lanes);
     let images = outcome?;
-    Ok(Transferred { images, elapsed: started.elapsed(), nodes })
+    Ok(Transferred { images, elapsed: started.elapsed(), nodes, paths })
 }
 
 fn stream_error(source: &Source, e: io::Error) -> Error {
@@ -148,7 +163,13 @@ fn stream_error(source: &Source, e: io::Error) -> Error {
 }
 
 /// Once the whole archive is read: what it holds, and each node's index of it.
-fn close_layouts(contents: &Contents, lanes: &mut [Lane], namer: &Namer, source: &Source) -> Result<Vec<ArchiveImage>> {
+fn close_layouts(
+    contents: &Contents,
+    lanes: &mut [Lane],
+    namer: &Namer,
+    source: &Source,
+    second_pass: bool,
+) -> Result<Vec<ArchiveImage>> {
     let images = archive::images_in(contents).map_err(|e| stream_error(source, io::Error::other(e)))?;
     let names = namer(&images)?;
     let entries: Vec<layout::Entry> = images
@@ -159,6 +180,13 @@ fn close_layouts(contents: &Contents, lanes: &mut [Lane], namer: &Namer, source:
         .collect();
     for lane in lanes.iter_mut().filter(|l| l.live()) {
         let lacking = lacking_layers(lane, &entries);
+        if !lacking.is_empty() && !second_pass {
+            // A size guess left out a layer the node lacks: its stream ends without an
+            // index, so nothing is imported, and a second pass sends what it lacks.
+            lane.again = true;
+            lane.failed = Some(format!("{} lacks layer(s) {}", lane.node, lacking.join(", ")));
+            continue;
+        }
         if !lacking.is_empty() {
             lane.failed = Some(format!(
                 "{} would lack layer(s) {} that were left out of its stream; run again with --full",
@@ -201,7 +229,7 @@ fn finish(lanes: Vec<Lane>) -> Vec<NodeResult> {
                 (None, _, Some(Err(e))) => Err(format!("writing to the import failed: {e}")),
                 (None, _, _) => Ok(()),
             };
-            NodeResult { node: lane.node, result, sent, had: lane.had }
+            NodeResult { node: lane.node, result, sent, had: lane.had, again: lane.again }
         })
         .collect()
 }
@@ -269,10 +297,10 @@ fn send_layer(
     unseen: &HashSet<String>,
     options: &Options,
 ) -> io::Result<archive::FileFact> {
-    let known = digest_from_path(path).or_else(|| named_tar_digest(path));
+    let known = digest_from_path(path).or_else(|| named_tar_digest(path)).or_else(|| options.known.get(path).cloned());
     let mut needs: Vec<Need> = lanes
         .iter()
-        .map(|l| if l.live() { l.needs.need(known.as_deref(), hints, unseen) } else { Need::Skip })
+        .map(|l| if l.live() { l.needs.need(known.as_deref(), size, hints, unseen) } else { Need::Skip })
         .collect();
     let mut spool = match needs.contains(&Need::Undecided) && size <= options.spool_max {
         true => Some(tempfile::tempfile()?),
