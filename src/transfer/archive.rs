@@ -107,6 +107,7 @@ fn docker_images(json: &[u8]) -> Result<Vec<ArchiveImage>, String> {
 fn oci_images(json: &[u8], files: &HashMap<String, Vec<u8>>) -> Result<Vec<ArchiveImage>, String> {
     let index: Value = serde_json::from_slice(json).map_err(|e| format!("index.json: {e}"))?;
     let mut images = Vec::new();
+    let mut answered = HashMap::new();
     for desc in index.get("manifests").and_then(Value::as_array).into_iter().flatten() {
         let Some(digest) = desc.get("digest").and_then(Value::as_str) else { continue };
         let annotation = |key: &str| desc.pointer(&format!("/annotations/{}", key.replace('/', "~1")));
@@ -119,14 +120,35 @@ fn oci_images(json: &[u8], files: &HashMap<String, Vec<u8>>) -> Result<Vec<Archi
                 names.push(name.to_string());
             }
         }
-        let config = config_digest(digest, files, 0);
+        let config = config_digest(digest, files, 0, &mut answered);
         images.push(ArchiveImage { names, identity: Identity { config, manifest: Some(digest.to_string()) } });
     }
     Ok(images)
 }
 
 /// Follows a manifest (or an index, to the local platform whose blobs are present) to its config digest.
-fn config_digest(digest: &str, files: &HashMap<String, Vec<u8>>, depth: u8) -> Option<String> {
+/// `answered` remembers each (digest, depth) looked at, so an index whose children repeat or
+/// point back at it costs one visit per blob and depth rather than one per path through it.
+fn config_digest(
+    digest: &str,
+    files: &HashMap<String, Vec<u8>>,
+    depth: u8,
+    answered: &mut HashMap<(String, u8), Option<String>>,
+) -> Option<String> {
+    if let Some(known) = answered.get(&(digest.to_string(), depth)) {
+        return known.clone();
+    }
+    let found = follow(digest, files, depth, answered);
+    answered.insert((digest.to_string(), depth), found.clone());
+    found
+}
+
+fn follow(
+    digest: &str,
+    files: &HashMap<String, Vec<u8>>,
+    depth: u8,
+    answered: &mut HashMap<(String, u8), Option<String>>,
+) -> Option<String> {
     let blob: Value = serde_json::from_slice(files.get(&blob_path(digest)?)?).ok()?;
     let media_type = blob.get("mediaType").and_then(Value::as_str).unwrap_or("");
     if INDEX_TYPES.contains(&media_type) || blob.get("manifests").is_some() {
@@ -138,7 +160,7 @@ fn config_digest(digest: &str, files: &HashMap<String, Vec<u8>>, depth: u8) -> O
             .iter()
             .filter(|c| is_local_platform(c))
             .filter_map(|c| c.get("digest").and_then(Value::as_str))
-            .find_map(|d| config_digest(d, files, depth + 1));
+            .find_map(|d| config_digest(d, files, depth + 1, answered));
     }
     blob.pointer("/config/digest").and_then(Value::as_str).map(str::to_string)
 }
