@@ -9,7 +9,8 @@
 # process above FUZZ_RSS_MB of memory (default 2048) or a single allocation above
 # FUZZ_MALLOC_MB (default 512) is a failure: libFuzzer writes the input to
 # fuzz/artifacts/<target>/. Move it to fuzz/regressions/<target>/ once fixed, so that
-# `cargo test --test fuzz_replay` replays it from then on.
+# `cargo test --test fuzz_replay` replays it from then on. FUZZ_ARGS adds libFuzzer flags
+# (e.g. FUZZ_ARGS=-max_len=65536).
 #
 # New inputs libFuzzer finds go to fuzz/grown/<target>/ (not committed); fuzz/corpus/<target>/
 # (the curated seeds) and fuzz/regressions/<target>/ are read, never written.
@@ -46,7 +47,7 @@ for target in "${targets[@]}"; do
     started=$(date +%s)
     if cargo fuzz run -O "$target" "${dirs[@]}" -- \
         -max_total_time="$seconds" -timeout="$timeout_s" \
-        -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" -print_final_stats=1; then
+        -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" -print_final_stats=1 ${FUZZ_ARGS:-}; then
         echo "=== $target: ok after $(($(date +%s) - started))s" >&2
     else
         echo "=== $target: FAILED after $(($(date +%s) - started))s; input in fuzz/artifacts/$target/" >&2
