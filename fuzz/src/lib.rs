@@ -15,9 +15,12 @@ use kindload::resolve::{containerd, engine, inspect, kubeconfig, provider};
 use kindload::transfer::archive;
 use kindload::verify::cri;
 
+/// A parser entry point: raw input bytes in, nothing out but a panic on a bug.
+pub type Target = fn(&[u8]);
+
 /// Target name (the `fuzz_targets/<name>.rs` file, the `corpus/<name>` and
 /// `regressions/<name>` directories) and its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("reference", reference),
     ("archive_files", archive_files),
     ("archive_tar", archive_tar),
