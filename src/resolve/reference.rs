@@ -98,9 +98,15 @@ impl ImageRef {
         if self.domain != DEFAULT_DOMAIN {
             return self.repository();
         }
-        match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
-            Some(official) if !official.contains('/') => official.to_string(),
-            _ => self.path.clone(),
+        let short = match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
+            Some(official) if !official.contains('/') => official,
+            _ => &self.path,
+        };
+        // A Hub path whose first component reads as a registry (`docker.io/a.b/app`) keeps
+        // its domain: `a.b/app` would name another registry.
+        match short.split_once('/') {
+            Some((first, _)) if first == "localhost" || first.contains(['.', ':']) => self.repository(),
+            _ => short.to_string(),
         }
     }
 }

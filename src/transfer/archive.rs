@@ -3,7 +3,7 @@
 //! (both image stores), `podman save` and `skopeo`. Every digest is computed from the
 //! bytes; a file whose name claims another digest makes the archive unusable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
 use serde::Serialize;
@@ -73,6 +73,19 @@ pub struct Contents {
 }
 
 impl Contents {
+    /// Contents from whole files in memory (every JSON-looking one kept): for tests and fuzzing.
+    pub fn from_files(files: HashMap<String, Vec<u8>>) -> Self {
+        let mut contents = Contents::default();
+        for (path, bytes) in files {
+            let mut hasher = Hasher::default();
+            hasher.update(&bytes);
+            let kept = looks_like_json(&bytes).then_some(bytes);
+            contents.entries += 1;
+            contents.add_file(clean_path(&path), hasher.fact(), kept);
+        }
+        contents
+    }
+
     /// Whether a file starting with `head` and `size` bytes long is kept as JSON metadata.
     pub fn keeps(&self, head: &[u8], size: u64) -> bool {
         size <= KEEP_AT_MOST && self.kept < KEEP_TOTAL && looks_like_json(head)
@@ -303,7 +316,7 @@ fn oci_images(json: &[u8], contents: &Contents) -> Result<Vec<ArchiveImage>, Str
             contents.blob(digest)?.ok_or_else(|| format!("index.json names {digest}, which the archive lacks"))?;
         let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string();
         let target = Descriptor { media_type, digest: digest.to_string(), size: bytes.len() as u64 };
-        let manifest = local_manifest(bytes, contents, 0)?;
+        let manifest = local_manifest(bytes, contents, 0, &mut HashSet::new())?;
         let single = !is_index(bytes);
         let (config, layers, diff_ids, platform) = match manifest {
             Some(m) => (Some(m.config), m.layers, m.diff_ids, m.platform.filter(|_| single)),
@@ -336,8 +349,14 @@ fn is_index(bytes: &[u8]) -> bool {
 }
 
 /// Follows a manifest (or an index, to the local platform whose blobs are present) to
-/// its config and layers; every blob read is checked against its digest.
-fn local_manifest(bytes: &[u8], contents: &Contents, depth: u8) -> Result<Option<Resolved>, String> {
+/// its config and layers; every blob read is checked against its digest. Each index is
+/// followed once (`visited`), so one listing itself many times cannot make this explode.
+fn local_manifest(
+    bytes: &[u8],
+    contents: &Contents,
+    depth: u8,
+    visited: &mut HashSet<String>,
+) -> Result<Option<Resolved>, String> {
     let blob: Value = serde_json::from_slice(bytes).map_err(|e| format!("a manifest in the archive: {e}"))?;
     let media_type = blob.get("mediaType").and_then(Value::as_str).unwrap_or("");
     if INDEX_TYPES.contains(&media_type) || blob.get("manifests").is_some() {
@@ -348,8 +367,11 @@ fn local_manifest(bytes: &[u8], contents: &Contents, depth: u8) -> Result<Option
             blob.get("manifests").and_then(Value::as_array).into_iter().flatten().filter(|c| is_local_platform(c))
         {
             let Some(d) = child.get("digest").and_then(Value::as_str) else { continue };
+            if !visited.insert(d.to_string()) {
+                continue;
+            }
             if let Some(child_bytes) = contents.blob(d)? {
-                if let Some(resolved) = local_manifest(child_bytes, contents, depth + 1)? {
+                if let Some(resolved) = local_manifest(child_bytes, contents, depth + 1, visited)? {
                     return Ok(Some(resolved));
                 }
             }
