@@ -165,20 +165,6 @@ fn join_fixes(fixes: Vec<(EngineKind, String)>) -> String {
     }
 }
 
-/// Prints `error: ...`, its causes, and the fix; returns the exit status.
-pub fn report(err: &Error) -> i32 {
-    eprintln!("error: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        eprintln!("caused by: {cause}");
-        source = cause.source();
-    }
-    if let Some(fix) = err.fix() {
-        eprintln!("fix: {fix}");
-    }
-    err.exit_code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,9 @@
 //! The one way kindload starts child processes: argv only, logged with `-v`, registered so
 //! a signal can kill them, and failing with the command and its stderr in the error.
 
-use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -13,7 +11,7 @@ use std::thread::JoinHandle;
 
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 static CANCELLED: AtomicBool = AtomicBool::new(false);
-static CHILDREN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 pub fn set_verbosity(level: u8) {
     VERBOSITY.store(level, Ordering::Relaxed);
@@ -83,15 +81,6 @@ impl Cmd {
     pub fn argv(&self) -> Vec<String> {
         std::iter::once(&self.program).chain(&self.args).map(|a| a.to_string_lossy().into_owned()).collect()
     }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(&self.program);
-        command.args(&self.args);
-        for (k, v) in &self.envs {
-            command.env(k, v);
-        }
-        command
-    }
 }
 
 /// Shell-pasteable rendering, used in logs and errors.
@@ -157,6 +146,14 @@ fn stderr_text(stderr: &str) -> String {
     }
 }
 
+/// Ok for status 0, else the error naming the command, its status and its stderr.
+fn exited(cmd: &Cmd, code: Option<i32>, stderr: String) -> Result<(), ExecError> {
+    match code {
+        Some(0) => Ok(()),
+        _ => Err(ExecError::Exited { cmd: cmd.to_string(), code, stderr }),
+    }
+}
+
 impl ExecError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ExecError::CouldNotStart { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
@@ -189,17 +186,18 @@ impl Output {
 
 /// Runs commands to completion. The real one spawns; unit tests substitute a fake.
 pub trait Runner: Send + Sync {
+    /// Whether `program` is there to run (on PATH, or at the path given), known without running it.
+    fn installed(&self, program: &str) -> bool {
+        which::which(program).is_ok()
+    }
+
     /// Runs and captures, whatever the exit status; errors only when it could not start.
     fn output(&self, cmd: &Cmd) -> Result<Output, ExecError>;
 
     /// Runs and captures; a non-zero exit is an error carrying stderr.
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         let out = self.output(cmd)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(ExecError::Exited { cmd: cmd.to_string(), code: out.code, stderr: out.stderr })
-        }
+        exited(cmd, out.code, out.stderr.clone()).map(|()| out)
     }
 
     /// Runs and returns stdout of a successful command.
@@ -211,88 +209,85 @@ pub trait Runner: Send + Sync {
 pub struct RealRunner;
 
 impl Runner for RealRunner {
+    /// duct feeds stdin and drains stdout and stderr on its own threads.
     fn output(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let mut child = spawn(cmd, cmd.stdin_data.is_some(), true)?;
-        let feeder = match (child.stdin.take(), cmd.stdin_data.clone()) {
-            (Some(mut stdin), Some(data)) => Some(std::thread::spawn(move || {
-                // A child that exits early closes the pipe; its exit status tells the story.
-                let _ = stdin.write_all(&data);
-            })),
-            _ => None,
-        };
-        let stderr = drain(child.stderr.take());
-        let mut stdout = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            let mut bytes = Vec::new();
-            let _ = out.read_to_end(&mut bytes);
-            stdout = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        let status = wait(&mut child, cmd)?;
-        if let Some(f) = feeder {
-            let _ = f.join();
-        }
-        Ok(Output { code: status.code(), stdout, stderr: stderr.finish() })
+        let out = one_shot(cmd, |expr| {
+            let expr = expr.stdout_capture().stderr_capture();
+            match &cmd.stdin_data {
+                Some(data) => expr.stdin_bytes(data.clone()),
+                None => expr.stdin_null(),
+            }
+        })?;
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        Ok(Output { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr) })
     }
 }
 
-/// Spawns with stderr piped (and stdout piped when asked), logged and registered for cancellation.
-pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, ExecError> {
-    let stdin = if stdin_piped { Stdio::piped() } else { Stdio::null() };
-    let stdout = if stdout_piped { Stdio::piped() } else { Stdio::null() };
-    spawn_with(cmd, stdin, stdout, Stdio::piped())
+/// Runs with stdout and stderr going where ours go (build logs the user should see).
+/// Our stdout stays clean for reports: the child's stdout goes to our stderr.
+pub fn run_inherited(cmd: &Cmd) -> Result<(), ExecError> {
+    let status = one_shot(cmd, |expr| expr.stdin_null().stdout_to_stderr())?.status;
+    exited(cmd, status.code(), "(output shown above)".into())
 }
 
-/// The one place a child starts: refused after a cancel (but for cleanup), logged, registered.
-fn spawn_with(cmd: &Cmd, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Child, ExecError> {
+/// A command run to its end through duct, registered for cancellation while it runs.
+fn one_shot(
+    cmd: &Cmd,
+    io: impl FnOnce(duct::Expression) -> duct::Expression,
+) -> Result<std::process::Output, ExecError> {
+    announce(cmd)?;
+    let expr = cmd.envs.iter().fold(duct::cmd(&cmd.program, &cmd.args).unchecked(), |e, (k, v)| e.env(k, v));
+    let could_not_start = |source| ExecError::CouldNotStart { cmd: cmd.to_string(), source };
+    let handle = io(expr).start().map_err(could_not_start)?;
+    let pids = handle.pids();
+    register(&pids);
+    let out = handle.into_output();
+    settle(cmd, &pids, out.as_ref().is_ok_and(|o| o.status.success()))?;
+    out.map_err(could_not_start)
+}
+
+/// For streams, std pipes: spawns with stderr piped (and stdin, stdout when asked), logged and
+/// registered for cancellation; the caller moves the bytes and ends with [`finish`].
+pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, ExecError> {
+    let piped = |yes| if yes { Stdio::piped() } else { Stdio::null() };
+    announce(cmd)?;
+    let child = Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(piped(stdin_piped))
+        .stdout(piped(stdout_piped))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    register(&[child.id()]);
+    Ok(child)
+}
+
+/// What every start does first: refuse after a cancel (but for cleanup), then log the argv.
+fn announce(cmd: &Cmd) -> Result<(), ExecError> {
     if cancelled() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
     if verbose() {
         eprintln!("+ {cmd}");
     }
-    let child = cmd
-        .command()
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
-    register(child.id());
-    Ok(child)
+    Ok(())
 }
 
-/// Runs with stdout and stderr going where ours go (build logs the user should see).
-/// Our stdout stays clean for reports: the child's stdout goes to our stderr.
-pub fn run_inherited(cmd: &Cmd) -> Result<(), ExecError> {
-    let stdout_to_stderr = std::io::stderr().as_fd().try_clone_to_owned().map(Stdio::from).unwrap_or(Stdio::inherit());
-    let mut child = spawn_with(cmd, Stdio::null(), stdout_to_stderr, Stdio::inherit())?;
-    let status = wait(&mut child, cmd)?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(ExecError::Exited { cmd: cmd.to_string(), code: status.code(), stderr: "(output shown above)".into() })
-    }
-}
-
-/// Waits for a spawned child and unregisters it.
-pub fn wait(child: &mut Child, cmd: &Cmd) -> Result<std::process::ExitStatus, ExecError> {
-    let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
-    unregister(child.id());
-    if cancelled() && !status.success() && !cmd.cleanup {
+/// What every wait does last: unregister, and call a failure after a cancel what it is.
+fn settle(cmd: &Cmd, pids: &[u32], success: bool) -> Result<(), ExecError> {
+    CHILDREN.lock().unwrap().retain(|pid| !pids.contains(pid));
+    if cancelled() && !success && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
-    Ok(status)
+    Ok(())
 }
 
-/// Waits and turns a bad exit into an error carrying the drained stderr.
+/// Waits for a spawned child and turns a bad exit into an error carrying the drained stderr.
 pub fn finish(mut child: Child, cmd: &Cmd, stderr: StderrDrain) -> Result<(), ExecError> {
-    let status = wait(&mut child, cmd)?;
-    let stderr = stderr.finish();
-    if status.success() {
-        Ok(())
-    } else {
-        Err(ExecError::Exited { cmd: cmd.to_string(), code: status.code(), stderr })
-    }
+    let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+    settle(cmd, &[child.id()], status.success())?;
+    exited(cmd, status.code(), stderr.finish())
 }
 
 /// Reads a child's stderr on its own thread so a chatty child never blocks on a full pipe.
@@ -314,14 +309,8 @@ impl StderrDrain {
     }
 }
 
-fn register(pid: u32) {
-    CHILDREN.lock().unwrap().get_or_insert_with(HashSet::new).insert(pid);
-}
-
-fn unregister(pid: u32) {
-    if let Some(set) = CHILDREN.lock().unwrap().as_mut() {
-        set.remove(&pid);
-    }
+fn register(pids: &[u32]) {
+    CHILDREN.lock().unwrap().extend(pids);
 }
 
 pub fn cancelled() -> bool {
@@ -331,7 +320,7 @@ pub fn cancelled() -> bool {
 /// Marks the run cancelled and kills every child still running.
 pub fn cancel_all() {
     CANCELLED.store(true, Ordering::SeqCst);
-    let pids: Vec<u32> = CHILDREN.lock().unwrap().iter().flatten().copied().collect();
+    let pids = CHILDREN.lock().unwrap().clone();
     for pid in pids {
         // SAFETY: kill(2) with a pid we spawned; a pid that already exited is harmless.
         unsafe {
@@ -345,20 +334,16 @@ pub mod fake {
     //! A scripted runner for unit tests of argument building and parsing.
     use super::*;
 
+    #[derive(Default)]
     pub struct FakeRunner {
         answers: Vec<(Vec<String>, Output)>,
+        missing: Vec<String>,
         pub seen: Mutex<Vec<Vec<String>>>,
-    }
-
-    impl Default for FakeRunner {
-        fn default() -> Self {
-            Self::new()
-        }
     }
 
     impl FakeRunner {
         pub fn new() -> Self {
-            FakeRunner { answers: Vec::new(), seen: Mutex::new(Vec::new()) }
+            Self::default()
         }
 
         /// Answers a command whose argv starts with `prefix`.
@@ -367,9 +352,19 @@ pub mod fake {
             self.answers.push((prefix.iter().map(|s| s.to_string()).collect(), output));
             self
         }
+
+        /// A program not on PATH: [`Runner::installed`] says so.
+        pub fn missing(mut self, program: &str) -> Self {
+            self.missing.push(program.into());
+            self
+        }
     }
 
     impl Runner for FakeRunner {
+        fn installed(&self, program: &str) -> bool {
+            !self.missing.iter().any(|m| m == program)
+        }
+
         fn output(&self, cmd: &Cmd) -> Result<Output, ExecError> {
             let argv = cmd.argv();
             self.seen.lock().unwrap().push(argv.clone());
@@ -396,6 +391,7 @@ mod tests {
 
     #[test]
     fn could_not_start_is_distinct_from_exited() {
+        assert!(RealRunner.installed("sh") && !RealRunner.installed("kindload-no-such-program-xyz"));
         let missing = RealRunner.output(&Cmd::new("kindload-no-such-program-xyz")).unwrap_err();
         assert!(missing.is_not_found(), "{missing}");
         assert!(missing.fix().unwrap().contains("`command -v kindload-no-such-program-xyz`"), "{:?}", missing.fix());
@@ -410,8 +406,9 @@ mod tests {
     }
 
     #[test]
-    fn stdin_bytes_reach_the_child() {
-        let out = RealRunner.run(&Cmd::new("cat").stdin_bytes("hello")).unwrap();
-        assert_eq!(out.stdout, "hello");
+    fn stdin_bytes_and_env_reach_the_child() {
+        let cmd = Cmd::new("sh").args(["-c", "cat; echo \" $K\"; echo err >&2"]).env("K", "v").stdin_bytes("hello");
+        let out = RealRunner.run(&cmd).unwrap();
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("hello v\n", "err\n"));
     }
 }

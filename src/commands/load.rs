@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::context::env;
 use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
-use crate::error::{Error, Result, EXIT_FAILED};
+use crate::error::{Error, Result};
 use crate::report::{node_line, LoadReport};
 use crate::request::build_artifacts::parse_build_artifacts;
 use crate::request::cli::{LoadArgs, OutputFormat, SelectArgs, VerifyArgs};
@@ -228,7 +228,7 @@ pub fn wanted_from(inputs: &[String]) -> Result<Vec<String>> {
     Ok(wanted)
 }
 
-/// Prints the report and turns it into the exit status.
+/// Prints the report; nodes not verified (unless configured to warn) are the error.
 pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<i32> {
     match select.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serialises")),
@@ -246,8 +246,8 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
         }
     }
     if crate::commands::context::interrupted() {
-        eprintln!("error: interrupted; children were stopped and half-imported images removed");
-        return Ok(130);
+        // Reported at the edge, which says what an interrupt stopped and exits 130.
+        return Err(Error::failed("interrupted", ""));
     }
     if report.ok {
         Ok(0)
@@ -256,7 +256,6 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
         Ok(0)
     } else {
         let failed: usize = report.images.iter().flat_map(|i| &i.nodes).filter(|n| !n.verified).count();
-        eprintln!("error: {failed} node load(s) not verified; see above for each node's diagnosis");
-        Ok(EXIT_FAILED)
+        Err(Error::failed(format!("{failed} node load(s) not verified; see above for each node's diagnosis"), ""))
     }
 }

@@ -9,7 +9,7 @@ mod pipeline;
 
 use clap::Parser;
 
-use crate::error;
+use crate::error::{Error, EXIT_FAILED};
 use crate::request::cli::{Cli, Command};
 
 pub use context::Context;
@@ -24,13 +24,7 @@ pub fn run() -> i32 {
     };
     crate::exec::set_verbosity(u8::from(cli.verbose));
     context::install_signal_handlers();
-    let result = Context::new(cli.quiet, cli.config.as_deref()).and_then(|ctx| match cli.command {
-        Command::Load(args) => load::load(&ctx, args),
-        Command::Verify(args) => load::verify(&ctx, args),
-        Command::Nodes(args) => nodes::nodes(&ctx, args),
-        Command::Doctor(args) => doctor::doctor(&ctx, args),
-        Command::Build(args) => build::build(&ctx, args),
-    });
+    let result = dispatch(cli);
     if crate::exec::verbose() {
         if let Some(kib) = peak_memory_kib() {
             eprintln!("+ peak resident memory: {kib} KiB");
@@ -42,8 +36,36 @@ pub fn run() -> i32 {
             eprintln!("error: interrupted; children were stopped and half-imported images removed");
             130
         }
-        Err(e) => error::report(&e),
+        Err(e) => report(&e),
     }
+}
+
+/// Runs the subcommand. Inside, errors are kindload's own `Error` (exit status and fix);
+/// here at the edge they become an `anyhow` chain for [`report`].
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Context::new(cli.quiet, cli.config.as_deref())?;
+    let code = match cli.command {
+        Command::Load(args) => load::load(&ctx, args),
+        Command::Verify(args) => load::verify(&ctx, args),
+        Command::Nodes(args) => nodes::nodes(&ctx, args),
+        Command::Doctor(args) => doctor::doctor(&ctx, args),
+        Command::Build(args) => build::build(&ctx, args),
+    }?;
+    Ok(code)
+}
+
+/// The one place an error is printed: `error:` with the outermost message, `caused by:` for
+/// each error under it, then the fix of the kindload error in the chain; returns its exit status.
+fn report(err: &anyhow::Error) -> i32 {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("caused by: {cause}");
+    }
+    let ours = err.chain().find_map(|e| e.downcast_ref::<Error>());
+    if let Some(fix) = ours.and_then(Error::fix) {
+        eprintln!("fix: {fix}");
+    }
+    ours.map_or(EXIT_FAILED, Error::exit_code)
 }
 
 /// This process's own peak resident set (not its children's), from /proc.

@@ -139,6 +139,10 @@ pub fn find_cluster(
     let mut silent = Vec::new();
     let mut last_error = None;
     for kind in candidates {
+        if !runner.installed(kind.program()) {
+            searched.push(format!("{kind} (not installed)"));
+            continue;
+        }
         let provider = Provider::new(kind);
         match provider.nodes(runner, &name.name) {
             Ok(nodes) if !nodes.is_empty() => return Ok((provider, nodes)),

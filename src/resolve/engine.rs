@@ -250,6 +250,9 @@ pub fn detect_all(runner: &dyn Runner) -> Engines {
 
 /// Asks the engine about itself; the error says why it does not count as present.
 pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::result::Result<Engine, NoAnswer> {
+    if !runner.installed(kind.program()) {
+        return Err(NoAnswer::not_installed(kind));
+    }
     let env = |k: &str| std::env::var(k).ok();
     let ask = |args: &[&str]| {
         runner.output(&Cmd::new(kind.program()).args(args)).map_err(|e| NoAnswer::from_exec(kind, &e, &env))
@@ -422,6 +425,16 @@ mod tests {
         let fix = err.fix().unwrap();
         assert!(fix.contains("for docker: start the Docker daemon (`sudo systemctl start docker`"), "{fix}");
         assert!(fix.contains("for podman: install Podman (`apt-get install podman`)"), "{fix}");
+    }
+
+    #[test]
+    fn a_program_not_on_path_is_not_installed_without_running_it() {
+        let runner = FakeRunner::new().missing("docker").missing("podman");
+        let err = detect(&runner, None).unwrap_err();
+        assert!(runner.seen.lock().unwrap().is_empty(), "asked {:?}", runner.seen.lock().unwrap());
+        let text = err.to_string();
+        assert!(text.starts_with("no container engine found: docker is not installed (not found on PATH)"), "{text}");
+        assert!(text.contains("podman is not installed (not found on PATH)"), "{text}");
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<I
     let mut answered = Vec::new();
     let mut silent = engines.silent.clone();
     for engine in engines {
+        if !runner.installed(engine.program()) {
+            silent.push(NoAnswer::not_installed(engine.kind));
+            continue;
+        }
         let out = match runner.output(&engine.cmd().args(["image", "inspect", requested])) {
             Ok(out) => out,
             Err(e) => {
