@@ -100,3 +100,98 @@ fn a_node_out_of_disk_says_so_and_keeps_nothing() {
     assert_eq!(names_on(&cluster, &node), before, "no half-imported record");
     remove_image("docker", &tag);
 }
+
+/// An index of two platforms whose blobs are all in the archive: each node receives only
+/// its own platform's layer.
+#[test]
+fn a_multi_platform_image_sends_each_node_its_own_platform() {
+    if !engine_available("docker") {
+        return;
+    }
+    let cluster = TestCluster::start(
+        "twoarch",
+        ClusterSpec { provider: "docker", containerd: "1.7", workers: 1, snapshotter: None },
+    );
+    let name = format!("docker.io/kl-test/{}-two:v1", cluster.name);
+    let (archive, config) = two_platform_archive(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.tar");
+    std::fs::write(&file, &archive).unwrap();
+    let out = kindload()
+        .args(["load", "--archive", file.to_str().unwrap(), "--cluster", &cluster.name, "--output", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{}\n{json:#}", String::from_utf8_lossy(&out.stderr));
+    for node in json["images"][0]["nodes"].as_array().unwrap() {
+        assert_eq!(node["verified"], true, "{node:#}");
+        let bytes = node["bytes"].as_u64().unwrap();
+        assert!(bytes > LAYER as u64 && bytes < (LAYER + LAYER / 2) as u64, "one platform's layer, not two: {node:#}");
+    }
+    for node in &cluster.nodes {
+        assert_eq!(support::cri_id(&cluster, node, &name), Some(config.clone()), "{node}");
+    }
+}
+
+const LAYER: usize = 1 << 20;
+
+/// An OCI archive whose index lists the local platform and another, every blob present,
+/// each platform with its own 1 MiB layer of random bytes. Returns it and the local config digest.
+fn two_platform_archive(name: &str) -> (Vec<u8>, String) {
+    use kindload::transfer::digest::sha256;
+    let append = |builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, data).unwrap();
+    };
+    let local = kindload::transfer::archive::local_arch();
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    let mut entries = Vec::new();
+    let mut local_config = String::new();
+    for arch in [local, other_arch()] {
+        let mut random = vec![0u8; LAYER];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut random).unwrap();
+        let mut layer = tar::Builder::new(Vec::new());
+        append(&mut layer, "data.bin", &random);
+        let layer = layer.into_inner().unwrap();
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256(&layer)
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+            sha256(config.as_bytes()),
+            config.len(),
+            sha256(&layer),
+            layer.len()
+        );
+        entries.push(format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+            sha256(manifest.as_bytes()),
+            manifest.len()
+        ));
+        if arch == local {
+            local_config = sha256(config.as_bytes());
+        }
+        blobs.extend([layer, config.into_bytes(), manifest.into_bytes()]);
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    let top = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{}","size":{},"annotations":{{"io.containerd.image.name":"{name}"}}}}]}}"#,
+        sha256(index.as_bytes()),
+        index.len()
+    );
+    blobs.push(index.into_bytes());
+    let mut archive = tar::Builder::new(Vec::new());
+    append(&mut archive, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    for blob in &blobs {
+        append(&mut archive, &format!("blobs/sha256/{}", &sha256(blob)[7..]), blob);
+    }
+    append(&mut archive, "index.json", top.as_bytes());
+    (archive.into_inner().unwrap(), local_config)
+}

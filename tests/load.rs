@@ -567,6 +567,8 @@ fn progress_is_drawn_on_a_terminal() {
     };
     let drawn = on_terminal(&format!("kl-test/{}-tty:v1", cluster.name), false);
     assert!(drawn.contains(" → 1 node(s) ") && drawn.contains("/s"), "no progress drawn:\n{drawn:?}");
+    // The plan knows what the node will receive: a bar with percentage, total and time left.
+    assert!(drawn.contains("% ") && drawn.contains("/48.00 MiB") && drawn.contains(" left"), "no bar:\n{drawn:?}");
     let plain = on_terminal(&format!("kl-test/{}-nocolor:v1", cluster.name), true);
     assert!(!plain.contains(" → 1 node(s) "), "NO_COLOR still drew a bar:\n{plain:?}");
 }

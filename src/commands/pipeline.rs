@@ -207,7 +207,8 @@ impl<'a> Pipeline<'a> {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
             let namer = |found: &[ArchiveImage]| names_for_group(found, &group, &source);
-            let hints = LayerHints::new(&group.iter().map(|i| i.layers.clone()).collect::<Vec<_>>());
+            let hints = LayerHints::new(&group.iter().map(|i| i.layers.clone()).collect::<Vec<_>>())
+                .with_platforms(group.iter().flat_map(|i| i.by_platform.clone()).collect());
             let estimate: Option<u64> = source.size().or_else(|| group.iter().map(|i| i.size).sum());
             let (found, per_node) = self.stream(&targets, &source, &hints, estimate, &namer, &names_of(&group))?;
             for &i in &members {
@@ -417,7 +418,9 @@ impl<'a> Pipeline<'a> {
         let needs: Vec<NodeNeeds> = targets
             .iter()
             .map(|&n| match self.nodes[n].holdings() {
-                Ok(holds) if !self.options.full => NodeNeeds::new(holds, false),
+                Ok(holds) if !self.options.full => {
+                    NodeNeeds::new(holds, false).excluding(hints.not_for(self.nodes[n].platform.as_deref()))
+                }
                 _ => NodeNeeds::everything(),
             })
             .collect();
@@ -737,6 +740,7 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                     layers: a.diff_ids.clone(),
                     size: None,
                     platform: a.platform.clone(),
+                    by_platform: a.by_platform.clone(),
                 })
             })
             .collect();
@@ -767,6 +771,7 @@ fn images_from_archive(found: &[ArchiveImage], wanted: &[String], source: &str) 
                 layers: chosen.diff_ids.clone(),
                 size: None,
                 platform: chosen.platform.clone(),
+                by_platform: chosen.by_platform.clone(),
             })
         })
         .collect()
@@ -801,6 +806,7 @@ mod tests {
             layers: vec![],
             diff_ids: vec!["sha256:d1".into()],
             platform: Some("linux/amd64".into()),
+            by_platform: vec![],
         }
     }
 
@@ -833,6 +839,7 @@ mod tests {
             layers: vec![],
             size: None,
             platform: None,
+            by_platform: vec![],
         }];
         learn_config_digests(&mut images, &[&[], &listing]);
         assert_eq!(

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::plan::platform::runs_on;
 use crate::resolve::holdings::Holdings;
 use crate::transfer::digest::chain_ids;
 
@@ -15,6 +16,8 @@ pub struct LayerHints {
     chains: HashMap<String, Vec<String>>,
     /// Every image's layers are known.
     pub complete: bool,
+    /// For images of several platforms: each platform's blobs (manifest, config, layers).
+    by_platform: Vec<(String, Vec<String>)>,
 }
 
 impl LayerHints {
@@ -26,7 +29,20 @@ impl LayerHints {
             }
         }
         let complete = !images.is_empty() && images.iter().all(|d| !d.is_empty());
-        LayerHints { chains, complete }
+        LayerHints { chains, complete, by_platform: Vec::new() }
+    }
+
+    pub fn with_platforms(mut self, by_platform: Vec<(String, Vec<String>)>) -> Self {
+        self.by_platform = by_platform;
+        self
+    }
+
+    /// Blobs only platforms a node on `node` cannot run use: it is sent none of them.
+    pub fn not_for(&self, node: Option<&str>) -> HashSet<String> {
+        let Some(node) = node else { return HashSet::new() };
+        let (runs, other): (Vec<_>, Vec<_>) = self.by_platform.iter().partition(|(p, _)| runs_on(p, node));
+        let wanted: HashSet<&String> = runs.iter().flat_map(|(_, blobs)| blobs).collect();
+        other.iter().flat_map(|(_, blobs)| blobs).filter(|b| !wanted.contains(b)).cloned().collect()
     }
 
     pub fn layers(&self) -> impl Iterator<Item = &String> {
@@ -51,15 +67,23 @@ pub struct NodeNeeds {
     snapshots: HashSet<String>,
     /// `--full`, or nothing known about the node: everything is sent.
     full: bool,
+    /// Blobs of platforms the node cannot run.
+    excluded: HashSet<String>,
 }
 
 impl NodeNeeds {
     pub fn new(holds: &Holdings, full: bool) -> Self {
-        NodeNeeds { blobs: holds.blobs.clone(), snapshots: holds.snapshots.clone(), full }
+        NodeNeeds { blobs: holds.blobs.clone(), snapshots: holds.snapshots.clone(), full, excluded: HashSet::new() }
     }
 
     pub fn everything() -> Self {
-        NodeNeeds { blobs: HashMap::new(), snapshots: HashSet::new(), full: true }
+        NodeNeeds { blobs: HashMap::new(), snapshots: HashSet::new(), full: true, excluded: HashSet::new() }
+    }
+
+    /// Leaves out the blobs of other platforms (see [`LayerHints::not_for`]).
+    pub fn excluding(mut self, blobs: HashSet<String>) -> Self {
+        self.excluded = blobs;
+        self
     }
 
     /// True when the node has layer `digest`, by blob or by its unpacked chain.
@@ -90,7 +114,7 @@ impl NodeNeeds {
             return Need::Send;
         }
         if let Some(digest) = known {
-            return if self.has(digest, hints) { Need::Skip } else { Need::Send };
+            return if self.has(digest, hints) || self.excluded.contains(digest) { Need::Skip } else { Need::Send };
         }
         if !hints.complete || unseen.is_empty() {
             return Need::Undecided;
@@ -147,6 +171,20 @@ mod tests {
             NodeNeeds::new(&holdings(&[d('a')], &[]), true).need(Some(&d('a')), 10, &hints, &HashSet::new()),
             Need::Send
         );
+    }
+
+    #[test]
+    fn a_node_is_sent_only_its_platforms_blobs() {
+        let hints = LayerHints::new(&[vec![]]).with_platforms(vec![
+            ("linux/amd64".into(), vec![d('m'), d('a'), d('s')]),
+            ("linux/arm64".into(), vec![d('n'), d('b'), d('s')]),
+        ]);
+        let skip = hints.not_for(Some("linux/amd64"));
+        assert_eq!(skip, [d('n'), d('b')].into_iter().collect(), "the shared blob s is wanted");
+        let needs = NodeNeeds::new(&holdings(&[], &[]), false).excluding(skip);
+        assert_eq!(needs.need(Some(&d('b')), 1, &hints, &HashSet::new()), Need::Skip);
+        assert_eq!(needs.need(Some(&d('a')), 1, &hints, &HashSet::new()), Need::Send);
+        assert!(hints.not_for(None).is_empty());
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod tests {
             layers: vec![],
             size: None,
             platform: None,
+            by_platform: vec![],
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Image {
     pub size: Option<u64>,
     /// `os/arch[/variant]` it was built for, where one platform is known.
     pub platform: Option<String>,
+    /// For an image of several platforms, where known up front: each platform's blobs.
+    pub by_platform: Vec<(String, Vec<String>)>,
 }
 
 impl Image {
@@ -135,7 +137,9 @@ pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<I
                 found.os.as_deref(),
                 found.architecture.as_deref(),
                 found.variant.as_deref(),
-            ),
+            )
+            .filter(|_| !found.is_index()),
+            by_platform: Vec::new(),
         });
     }
     // Whichever engine was asked first: one that did not answer is named, not skipped over.

@@ -18,6 +18,8 @@ pub struct EngineImage {
     pub manifest_digest: Option<String>,
     /// Podman: `.Digest`.
     pub podman_digest: Option<String>,
+    /// Docker's containerd store: `.Descriptor.mediaType` (an index for a multi-platform image).
+    pub descriptor_media_type: Option<String>,
     /// `.RootFS.Layers`: the uncompressed digests of the layers, bottom first.
     pub diff_ids: Vec<String>,
     /// `.Size`: the unpacked size in bytes, an estimate of what an export carries.
@@ -25,6 +27,11 @@ pub struct EngineImage {
 }
 
 impl EngineImage {
+    /// The image is an index of several platforms: its one `Architecture` is not all it holds.
+    pub fn is_index(&self) -> bool {
+        self.descriptor_media_type.as_deref().is_some_and(|m| m.contains("index") || m.contains("manifest.list"))
+    }
+
     /// True when `.Id` is a manifest digest (Docker's containerd image store): a descriptor
     /// is present and its digest is the id. Such an id never matches what crictl reports.
     pub fn id_is_manifest_digest(&self) -> bool {
@@ -58,6 +65,8 @@ struct RawRootFs {
 #[derive(Deserialize)]
 struct RawDescriptor {
     digest: Option<String>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
 }
 
 /// Parses the whole inspect array; an id that is not a sha256 image id is an error.
@@ -76,6 +85,7 @@ fn engine_image(raw: RawImage) -> Result<EngineImage, String> {
         os: non_empty(raw.os),
         architecture: non_empty(raw.architecture),
         variant: non_empty(raw.variant),
+        descriptor_media_type: raw.descriptor.as_ref().and_then(|d| non_empty(d.media_type.clone())),
         manifest_digest: raw.descriptor.and_then(|d| non_empty(d.digest)),
         podman_digest: non_empty(raw.digest),
         diff_ids: raw.root_fs.and_then(|r| r.layers).unwrap_or_default(),

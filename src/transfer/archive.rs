@@ -49,6 +49,8 @@ pub struct ArchiveImage {
     pub diff_ids: Vec<String>,
     /// The config's `os/architecture[/variant]`; None for an index of several platforms.
     pub platform: Option<String>,
+    /// For an index: each platform it lists, with the blobs that platform's manifest uses.
+    pub by_platform: Vec<(String, Vec<String>)>,
 }
 
 /// What a regular file in the archive turned out to be.
@@ -293,6 +295,7 @@ fn docker_image(entry: &Value, contents: &Contents) -> Result<ArchiveImage, Stri
         layers: layers.into_iter().map(|l| l.digest).collect(),
         diff_ids: diff_ids(config_bytes),
         platform: platform_of(config_bytes),
+        by_platform: Vec::new(),
     })
 }
 
@@ -330,6 +333,7 @@ fn oci_images(json: &[u8], contents: &Contents) -> Result<Vec<ArchiveImage>, Str
             layers,
             diff_ids,
             platform,
+            by_platform: if single { Vec::new() } else { platform_blobs(bytes, contents, 0, &mut HashSet::new())? },
         });
     }
     Ok(images)
@@ -400,6 +404,49 @@ fn platform_of(config: &[u8]) -> Option<String> {
     let c: Value = serde_json::from_slice(config).ok()?;
     let field = |k: &str| c.get(k).and_then(Value::as_str);
     crate::plan::platform::join(field("os"), field("architecture"), field("variant"))
+}
+
+/// Each platform an index lists (an index inside it followed too), with the blobs of
+/// that platform's manifest that the archive holds.
+fn platform_blobs(
+    bytes: &[u8],
+    contents: &Contents,
+    depth: u8,
+    visited: &mut HashSet<String>,
+) -> Result<Vec<(String, Vec<String>)>, String> {
+    let index: Value = serde_json::from_slice(bytes).map_err(|e| format!("an index in the archive: {e}"))?;
+    let mut found = Vec::new();
+    for child in index.get("manifests").and_then(Value::as_array).into_iter().flatten() {
+        let Some(d) = child.get("digest").and_then(Value::as_str) else { continue };
+        if !visited.insert(d.to_string()) {
+            continue;
+        }
+        let Some(child_bytes) = contents.blob(d)? else { continue };
+        if is_index(child_bytes) {
+            if depth < 2 {
+                found.extend(platform_blobs(child_bytes, contents, depth + 1, visited)?);
+            }
+            continue;
+        }
+        let field = |k: &str| child.pointer(&format!("/platform/{k}")).and_then(Value::as_str);
+        let Some(platform) = crate::plan::platform::join(field("os"), field("architecture"), field("variant")) else {
+            continue;
+        };
+        let manifest: Value =
+            serde_json::from_slice(child_bytes).map_err(|e| format!("a manifest in the archive: {e}"))?;
+        let mut blobs = vec![d.to_string()];
+        blobs.extend(manifest.pointer("/config/digest").and_then(Value::as_str).map(str::to_string));
+        blobs.extend(
+            manifest
+                .get("layers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.get("digest").and_then(Value::as_str).map(str::to_string)),
+        );
+        found.push((platform, blobs));
+    }
+    Ok(found)
 }
 
 /// `rootfs.diff_ids` of an image config.
@@ -563,6 +610,8 @@ mod tests {
         let (_, images) = scan(io::Cursor::new(archive(&refs))).unwrap();
         assert_eq!(images[0].identity.config, Some(digest::sha256(CONFIG)));
         assert_eq!(images[0].identity.manifest, Some(digest::sha256(nested.as_bytes())));
+        let local_blobs = vec![digest::sha256(local.as_bytes()), digest::sha256(CONFIG)];
+        assert_eq!(images[0].by_platform, [(format!("linux/{arch}"), local_blobs)], "absent platforms list nothing");
     }
 
     #[test]

@@ -196,6 +196,7 @@ mod tests {
             layers: vec![],
             size: None,
             platform: None,
+            by_platform: vec![],
         };
         let (app, lib) = (image("app:dev"), image("lib:dev"));
         let doomed = superseded(&before, &[&app, &lib]);

@@ -112,6 +112,7 @@ mod tests {
             layers: vec![],
             diff_ids: vec![],
             platform: None,
+            by_platform: vec![],
         };
         let mut bytes = file("blobs/sha256/x", b"layer bytes");
         bytes.extend(closing(&[Entry {

@@ -360,7 +360,7 @@ fn send_layer(
                 lane.send(layout::padding(size));
                 lane.sent_blobs.insert(fact.digest.clone());
             }
-            _ if lane.live() => lane.had += size,
+            _ if lane.live() && lane.needs.has(&fact.digest, hints) => lane.had += size,
             _ => {}
         }
     }

@@ -183,6 +183,7 @@ mod tests {
             layers: vec![],
             size: None,
             platform: None,
+            by_platform: vec![],
         }
     }
 
