@@ -116,7 +116,7 @@ fn no_import_records(cluster: &TestCluster) {
 
 /// Layer blobs of `image`'s manifest on `node` (what `ctr content rm` would discard).
 fn layer_blobs(cluster: &TestCluster, node: &str, name: &str) -> Vec<String> {
-    let listing = kindload::verify::cri::parse_ctr_images(&cluster.ctr_images(node));
+    let listing = kindload::resolve::records::parse_ctr_images(&cluster.ctr_images(node));
     let target = &listing.iter().find(|r| r.name == name).unwrap().target;
     let out = cluster.exec(node, &["ctr", "-n", "k8s.io", "content", "get", target]);
     let manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -288,7 +288,7 @@ fn twenty_reloads_leave_one_version() {
         growth <= (top + top / 2) as u64,
         "20 reloads grew containerd's disk by {growth} bytes: more than one extra copy of the {top}-byte layer"
     );
-    let listing = kindload::verify::cri::parse_ctr_images(&cluster.ctr_images(node));
+    let listing = kindload::resolve::records::parse_ctr_images(&cluster.ctr_images(node));
     let normalized = format!("docker.io/{image}");
     let record = listing.iter().find(|r| r.name == normalized).unwrap();
     assert!(

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use kindload::verify::cri::{config_digest_for_target, parse_ctr_images};
+use kindload::resolve::records::{config_digest_for_target, parse_ctr_images};
 use serde_json::Value;
 use support::{
     build_image, cri_id, engine_available, kindload, remove_image, save_image, sha256_id, ClusterSpec, TestCluster,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::Cursor;
 
 use kindload::request::{build_artifacts, config, manifests, skaffold_settings};
+use kindload::resolve::records;
 use kindload::resolve::reference::ImageRef;
 use kindload::resolve::{containerd, engine, inspect, kubeconfig, provider};
 use kindload::transfer::archive;
@@ -139,9 +140,9 @@ pub fn crictl(data: &[u8]) {
 
 /// The `ctr -n k8s.io images ls` table, then the config-digest lookup for each target.
 pub fn ctr_images(data: &[u8]) {
-    let images = cri::parse_ctr_images(&text(data));
+    let images = records::parse_ctr_images(&text(data));
     for image in &images {
-        let _ = cri::config_digest_for_target(&images, &image.target);
+        let _ = records::config_digest_for_target(&images, &image.target);
     }
 }
 

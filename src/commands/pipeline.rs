@@ -18,11 +18,12 @@ use crate::resolve::holdings::Depth;
 use crate::resolve::image::Image;
 use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
+use crate::resolve::records::{config_digest_for_target, CtrImage};
 use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::{self, ArchiveImage};
 use crate::transfer::export::Source;
 use crate::transfer::{self, import, Target};
-use crate::verify::{self, cri::config_digest_for_target, cri::CtrImage};
+use crate::verify;
 
 pub struct LoadRequest {
     /// Images found in an engine.
@@ -827,8 +828,9 @@ mod tests {
 
     #[test]
     fn a_node_holding_the_manifest_tells_its_config_digest() {
-        let listing =
-            crate::verify::cri::parse_ctr_images(include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"));
+        let listing = crate::resolve::records::parse_ctr_images(include_str!(
+            "../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"
+        ));
         let manifest = "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
         let mut images = vec![Image {
             requested: "example.com/app/bb:dev".into(),

@@ -7,7 +7,7 @@ pub mod platform;
 use serde::Serialize;
 
 use crate::resolve::image::{Identity, Image};
-use crate::verify::cri::{config_digest_for_target, CtrImage};
+use crate::resolve::records::{config_digest_for_target, CtrImage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -73,8 +73,8 @@ pub fn plan(listing: &[CtrImage], image: &Image) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::records::parse_ctr_images;
     use crate::resolve::reference::ImageRef;
-    use crate::verify::cri::parse_ctr_images;
 
     const LISTING: &str = include_str!("../../tests/fixtures/containerd-1.6/ctr-images-ls.txt");
     const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::exec::{ExecError, Runner};
 use crate::resolve::provider::Provider;
-use crate::verify::cri::{parse_ctr_images, CtrImage};
+use crate::resolve::records::{parse_ctr_images, CtrImage};
 
 /// The survey run on each node. Fixed text: the names to ask crictl about arrive as
 /// positional arguments, never inside the script. Each section is printed as

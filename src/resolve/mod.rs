@@ -10,4 +10,5 @@ pub mod kubeconfig;
 pub mod node;
 pub mod provider;
 pub mod reach;
+pub mod records;
 pub mod reference;

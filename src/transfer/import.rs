@@ -7,7 +7,7 @@ use crate::resolve::holdings::list_images_argv;
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use crate::verify::cri::{parse_ctr_images, CtrImage};
+use crate::resolve::records::{parse_ctr_images, CtrImage};
 
 pub const NAMESPACE: &str = "--namespace=k8s.io";
 

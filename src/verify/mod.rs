@@ -14,7 +14,8 @@ use crate::resolve::holdings::list_images;
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use cri::{config_digest_for_target, crictl_says_missing, parse_crictl_inspecti, CtrImage};
+use crate::resolve::records::{config_digest_for_target, CtrImage};
+use cri::{crictl_says_missing, parse_crictl_inspecti};
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -253,7 +254,9 @@ mod tests {
 
     #[test]
     fn ctr_fallback_needs_the_cri_record() {
-        let listing = cri::parse_ctr_images(include_str!("../../tests/fixtures/containerd-1.6/ctr-images-ls.txt"));
+        let listing = crate::resolve::records::parse_ctr_images(include_str!(
+            "../../tests/fixtures/containerd-1.6/ctr-images-ls.txt"
+        ));
         let (problems, id) = check_listing(&listing, &image("example.com/app/bb:dev", CONFIG));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(id.as_deref(), Some(CONFIG));
@@ -268,7 +271,9 @@ mod tests {
 
     #[test]
     fn absent_name_says_where_the_image_is() {
-        let listing = cri::parse_ctr_images(include_str!("../../tests/fixtures/containerd-1.6/ctr-images-ls.txt"));
+        let listing = crate::resolve::records::parse_ctr_images(include_str!(
+            "../../tests/fixtures/containerd-1.6/ctr-images-ls.txt"
+        ));
         let wanted = image("bb:dev", CONFIG);
         let (problems, _) = check_listing(&listing, &wanted);
         let text = describe("kind-worker", &listing, &wanted, &problems);

@@ -553,9 +553,9 @@ pub fn kindload() -> assert_cmd::Command {
 /// What CRI would answer for `name` on `node`: the config digest of the record's target,
 /// through CRI's own `sha256:<config>` record (the one the kubelet's lookups resolve through).
 pub fn cri_id(cluster: &TestCluster, node: &str, name: &str) -> Option<String> {
-    let listing = kindload::verify::cri::parse_ctr_images(&cluster.ctr_images(node));
+    let listing = kindload::resolve::records::parse_ctr_images(&cluster.ctr_images(node));
     let record = listing.iter().find(|r| r.name == name)?;
-    kindload::verify::cri::config_digest_for_target(&listing, &record.target)
+    kindload::resolve::records::config_digest_for_target(&listing, &record.target)
 }
 
 /// An engine's image id with the `sha256:` prefix Podman leaves off.
