@@ -86,7 +86,7 @@ pub fn split_files(data: &[u8]) -> HashMap<String, Vec<u8>> {
 /// `archive::scan` on a raw tar stream, as it comes out of `docker save` / `podman save`.
 pub fn archive_tar(data: &[u8]) {
     let mut cursor = Cursor::new(data);
-    if archive::scan(&mut cursor).is_ok() {
+    if kindload::transfer::scan(&mut cursor).is_ok() {
         assert_eq!(cursor.position() as usize, data.len(), "a successful scan reads every byte");
     }
 }

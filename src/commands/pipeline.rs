@@ -20,7 +20,7 @@ use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 use crate::resolve::records::{config_digest_for_target, CtrImage};
 use crate::resolve::reference::ImageRef;
-use crate::transfer::archive::{self, ArchiveImage};
+use crate::transfer::archive::ArchiveImage;
 use crate::transfer::export::Source;
 use crate::transfer::{self, import, Target};
 use crate::verify;
@@ -713,7 +713,7 @@ fn scan_file(path: &Path) -> Result<Vec<ArchiveImage>> {
     let fix = "pass a docker-archive or OCI archive, as written by `docker save` or `podman save` and not altered since, or - for stdin";
     let file = std::fs::File::open(path)
         .map_err(|e| Error::input(format!("cannot open archive {}: {e}", path.display()), fix))?;
-    archive::scan(std::io::BufReader::with_capacity(1 << 20, file))
+    transfer::scan(std::io::BufReader::with_capacity(1 << 20, file))
         .map(|(_, images)| images)
         .map_err(|e| Error::input(format!("{} is not an image archive: {e}", path.display()), fix))
 }
@@ -802,7 +802,7 @@ mod tests {
         ArchiveImage {
             names: names.iter().map(|s| s.to_string()).collect(),
             identity: Identity { config: Some(config.into()), manifest: None },
-            target: archive::Descriptor { media_type: String::new(), digest: String::new(), size: 0 },
+            target: crate::transfer::archive::Descriptor { media_type: String::new(), digest: String::new(), size: 0 },
             written_manifest: None,
             layers: vec![],
             diff_ids: vec!["sha256:d1".into()],

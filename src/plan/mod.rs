@@ -74,24 +74,13 @@ pub fn plan(listing: &[CtrImage], image: &Image) -> Step {
 mod tests {
     use super::*;
     use crate::resolve::records::parse_ctr_images;
-    use crate::resolve::reference::ImageRef;
 
     const LISTING: &str = include_str!("../../tests/fixtures/containerd-1.6/ctr-images-ls.txt");
     const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
     const MANIFEST: &str = "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28";
 
     fn image(name: &str, config: Option<&str>, manifest: Option<&str>) -> Image {
-        Image {
-            requested: name.into(),
-            names: vec![ImageRef::parse(name).unwrap()],
-            identity: Identity { config: config.map(Into::into), manifest: manifest.map(Into::into) },
-            engine: None,
-            engine_ref: name.into(),
-            layers: vec![],
-            size: None,
-            platform: None,
-            by_platform: vec![],
-        }
+        Image::for_tests(name, Identity { config: config.map(Into::into), manifest: manifest.map(Into::into) })
     }
 
     #[test]

@@ -73,6 +73,22 @@ pub struct Image {
 }
 
 impl Image {
+    /// An image known only by name and identity, as unit tests describe one.
+    #[cfg(test)]
+    pub fn for_tests(name: &str, identity: Identity) -> Image {
+        Image {
+            requested: name.into(),
+            names: vec![ImageRef::parse(name).expect("a valid test reference")],
+            identity,
+            engine: None,
+            engine_ref: name.into(),
+            layers: vec![],
+            size: None,
+            platform: None,
+            by_platform: vec![],
+        }
+    }
+
     pub fn normalized(&self) -> String {
         self.names[0].normalized()
     }

@@ -4,7 +4,6 @@
 //! bytes; a file whose name claims another digest makes the archive unusable.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -149,52 +148,6 @@ fn join(dir: &str, rel: &str) -> String {
     }
     parts.retain(|p| !p.is_empty());
     parts.join("/")
-}
-
-/// Reads a whole tar stream, hashing every file and keeping the JSON ones.
-/// Every byte is consumed (including the end-of-archive blocks).
-pub fn scan(reader: impl Read) -> io::Result<(Contents, Vec<ArchiveImage>)> {
-    let mut archive = tar::Archive::new(reader);
-    let mut contents = Contents::default();
-    let mut buf = vec![0u8; 256 << 10];
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        contents.entries += 1;
-        let path = clean_path(&entry.path()?.to_string_lossy());
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            if let Some(target) = entry.link_name()? {
-                contents.add_symlink(path, &target.to_string_lossy());
-            }
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let size = entry.header().size()?;
-        let mut hasher = Hasher::default();
-        let mut kept: Option<Vec<u8>> = None;
-        loop {
-            let n = entry.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            if hasher.size == 0 && contents.keeps(&buf[..n], size) {
-                kept = Some(Vec::with_capacity(size as usize));
-            }
-            if let Some(k) = kept.as_mut() {
-                k.extend_from_slice(&buf[..n]);
-            }
-            hasher.update(&buf[..n]);
-        }
-        contents.add_file(path, hasher.fact(), kept);
-    }
-    io::copy(&mut archive.into_inner(), &mut io::sink())?;
-    if contents.entries == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "the archive is empty or not a tar archive"));
-    }
-    let images = images_in(&contents).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok((contents, images))
 }
 
 /// The images described by an archive's metadata, every digest checked against the bytes.
@@ -499,6 +452,8 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::scan;
+    use std::io;
 
     /// An archive as a list of (path, bytes), scanned for real.
     fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {

@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn superseded_are_the_old_content_nothing_else_names_and_every_import_record() {
         use crate::resolve::image::Identity;
-        use crate::resolve::reference::ImageRef;
+
         let old = format!("sha256:{}", "0".repeat(64));
         let kept = format!("sha256:{}", "1".repeat(64));
         let before = vec![
@@ -187,16 +187,8 @@ mod tests {
             record(&kept, "sha256:libmanifest"),
             record("docker.io/library/other:1", "sha256:libmanifest"),
         ];
-        let image = |name: &str| Image {
-            requested: name.into(),
-            names: vec![ImageRef::parse(name).unwrap()],
-            identity: Identity { config: Some(format!("sha256:{}", "9".repeat(64))), manifest: None },
-            engine: None,
-            engine_ref: name.into(),
-            layers: vec![],
-            size: None,
-            platform: None,
-            by_platform: vec![],
+        let image = |name: &str| {
+            Image::for_tests(name, Identity { config: Some(format!("sha256:{}", "9".repeat(64))), manifest: None })
         };
         let (app, lib) = (image("app:dev"), image("lib:dev"));
         let doomed = superseded(&before, &[&app, &lib]);

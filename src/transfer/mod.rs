@@ -234,6 +234,14 @@ fn finish(lanes: Vec<Lane>) -> Vec<NodeResult> {
         .collect()
 }
 
+/// Reads a whole archive (no node listening), every file hashed and the JSON ones kept:
+/// what it holds, checked, before anything is sent. Every byte is consumed.
+pub fn scan(reader: impl Read) -> io::Result<(Contents, Vec<ArchiveImage>)> {
+    let contents = repack(reader, &mut [], &LayerHints::default(), &Options::default())?;
+    let images = archive::images_in(&contents).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((contents, images))
+}
+
 /// Reads the source archive entry by entry and sends each node what it needs.
 fn repack(reader: impl Read, lanes: &mut [Lane], hints: &LayerHints, options: &Options) -> io::Result<Contents> {
     let mut archive = tar::Archive::new(reader);

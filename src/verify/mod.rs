@@ -170,22 +170,11 @@ mod tests {
     use crate::exec::fake::FakeRunner;
     use crate::resolve::engine::EngineKind;
     use crate::resolve::image::Identity;
-    use crate::resolve::reference::ImageRef;
 
     const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
 
     fn image(name: &str, config: &str) -> Image {
-        Image {
-            requested: name.into(),
-            names: vec![ImageRef::parse(name).unwrap()],
-            identity: Identity { config: Some(config.into()), manifest: None },
-            engine: None,
-            engine_ref: name.into(),
-            layers: vec![],
-            size: None,
-            platform: None,
-            by_platform: vec![],
-        }
+        Image::for_tests(name, Identity { config: Some(config.into()), manifest: None })
     }
 
     fn node(crictl: bool) -> Node {
