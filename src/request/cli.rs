@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::request::config::PullPolicy;
 use crate::resolve::engine::EngineKind;
+use crate::resolve::engine::PullPolicy;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::resolve::engine::EngineKind;
+use crate::resolve::engine::{EngineKind, PullPolicy};
 
 pub const FILE_NAME: &str = "kindload.yaml";
 
@@ -26,29 +26,6 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// When `kindload build` pulls base images: never, missing (default) or always; below --pull.
     pub pull: Option<PullPolicy>,
-}
-
-/// When a build pulls its base images.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Only local images; a missing base is an error naming it. No registry is contacted.
-    Never,
-    /// Pull a base only when it is not present locally.
-    #[default]
-    Missing,
-    /// Pull every base, even when present locally.
-    Always,
-}
-
-impl PullPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PullPolicy::Never => "never",
-            PullPolicy::Missing => "missing",
-            PullPolicy::Always => "always",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
-use crate::request::config::PullPolicy;
 use crate::resolve::reach::{diagnose, Cause, NoAnswer};
 
 /// The CLI dialect kindload drives. Also names a node provider.
@@ -53,6 +53,29 @@ impl EngineKind {
 impl fmt::Display for EngineKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.program())
+    }
+}
+
+/// When a build pulls its base images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only local images; a missing base is an error naming it. No registry is contacted.
+    Never,
+    /// Pull a base only when it is not present locally.
+    #[default]
+    Missing,
+    /// Pull every base, even when present locally.
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+        }
     }
 }
 

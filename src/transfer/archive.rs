@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::digest::{self, Hasher};
+use super::digest::{self, FileFact, Hasher};
 use crate::resolve::image::Identity;
 
 /// JSON files (configs, manifests, indexes) are kept in memory; layers stream past.
@@ -50,14 +50,6 @@ pub struct ArchiveImage {
     pub platform: Option<String>,
     /// For an index: each platform it lists, with the blobs that platform's manifest uses.
     pub by_platform: Vec<(String, Vec<String>)>,
-}
-
-/// What a regular file in the archive turned out to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileFact {
-    pub digest: String,
-    pub size: u64,
-    pub gzip: bool,
 }
 
 /// Everything learned from one pass over an archive.

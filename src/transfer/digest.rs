@@ -2,13 +2,19 @@
 
 use sha2::{Digest, Sha256};
 
-use super::archive::FileFact;
-
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     let mut hasher = Hasher::default();
     hasher.update(bytes);
     hasher.finish()
+}
+
+/// What a regular file in an archive turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFact {
+    pub digest: String,
+    pub size: u64,
+    pub gzip: bool,
 }
 
 /// An incremental sha256 that also remembers the first bytes (to tell gzip from tar).

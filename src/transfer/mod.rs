@@ -304,7 +304,7 @@ fn send_layer(
     hints: &LayerHints,
     unseen: &HashSet<String>,
     options: &Options,
-) -> io::Result<archive::FileFact> {
+) -> io::Result<digest::FileFact> {
     let known = digest_from_path(path).or_else(|| named_tar_digest(path)).or_else(|| options.known.get(path).cloned());
     let mut needs: Vec<Need> = lanes
         .iter()
