@@ -6,6 +6,7 @@ mod doctor;
 mod load;
 mod nodes;
 mod pipeline;
+mod registry;
 
 use clap::Parser;
 
@@ -30,6 +31,7 @@ pub fn run() -> i32 {
         Command::Nodes(args) => nodes::nodes(&ctx, args),
         Command::Doctor(args) => doctor::doctor(&ctx, args),
         Command::Build(args) => build::build(&ctx, args),
+        Command::Registry(command) => registry::registry(&ctx, command),
     });
     if crate::exec::verbose() {
         if let Some(kib) = peak_memory_kib() {
