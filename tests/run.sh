@@ -41,6 +41,7 @@ fi
 podman info >/dev/null 2>&1 || die "podman does not answer ('podman info' failed)"
 
 "$TESTBED_DIR/build-node-images.sh" docker podman
+"$TESTBED_DIR/build-registry-image.sh" docker podman
 "$TESTBED_DIR/start-store-daemon.sh" >/dev/null
 "$TESTBED_DIR/start-registry.sh"
 rootless_user=$("$TESTBED_DIR/rootless-user.sh")

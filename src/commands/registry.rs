@@ -178,6 +178,17 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
     if !untouchable.is_empty() {
         return Err(no_config_path_error(&untouchable, &name));
     }
+    let failed: Vec<String> = trust
+        .iter()
+        .filter(|t| !t.trusted)
+        .map(|t| format!("{}: {}", t.name, t.problem.as_deref().unwrap_or("not trusted")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::failed(
+            format!("not every node trusts registry {name}: {}", failed.join("; ")),
+            "fix what is named, then run `kindload registry up` again",
+        ));
+    }
     Ok(0)
 }
 

@@ -48,7 +48,7 @@ pub fn dirs(config_path: &str, name: &str, port: u16) -> Vec<String> {
     vec![format!("{root}/localhost:{port}"), format!("{root}/{name}:{}", super::CONTAINER_PORT)]
 }
 
-const READ: &str = r#"for f; do printf '@@kindload-file %s\n' "$f"; cat "$f" 2>/dev/null; done"#;
+const READ: &str = r#"for f; do printf '@@kindload-file %s\n' "$f"; cat "$f" 2>/dev/null; done; exit 0"#;
 const WRITE: &str = r#"mkdir -p "$1" && cat > "$2""#;
 const REMOVE: &str =
     r#"for d; do if grep -qs '^# written by kindload registry' "$d/hosts.toml"; then rm -rf -- "$d"; fi; done"#;
