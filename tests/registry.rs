@@ -361,7 +361,7 @@ fn manifests_parse_as_the_configmaps_tools_read() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let yaml = String::from_utf8_lossy(&out.stdout);
-    let docs: Vec<serde_json::Value> = yaml.split("\n---\n").map(|d| serde_yaml_value(d)).collect();
+    let docs: Vec<serde_json::Value> = yaml.split("\n---\n").map(serde_yaml_value).collect();
     assert_eq!(docs.len(), 2, "{yaml}");
     assert_eq!(docs[0]["metadata"]["name"], "local-registry-hosting");
     assert_eq!(docs[0]["metadata"]["namespace"], "kube-public");

@@ -554,14 +554,12 @@ fn reach(ctx: &Context, provider: Provider, name: &str) -> Result<(u16, String, 
     Ok((port, ca, client))
 }
 
-/// `repo` in the registry for an image: its path, Docker Hub's `library/` left out.
-pub fn registry_repo(reference: &ImageRef, port: u16) -> String {
-    if reference.domain() == "docker.io" {
-        reference.path().strip_prefix("library/").unwrap_or(reference.path()).to_string()
-    } else if reference.domain() == host_address(port) || reference.domain() == format!("127.0.0.1:{port}") {
-        reference.path().to_string()
-    } else {
-        reference.path().to_string()
+/// `repo` in the registry for an image: its path, Docker Hub's `library/` left out (an
+/// image already named for the registry keeps its path).
+pub fn registry_repo(reference: &ImageRef) -> String {
+    match reference.domain() {
+        "docker.io" => reference.path().strip_prefix("library/").unwrap_or(reference.path()).to_string(),
+        _ => reference.path().to_string(),
     }
 }
 
@@ -624,7 +622,7 @@ pub fn load_via_registry(ctx: &Context, args: &LoadArgs) -> Result<i32> {
 
 fn push_image(ctx: &Context, client: &Client, found: &Image, port: u16) -> Result<Pushed> {
     let reference = &found.names[0];
-    let repo = registry_repo(reference, port);
+    let repo = registry_repo(reference);
     let tag = reference.tag().unwrap_or("latest").to_string();
     let engine = found.engine.clone().ok_or_else(|| Error::usage("--via-registry pushes images from an engine", ""))?;
     ctx.say(format!("pushing {} to {}/{repo}:{tag}", found.requested, host_address(port)));
@@ -780,10 +778,10 @@ mod tests {
     #[test]
     fn repositories_drop_docker_hub_library_and_the_registry_host() {
         let r = |s: &str| ImageRef::parse(s).unwrap();
-        assert_eq!(registry_repo(&r("app:dev"), 5001), "app");
-        assert_eq!(registry_repo(&r("team/app:dev"), 5001), "team/app");
-        assert_eq!(registry_repo(&r("localhost:5001/team/app:dev"), 5001), "team/app");
-        assert_eq!(registry_repo(&r("ghcr.io/org/app:v1"), 5001), "org/app");
+        assert_eq!(registry_repo(&r("app:dev")), "app");
+        assert_eq!(registry_repo(&r("team/app:dev")), "team/app");
+        assert_eq!(registry_repo(&r("localhost:5001/team/app:dev")), "team/app");
+        assert_eq!(registry_repo(&r("ghcr.io/org/app:v1")), "org/app");
     }
 
     #[test]
