@@ -73,10 +73,12 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// `ls -R` of the node's hosts directory (empty when absent): what `down` must restore.
+/// What the node's hosts directory holds (paths, sizes, modification times; empty when
+/// absent): what `down` must restore, and what a second `up` must not touch.
 fn certs_d(cluster: &TestCluster, node: &str) -> String {
-    let out =
-        cluster.exec(node, &["sh", "-c", "ls -laR /etc/containerd/certs.d 2>/dev/null | grep -v '^total' ; true"]);
+    let script = "find /etc/containerd/certs.d -type f -exec stat -c '%n %s %Y' {} + 2>/dev/null | sort; \
+                  find /etc/containerd/certs.d 2>/dev/null | sort; true";
+    let out = cluster.exec(node, &["sh", "-c", script]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -169,6 +171,9 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(text(&first).contains(&format!("started {}", setup.name)), "{}", text(&first));
     assert!(text(&first).contains("not applied"), "no API server: says it did not apply: {}", text(&first));
     let after_first: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
+    assert!(after_first.iter().all(|f| f.contains("/hosts.toml")), "{after_first:?}");
+    // modification times are in seconds: a rewrite by the second up must show
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = setup.up(&cluster);
     assert!(second.status.success(), "second registry up failed: {}", text(&second));
     assert!(text(&second).contains("nothing changed"), "{}", text(&second));
@@ -232,6 +237,37 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(!refused.status.success(), "a client without the CA must be refused: {}", text(&refused));
     assert!(text(&refused).to_lowercase().contains("certificate"), "{}", text(&refused));
 
+    // kindload build with PUSH_IMAGE=true and $IMAGE on the registry pushes with kindload's client
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("built.txt"), format!("built {}", std::process::id())).unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY built.txt /built.txt\n").unwrap();
+    let built = format!("{}/kl-registry/built-{}:v2", setup.host(), std::process::id());
+    let build = setup
+        .kindload()
+        .args(["build", "--engine", "docker"])
+        .env("IMAGE", &built)
+        .env("PUSH_IMAGE", "true")
+        .env("BUILD_CONTEXT", context.path())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", text(&build));
+    assert!(text(&build).contains("kindload's registry"), "{}", text(&build));
+    let built_id =
+        sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &built])));
+    let node = cluster.control_plane();
+    assert_eq!(pull_on_node(&cluster, node, &built).as_deref(), Some(built_id.as_str()));
+    remove_image("docker", &built);
+
+    // doctor reports the registry, each node's trust, the certificate, the Skaffold setting
+    let doctor = setup.kindload().args(["doctor", "--cluster", &cluster.name]).output().unwrap();
+    let said = text(&doctor);
+    assert!(said.contains(&format!("ok    registry {} running at {}", setup.name, setup.host())), "{said}");
+    assert!(said.contains("certificate expires in"), "{said}");
+    for node in &cluster.nodes {
+        assert!(said.contains(&format!("ok    node {node} trusts registry")), "{said}");
+    }
+    assert!(said.contains(&format!("--default-repo={}", setup.host())), "{said}");
+
     // a stopped registry: a clear error and exit 1
     run_ok(engine_command(provider).args(["stop", "--time", "1", &setup.name]));
     let stopped = setup
@@ -288,7 +324,7 @@ fn node_without_config_path_is_named_and_left_alone() {
     assert!(said.contains("[plugins.\"io.containerd.grpc.v1.cri\".registry]"), "{said}");
     assert!(said.contains("config_path = \"/etc/containerd/certs.d\""), "{said}");
     assert_eq!(certs_d(&cluster, &worker), "", "the worker was touched");
-    assert!(!certs_d(&cluster, cluster.control_plane()).is_empty());
+    assert!(certs_d(&cluster, cluster.control_plane()).contains("/hosts.toml"));
 
     let tag = format!("kl-registry/partial-{}:v1", std::process::id());
     let id = sha256_id(&build_image("docker", &tag, "partial"));
