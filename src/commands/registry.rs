@@ -66,6 +66,12 @@ fn host_address(port: u16) -> String {
     format!("localhost:{port}")
 }
 
+/// Where kindload itself connects: the published address, not whatever `localhost`
+/// resolves to first (the certificate covers both).
+fn loopback(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
 /// The names and addresses the registry is reached by: its certificate must cover them all.
 fn cert_names(name: &str) -> Vec<String> {
     vec![name.to_string(), "localhost".into(), "127.0.0.1".into(), "::1".into()]
@@ -155,7 +161,7 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
             }
         }
     }
-    let client = Client::new(&host_address(port), &ca_pem).map_err(|e| Error::failed(e, ""))?;
+    let client = Client::new(&loopback(port), &ca_pem).map_err(|e| Error::failed(e, ""))?;
     wait_ready(ctx, provider, &name, &client)?;
     let (trust, node_changes, untouchable) = ensure_trust(runner, provider, &nodes, &name, port, &ca_pem);
     changes.extend(node_changes);
@@ -612,7 +618,7 @@ fn reach(ctx: &Context, provider: Provider, name: &str) -> Result<(u16, String, 
             "run `kindload registry up` to make it again",
         )
     })?;
-    let client = Client::new(&host_address(port), &ca).map_err(|e| Error::failed(e, ""))?;
+    let client = Client::new(&loopback(port), &ca).map_err(|e| Error::failed(e, ""))?;
     client.ping().map_err(|e| {
         Error::failed(
             format!("registry {name} does not answer: {e}"),
