@@ -412,3 +412,38 @@ fn manifests_parse_as_the_configmaps_tools_read() {
 fn serde_yaml_value(text: &str) -> serde_json::Value {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}): {text}"))
 }
+
+/// Docker's containerd image store writes an OCI layout (an index, `.Id` the manifest
+/// digest); a Podman-hosted containerd 2.1 cluster pulls what kindload pushed from it.
+#[test]
+fn containerd_store_oci_layout_to_podman_nodes() {
+    if !engine_available(CONTAINERD_STORE) || !engine_available("podman") {
+        return;
+    }
+    let store_host = engine_cmd(CONTAINERD_STORE)[2].clone();
+    let network = TestNetwork::create("podman", "store");
+    let spec = ClusterSpec { provider: "podman", containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start_on_network("regstore", spec, &network, &[0, 1]);
+    let setup = Setup::new("podman");
+    let up = setup.up(&cluster);
+    assert!(up.status.success(), "{}", text(&up));
+    let tag = format!("kl-registry/store-{}:v1", std::process::id());
+    build_image(CONTAINERD_STORE, &tag, "from the containerd store");
+    let load = setup
+        .kindload()
+        .env("DOCKER_HOST", &store_host)
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--provider", "podman", "--engine", "docker"])
+        .args(["--output", "json", &tag])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    assert_matches_schema("registry-load-report.schema.json", &report);
+    let id = report["images"][0]["id"].as_str().expect("the config digest is known").to_string();
+    let reference = report["images"][0]["reference"].as_str().unwrap().to_string();
+    assert_eq!(reference, format!("{}/{tag}", setup.host()));
+    for node in &cluster.nodes {
+        assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");
+    }
+    let _ = run(engine_command(CONTAINERD_STORE).args(["image", "rm", "-f", &tag]));
+}

@@ -6,7 +6,7 @@ mod doctor;
 mod load;
 mod nodes;
 mod pipeline;
-mod registry;
+pub(crate) mod registry;
 
 use clap::Parser;
 

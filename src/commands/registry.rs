@@ -560,7 +560,7 @@ pub fn doctor(ctx: &Context, provider: Provider, nodes: &[Node]) -> Vec<(Option<
 // ---------------------------------------------------------------- load --via-registry
 
 /// One node's proof that it pulls the image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NodePull {
     pub name: String,
     pub verified: bool,
@@ -570,7 +570,7 @@ pub struct NodePull {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImagePush {
     pub image: String,
     /// The reference to use in manifests.
@@ -583,7 +583,7 @@ pub struct ImagePush {
     pub nodes: Vec<NodePull>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ViaRegistryReport {
     pub registry: String,
     pub ok: bool,
