@@ -165,7 +165,7 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
     wait_ready(ctx, provider, &name, &client)?;
     let (trust, node_changes, untouchable) = ensure_trust(runner, provider, &nodes, &name, port, &ca_pem);
     changes.extend(node_changes);
-    let applied = apply_manifests(ctx, &cluster.name, &host_address(port), &cluster_address(&name), &ca_pem);
+    let applied = apply_manifests(runner, &cluster.name, &host_address(port), &cluster_address(&name), &ca_pem);
     if changes.is_empty() {
         ctx.say(format!("registry {name}: already up, nothing changed"));
     }
@@ -337,9 +337,8 @@ fn read_trust(
 }
 
 /// `kubectl apply` of the manifests when the cluster's API server answers; says what happened.
-fn apply_manifests(ctx: &Context, cluster: &str, host: &str, in_cluster: &str, ca_pem: &str) -> String {
+fn apply_manifests(runner: &dyn Runner, cluster: &str, host: &str, in_cluster: &str, ca_pem: &str) -> String {
     let context = format!("kind-{cluster}");
-    let runner = ctx.runner();
     let ready = runner.output(&Cmd::new("kubectl").args(["--context", &context, "get", "--raw", "/readyz"]));
     match ready {
         Err(_) => return "kubectl is not installed: not applied the local-registry-hosting and CA ConfigMaps (`kindload registry manifests | kubectl apply -f -` does it later)".into(),
@@ -848,6 +847,115 @@ pub fn push_built(ctx: &Context, engines: &Engines, reference: &ImageRef) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::fake::FakeRunner;
+
+    const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
+
+    fn node(crictl: bool, config_path: Option<&str>) -> Node {
+        Node {
+            name: "kind-worker".into(),
+            role: "worker".into(),
+            provider: "docker",
+            running: true,
+            state: "running".into(),
+            containerd_version: Some("2.1.9".into()),
+            config_version: Some(3),
+            snapshotter: Some("overlayfs".into()),
+            config_path: config_path.map(str::to_string),
+            crictl,
+            platform: None,
+            warnings: vec![],
+            holds: None,
+            cri_answers: vec![],
+        }
+    }
+
+    fn pushed() -> Pushed {
+        Pushed {
+            repo: "app".into(),
+            tag: "dev".into(),
+            manifest: "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28".into(),
+            config: Some(CONFIG.into()),
+            blobs_sent: 2,
+            blobs_had: 0,
+            bytes_sent: 10,
+        }
+    }
+
+    #[test]
+    fn crictl_pulls_through_cri_and_checks_the_id() {
+        let inspecti = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json");
+        let runner = FakeRunner::new()
+            .on(&["docker", "exec", "kind-worker", "crictl", "pull"], 0, "Image is up to date for sha256:441c\n", "")
+            .on(&["docker", "exec", "kind-worker", "crictl", "inspecti"], 0, inspecti, "");
+        let provider = Provider::new(EngineKind::Docker);
+        let refs = ["localhost:5001/app:dev", "kindload-registry:5000/app:dev"];
+        let row = verify_pull(&runner, provider, &node(true, Some("/etc/containerd/certs.d")), &refs, &pushed());
+        assert!(row.verified, "{row:?}");
+        assert_eq!(row.with, "crictl");
+        assert_eq!(row.id.as_deref(), Some(CONFIG));
+        let seen = runner.seen.lock().unwrap();
+        assert_eq!(seen[0], ["docker", "exec", "kind-worker", "crictl", "pull", "localhost:5001/app:dev"]);
+        assert_eq!(
+            seen[1],
+            ["docker", "exec", "kind-worker", "crictl", "inspecti", "-o", "json", "localhost:5001/app:dev"]
+        );
+        assert_eq!(seen[2][5], "kindload-registry:5000/app:dev");
+    }
+
+    #[test]
+    fn crictl_finding_another_image_fails_the_node() {
+        let inspecti = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json");
+        let runner = FakeRunner::new().on(&["docker", "exec", "kind-worker", "crictl", "pull"], 0, "", "").on(
+            &["docker", "exec", "kind-worker", "crictl", "inspecti"],
+            0,
+            inspecti,
+            "",
+        );
+        let mut other = pushed();
+        other.config = Some("sha256:0000000000000000000000000000000000000000000000000000000000000000".into());
+        let row = verify_pull(
+            &runner,
+            Provider::new(EngineKind::Docker),
+            &node(true, Some("/c")),
+            &["localhost:5001/app:dev"],
+            &other,
+        );
+        assert!(!row.verified);
+        assert!(row.detail.contains("not the pushed"), "{}", row.detail);
+    }
+
+    #[test]
+    fn a_failed_pull_and_a_node_without_config_path_say_why() {
+        let missing = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-missing.txt");
+        let runner = FakeRunner::new().on(&["docker", "exec", "kind-worker", "crictl", "pull"], 1, "", missing);
+        let provider = Provider::new(EngineKind::Docker);
+        let row = verify_pull(&runner, provider, &node(true, Some("/c")), &["localhost:5001/app:dev"], &pushed());
+        assert!(!row.verified);
+        assert!(row.detail.starts_with("pulling localhost:5001/app:dev failed"), "{}", row.detail);
+        let row = verify_pull(&runner, provider, &node(false, None), &["localhost:5001/app:dev"], &pushed());
+        assert!(!row.verified);
+        assert!(row.detail.contains("containerdConfigPatches:"), "{}", row.detail);
+        assert!(row.detail.contains("[plugins.\"io.containerd.cri.v1.images\".registry]"), "{}", row.detail);
+    }
+
+    #[test]
+    fn manifests_are_applied_only_when_the_api_server_answers() {
+        let absent = FakeRunner::new();
+        assert!(apply_manifests(&absent, "dev", "localhost:5001", "r:5000", "PEM").contains("kubectl is not installed"));
+        let down = FakeRunner::new().on(&["kubectl", "--context", "kind-dev", "get"], 1, "", "connection refused");
+        assert!(
+            apply_manifests(&down, "dev", "localhost:5001", "r:5000", "PEM").contains("does not answer: not applied")
+        );
+        let up = FakeRunner::new().on(&["kubectl", "--context", "kind-dev", "get"], 0, "ok", "").on(
+            &["kubectl", "--context", "kind-dev", "apply", "-f", "-"],
+            0,
+            "configmap/local-registry-hosting created\n",
+            "",
+        );
+        let said = apply_manifests(&up, "dev", "localhost:5001", "r:5000", "PEM");
+        assert!(said.contains("applied with kubectl (kind-dev): configmap/local-registry-hosting created"), "{said}");
+    }
 
     #[test]
     fn repositories_drop_docker_hub_library_and_the_registry_host() {
