@@ -184,6 +184,17 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     );
     assert_eq!(key_mode & 0o777, 0o600);
 
+    // a node added later is configured by the next up
+    let mut cluster = cluster;
+    let late = cluster.add_worker(spec, &network);
+    let before_late = certs_d(&cluster, &late);
+    let third = setup.up(&cluster);
+    assert!(third.status.success(), "{}", text(&third));
+    assert!(text(&third).contains(&format!("{late}: wrote 4 file(s)")), "{}", text(&third));
+    assert!(!text(&third).contains("nothing changed"), "{}", text(&third));
+    let mut before = before;
+    before.push(before_late);
+
     // status
     let status =
         setup.kindload().args(["registry", "status", "--cluster", &cluster.name, "--output", "json"]).output().unwrap();

@@ -451,49 +451,70 @@ impl TestCluster {
 
         let mut cluster =
             TestCluster { name: name.to_string(), provider: spec.provider.to_string(), nodes: Vec::new() };
-        let image = format!("{NODE_IMAGE}:{}", spec.containerd);
         for (i, (node, role)) in node_names(&cluster.name, spec.workers).into_iter().enumerate() {
-            let mut cmd = engine_command(spec.provider);
-            cmd.args(["run", "--detach", "--name", &node, "--hostname", &node]);
-            cmd.args(["--label", &format!("{CLUSTER_LABEL}={}", cluster.name)]);
-            cmd.args(["--label", &format!("{ROLE_LABEL}={role}")]);
-            cmd.args(["--label", &format!("{OWNER_LABEL}={}", std::process::id())]);
-            let network = layout.map_or("none", |l| l.network.as_str());
-            cmd.args(["--network", network, "--cap-add", "SYS_ADMIN"]);
-            if layout.is_some_and(|l| l.with_config_path.contains(&i)) {
-                // The node image's entrypoint, after config_path is added to its config.
-                let table = if spec.containerd.starts_with("1.") {
-                    "plugins.\"io.containerd.grpc.v1.cri\".registry"
-                } else {
-                    "plugins.\"io.containerd.cri.v1.images\".registry"
-                };
-                cmd.args(["--entrypoint", "/bin/sh"]);
-                cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH_TABLE={table}")]);
-                cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH={CONFIG_PATH}")]);
-            }
-            cmd.args(["--security-opt", "seccomp=unconfined"]);
-            cmd.args(["--security-opt", "apparmor=unconfined"]);
-            cmd.args(root).args(["--tmpfs", "/run", "--tmpfs", "/tmp"]);
-            if let Some(snapshotter) = spec.snapshotter {
-                cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
-            }
-            if spec.provider == "podman" {
-                cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
-                cmd.args(["--runtime", "runc"]);
-            }
-            cmd.arg(&image);
-            if layout.is_some_and(|l| l.with_config_path.contains(&i)) {
-                cmd.args(["-c", ADD_CONFIG_PATH]);
-            }
-            let out = run(&mut cmd);
-            // Recorded before checking, so that drop removes a half-created container.
-            cluster.nodes.push(node);
-            check(&cmd, &out);
+            let config_path = layout.is_some_and(|l| l.with_config_path.contains(&i));
+            cluster.run_node(spec, root, layout.map(|l| l.network.as_str()), config_path, node, role);
         }
         for node in &cluster.nodes {
             cluster.wait_ready(node);
         }
         cluster
+    }
+
+    /// Adds a worker to a cluster started with `start_on_network` (as `kind` would for a
+    /// node joining later), with containerd's registry config_path; returns its name.
+    pub fn add_worker(&mut self, spec: ClusterSpec, network: &TestNetwork) -> String {
+        let node = format!("{}-worker{}", self.name, self.nodes.len() + 1);
+        self.run_node(spec, &["-v", "/var/lib/containerd"], Some(&network.name), true, node.clone(), "worker");
+        self.wait_ready(&node);
+        node
+    }
+
+    fn run_node(
+        &mut self,
+        spec: ClusterSpec,
+        root: &[&str],
+        network: Option<&str>,
+        config_path: bool,
+        node: String,
+        role: &str,
+    ) {
+        let image = format!("{NODE_IMAGE}:{}", spec.containerd);
+        let mut cmd = engine_command(spec.provider);
+        cmd.args(["run", "--detach", "--name", &node, "--hostname", &node]);
+        cmd.args(["--label", &format!("{CLUSTER_LABEL}={}", self.name)]);
+        cmd.args(["--label", &format!("{ROLE_LABEL}={role}")]);
+        cmd.args(["--label", &format!("{OWNER_LABEL}={}", std::process::id())]);
+        cmd.args(["--network", network.unwrap_or("none"), "--cap-add", "SYS_ADMIN"]);
+        if config_path {
+            // The node image's entrypoint, after config_path is added to its config.
+            let table = if spec.containerd.starts_with("1.") {
+                "plugins.\"io.containerd.grpc.v1.cri\".registry"
+            } else {
+                "plugins.\"io.containerd.cri.v1.images\".registry"
+            };
+            cmd.args(["--entrypoint", "/bin/sh"]);
+            cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH_TABLE={table}")]);
+            cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH={CONFIG_PATH}")]);
+        }
+        cmd.args(["--security-opt", "seccomp=unconfined"]);
+        cmd.args(["--security-opt", "apparmor=unconfined"]);
+        cmd.args(root).args(["--tmpfs", "/run", "--tmpfs", "/tmp"]);
+        if let Some(snapshotter) = spec.snapshotter {
+            cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
+        }
+        if spec.provider == "podman" {
+            cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+            cmd.args(["--runtime", "runc"]);
+        }
+        cmd.arg(&image);
+        if config_path {
+            cmd.args(["-c", ADD_CONFIG_PATH]);
+        }
+        let out = run(&mut cmd);
+        // Recorded before checking, so that drop removes a half-created container.
+        self.nodes.push(node);
+        check(&cmd, &out);
     }
 
     fn wait_ready(&self, node: &str) {
