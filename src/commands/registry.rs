@@ -72,6 +72,16 @@ fn loopback(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Podman asks which registry a short name means (or refuses, without a terminal): the
+/// default image is named in full there.
+fn registry_image(provider: Provider, image: &str) -> String {
+    if provider.kind == EngineKind::Podman && image == crate::registry::DEFAULT_IMAGE {
+        format!("docker.io/library/{image}")
+    } else {
+        image.to_string()
+    }
+}
+
 /// The names and addresses the registry is reached by: its certificate must cover them all.
 fn cert_names(name: &str) -> Vec<String> {
     vec![name.to_string(), "localhost".into(), "127.0.0.1".into(), "::1".into()]
@@ -124,10 +134,11 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
                     format!("pick a free port with --port (e.g. --port {}), or stop what listens on {port}", port + 1),
                 ));
             }
+            let image = registry_image(provider, &args.image);
             let spec = RunSpec {
                 name: &name,
                 port,
-                image: &args.image,
+                image: &image,
                 network: &network,
                 certs_dir: &files.dir.to_string_lossy(),
                 volume: container::volume_name(&name),
@@ -138,14 +149,14 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
                     format!(
                         "make sure {} can run {} (`{} pull {}`, or pass a local image with --image)",
                         provider.name(),
-                        args.image,
+                        image,
                         provider.name(),
-                        args.image
+                        image
                     ),
                 )
             })?;
             changes
-                .push(format!("started {name} ({}) on network {network}, published on 127.0.0.1:{port}", args.image));
+                .push(format!("started {name} ({}) on network {network}, published on 127.0.0.1:{port}", image));
         }
         Some(found) => {
             if !found.networks.contains(&network) {
@@ -964,6 +975,13 @@ mod tests {
         assert_eq!(registry_repo(&r("team/app:dev")), "team/app");
         assert_eq!(registry_repo(&r("localhost:5001/team/app:dev")), "team/app");
         assert_eq!(registry_repo(&r("ghcr.io/org/app:v1")), "org/app");
+    }
+
+    #[test]
+    fn podman_gets_the_default_image_by_its_full_name() {
+        assert_eq!(registry_image(Provider::new(EngineKind::Podman), "registry:2"), "docker.io/library/registry:2");
+        assert_eq!(registry_image(Provider::new(EngineKind::Docker), "registry:2"), "registry:2");
+        assert_eq!(registry_image(Provider::new(EngineKind::Podman), "mirror.lan/registry:2"), "mirror.lan/registry:2");
     }
 
     #[test]
