@@ -155,8 +155,7 @@ fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
                     ),
                 )
             })?;
-            changes
-                .push(format!("started {name} ({}) on network {network}, published on 127.0.0.1:{port}", image));
+            changes.push(format!("started {name} ({}) on network {network}, published on 127.0.0.1:{port}", image));
         }
         Some(found) => {
             if !found.networks.contains(&network) {

@@ -211,7 +211,7 @@ pub struct DoctorArgs {
 pub enum RegistryCommand {
     /// Run the registry (HTTPS, kindload's CA) on the nodes' network and make every node trust it
     Up(RegistryUpArgs),
-    /// Is it running, where is it reached, which nodes trust it
+    /// Is it running (exit 1 when not), where is it reached, which nodes trust it
     Status(RegistryStatusArgs),
     /// Remove the registry container and every change made to the nodes
     Down(RegistryDownArgs),
