@@ -208,7 +208,7 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["trusted"] == true), "{json:#}");
 
     // load --via-registry
-    let tag = format!("kl-registry/app-{}:v1", std::process::id());
+    let tag = format!("kl-registry/app-{}-{provider}:v1", std::process::id());
     let id = sha256_id(&build_image("docker", &tag, &format!("via registry {provider} {containerd}")));
     let load = setup
         .kindload()
@@ -234,6 +234,20 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("0 blob(s) sent"), "{}", text(&again));
 
+    // a layer too large to be held in memory streams through PATCH, its digest computed on the way
+    let big = format!("kl-registry/big-{}-{provider}:v1", std::process::id());
+    build_random_image("docker", &big, 9 << 20);
+    let big_id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &big])));
+    let load_big = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &big])
+        .output()
+        .unwrap();
+    assert!(load_big.status.success(), "{}", text(&load_big));
+    let big_ref = format!("{}/{big}", setup.host());
+    assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &big_ref).as_deref(), Some(big_id.as_str()));
+    remove_image("docker", &big);
+
     // a client on the nodes' network trusting only kindload's CA; without it, refused
     let repo = tag.split(':').next().unwrap();
     let url = format!("https://{}:5000/v2/{repo}/manifests/v1", setup.name);
@@ -252,7 +266,7 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     let context = tempfile::tempdir().unwrap();
     std::fs::write(context.path().join("built.txt"), format!("built {}", std::process::id())).unwrap();
     std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY built.txt /built.txt\n").unwrap();
-    let built = format!("{}/kl-registry/built-{}:v2", setup.host(), std::process::id());
+    let built = format!("{}/kl-registry/built-{}-{provider}:v2", setup.host(), std::process::id());
     let build = setup
         .kindload()
         .args(["build", "--engine", "docker"])
