@@ -310,6 +310,8 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     let after_down: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
     assert_eq!(before, after_down);
     assert!(!run(engine_command(provider).args(["container", "inspect", &setup.name])).status.success());
+    let volume = format!("{}-data", setup.name);
+    assert!(!run(engine_command(provider).args(["volume", "inspect", &volume])).status.success(), "data kept");
     remove_image("docker", &tag);
 }
 
@@ -362,6 +364,16 @@ fn node_without_config_path_is_named_and_left_alone() {
     let reference = format!("{}/{tag}", setup.host());
     assert_eq!(wait_for_cri_id(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
     assert!(text(&load).contains(&format!("{worker} FAILED")), "{}", text(&load));
+
+    // down --keep-data keeps the images for the next up
+    let down = setup.kindload().args(["registry", "down", "--keep-data", "--cluster", &cluster.name]).output().unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(run(engine_command("docker").args(["volume", "inspect", &format!("{}-data", setup.name)]))
+        .status
+        .success());
+    let up = setup.up(&cluster);
+    assert_eq!(up.status.code(), Some(2), "the worker still has no config_path: {}", text(&up));
+    assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
     remove_image("docker", &tag);
 }
 
