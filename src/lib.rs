@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod exec;
 pub mod plan;
+pub mod registry;
 pub mod report;
 pub mod request;
 pub mod resolve;

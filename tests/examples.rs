@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const API_VERSION: &str = "skaffold/v4beta14";
-const EXPECTED_EXAMPLES: [&str; 4] = ["build-hook", "custom-build", "podman", "render-deploy-hooks"];
+const EXPECTED_EXAMPLES: [&str; 5] = ["build-hook", "custom-build", "podman", "registry", "render-deploy-hooks"];
 
 // --- skaffold/v4beta14, the parts the examples use ---
 
@@ -438,7 +438,9 @@ fn every_example_runs_kindload_and_keeps_images_local() {
             );
         }
         let push = example.config.build.as_ref().and_then(|b| b.local.as_ref()).and_then(|l| l.push);
-        assert_eq!(push, Some(false), "{}: build.local.push must be false", example.name());
+        // The registry example pushes, to kindload's registry; every other one keeps images local.
+        let expected = example.name() == "registry";
+        assert_eq!(push, Some(expected), "{}: build.local.push must be {expected}", example.name());
     }
 }
 
@@ -447,7 +449,12 @@ fn readmes_explain_how_to_avoid_double_loading() {
     for example in load_examples() {
         let readme = example.dir.join("README.md");
         let text = fs::read_to_string(&readme).unwrap_or_else(|e| panic!("{}: {e}", readme.display()));
-        for needle in ["kind-disable-load", "push: false", "skaffold config set --kube-context kind-"] {
+        let needles: &[&str] = if example.name() == "registry" {
+            &["kindload registry up", "--default-repo=localhost:5001", "push: true"]
+        } else {
+            &["kind-disable-load", "push: false", "skaffold config set --kube-context kind-"]
+        };
+        for needle in needles {
             assert!(text.contains(needle), "{}: README does not mention {needle:?}", example.name());
         }
     }

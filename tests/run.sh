@@ -6,7 +6,8 @@
 #     (and curl, uidmap) when missing, and starts dockerd when `docker info` fails;
 #   - fetches containerd 1.7 (trixie), containerd 2.1 and Docker 28.5 (sid) into
 #     .testbed-cache/ without installing them;
-#   - builds the node images kindload-testnode:{1.6,1.7,2.1} for docker and podman;
+#   - builds the node images kindload-testnode:{1.6,1.7,2.1} and the registry image
+#     kindload-testregistry:1 (Debian's docker-registry FROM scratch) for docker and podman;
 #   - starts a second dockerd with the containerd image store and a local registry;
 #   - creates a non-root user with subordinate ids for rootless Podman (in the docker group).
 #
@@ -41,6 +42,7 @@ fi
 podman info >/dev/null 2>&1 || die "podman does not answer ('podman info' failed)"
 
 "$TESTBED_DIR/build-node-images.sh" docker podman
+"$TESTBED_DIR/build-registry-image.sh" docker podman
 "$TESTBED_DIR/start-store-daemon.sh" >/dev/null
 "$TESTBED_DIR/start-registry.sh"
 rootless_user=$("$TESTBED_DIR/rootless-user.sh")

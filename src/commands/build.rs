@@ -61,6 +61,11 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
     exec::run_inherited(&engine.build_cmd(&build))?;
 
     if spec.push_image {
+        let built = engine::Engines::only(engine.clone());
+        if let Some(pushed) = super::registry::push_built(ctx, &built, &reference)? {
+            ctx.say(format!("pushed {} to kindload's registry ({})", spec.image, pushed.manifest));
+            return Ok(0);
+        }
         let insecure = is_insecure(&reference, &ctx.config.insecure_registries);
         exec::run_inherited(&engine.push_cmd(&spec.image, insecure))?;
         ctx.say(format!("pushed {}", spec.image));

@@ -65,7 +65,8 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
     match find_cluster(ctx.runner(), &name, ctx.provider_choice(&args.cluster)?) {
         Ok((provider, containers)) => {
             println!("ok    cluster {:?} ({}) on {}", name.name, name.describe_source(), provider.name());
-            for node in probe_all(ctx.runner(), provider, containers, Depth::Full, &[]) {
+            let nodes = probe_all(ctx.runner(), provider, containers, Depth::Full, &[]);
+            for node in &nodes {
                 if !node.running {
                     findings.problem(
                         EXIT_FAILED,
@@ -89,6 +90,12 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<i32> {
                 }
                 for warning in &node.warnings {
                     println!("warn  node {}: {warning}", node.name);
+                }
+            }
+            for (code, line, fix) in super::registry::doctor(ctx, provider, &nodes) {
+                match code {
+                    Some(code) => findings.problem(code, &line, fix),
+                    None => println!("{line}"),
                 }
             }
         }

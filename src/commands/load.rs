@@ -20,6 +20,9 @@ use crate::resolve::image::{self, Image};
 use crate::resolve::reference::ImageRef;
 
 pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
+    if args.via_registry {
+        return super::registry::load_via_registry(ctx, &args);
+    }
     let wanted = wanted_from(&args.images)?;
     if args.archive.is_some() {
         let request = LoadRequest {

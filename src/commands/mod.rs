@@ -6,6 +6,7 @@ mod doctor;
 mod load;
 mod nodes;
 mod pipeline;
+pub(crate) mod registry;
 
 use clap::Parser;
 
@@ -50,6 +51,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Nodes(args) => nodes::nodes(&ctx, args),
         Command::Doctor(args) => doctor::doctor(&ctx, args),
         Command::Build(args) => build::build(&ctx, args),
+        Command::Registry(command) => registry::registry(&ctx, command),
     }?;
     Ok(code)
 }

@@ -57,6 +57,7 @@ mod tests {
             containerd_version: running.then(|| "1.7.24~ds1".into()),
             config_version: running.then_some(2),
             snapshotter: running.then(|| "native".into()),
+            config_path: None,
             crictl: false,
             platform: None,
             warnings: vec![],

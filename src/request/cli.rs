@@ -46,6 +46,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Skaffold custom builder: build $IMAGE, then push it or load it into the kind cluster
     Build(BuildArgs),
+    /// A TLS registry beside the cluster's nodes, trusted by every node
+    #[command(subcommand)]
+    Registry(RegistryCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -134,6 +137,14 @@ pub struct LoadArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+
+    /// Push the images to the cluster's registry (`kindload registry up`) and verify that every node pulls them
+    #[arg(long, conflicts_with_all = ["archive", "from_manifests", "from_build_artifacts"])]
+    pub via_registry: bool,
+
+    /// The registry to push to with --via-registry
+    #[arg(long = "registry", value_name = "NAME", env = "KINDLOAD_REGISTRY", default_value = crate::registry::DEFAULT_NAME)]
+    pub registry_name: String,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -194,6 +205,82 @@ pub struct DoctorArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Run the registry (HTTPS, kindload's CA) on the nodes' network and make every node trust it
+    Up(RegistryUpArgs),
+    /// Is it running (exit 1 when not), where is it reached, which nodes trust it
+    Status(RegistryStatusArgs),
+    /// Remove the registry container and every change made to the nodes
+    Down(RegistryDownArgs),
+    /// Print kindload's CA certificate (PEM), for pods and tools that pull from the registry
+    Ca(RegistryNameArgs),
+    /// Print the Kubernetes objects that tell in-cluster tools about the registry
+    Manifests(RegistryManifestsArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryNameArgs {
+    /// The registry's container name, which nodes and pods reach it by
+    #[arg(long, value_name = "NAME", env = "KINDLOAD_REGISTRY", default_value = crate::registry::DEFAULT_NAME)]
+    pub name: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryUpArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryNameArgs,
+
+    /// Host port on 127.0.0.1 the registry is published on [default: 5001, or the port it already has]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Registry image (CNCF Distribution), e.g. a mirror of registry:2 or one built locally
+    #[arg(long, value_name = "IMAGE", default_value = crate::registry::DEFAULT_IMAGE)]
+    pub image: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryStatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryNameArgs,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryDownArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryNameArgs,
+
+    /// Keep the volume holding the pushed images
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryManifestsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryNameArgs,
+
+    /// Namespace of the ConfigMap holding the CA (e.g. crossplane-system)
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-public")]
+    pub ca_namespace: String,
 }
 
 #[cfg(test)]

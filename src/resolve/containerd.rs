@@ -40,6 +40,9 @@ pub struct ConfigFacts {
     pub version: Option<i64>,
     /// The CRI plugin's snapshotter; `None` when the dump does not say (do not guess).
     pub snapshotter: Option<String>,
+    /// The CRI registry `config_path` (where `hosts.toml` files are read, per pull); None
+    /// when the config sets none (kind node images before v0.27).
+    pub config_path: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -53,6 +56,13 @@ const SNAPSHOTTER_PATHS: [&[&str]; 3] = [
     &["plugins", "io.containerd.cri.v1.images", "snapshotter"],
     &["plugins", "io.containerd.grpc.v1.cri", "containerd", "snapshotter"],
     &["plugins", "cri", "containerd", "snapshotter"],
+];
+
+/// Where the CRI registry `config_path` lives: config version 3+ in the images plugin,
+/// version 2 under the CRI plugin.
+const CONFIG_PATH_PATHS: [&[&str]; 2] = [
+    &["plugins", "io.containerd.cri.v1.images", "registry", "config_path"],
+    &["plugins", "io.containerd.grpc.v1.cri", "registry", "config_path"],
 ];
 
 /// Parses `containerd config dump` (TOML). Only invalid TOML is an error: an unknown config
@@ -86,7 +96,8 @@ pub fn parse_config_dump(dump: &str) -> Result<ConfigFacts, String> {
             looked.join(", ")
         ));
     }
-    Ok(ConfigFacts { version, snapshotter, warnings })
+    let config_path = CONFIG_PATH_PATHS.iter().find_map(|path| non_empty_string_at(&config, path));
+    Ok(ConfigFacts { version, snapshotter, config_path, warnings })
 }
 
 fn non_empty_string_at(config: &Table, path: &[&str]) -> Option<String> {
@@ -164,6 +175,22 @@ mod tests {
             assert_eq!(facts.snapshotter.as_deref(), Some("overlayfs"));
             assert!(facts.warnings.is_empty(), "{:?}", facts.warnings);
         }
+    }
+
+    #[test]
+    fn config_path_for_versions_2_and_3() {
+        for dump in [DUMP_1_6, DUMP_1_7, DUMP_2_1] {
+            assert_eq!(parse_config_dump(dump).unwrap().config_path, None);
+        }
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n";
+        assert_eq!(parse_config_dump(v2).unwrap().config_path.as_deref(), Some("/etc/containerd/certs.d"));
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n";
+        assert_eq!(
+            parse_config_dump(v3).unwrap().config_path.as_deref(),
+            Some("/etc/containerd/certs.d:/etc/docker/certs.d")
+        );
+        let empty = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"\"\n";
+        assert_eq!(parse_config_dump(empty).unwrap().config_path, None);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Node {
     pub containerd_version: Option<String>,
     pub config_version: Option<i64>,
     pub snapshotter: Option<String>,
+    /// containerd's CRI registry `config_path`: where `hosts.toml` files are read on every pull.
+    pub config_path: Option<String>,
     pub crictl: bool,
     /// The platform the node runs images for, as `os/arch[/variant]`.
     pub platform: Option<String>,
@@ -73,6 +75,7 @@ pub fn probe(
         containerd_version: None,
         config_version: None,
         snapshotter: None,
+        config_path: None,
         crictl: false,
         platform: None,
         warnings: Vec::new(),
@@ -134,6 +137,7 @@ impl Node {
                 Ok(facts) => {
                     self.config_version = facts.version;
                     self.snapshotter = facts.snapshotter;
+                    self.config_path = facts.config_path;
                     self.warnings.extend(facts.warnings);
                 }
                 Err(e) => self.warnings.push(format!("could not read `containerd config dump`: {e}")),

@@ -187,6 +187,7 @@ mod tests {
             containerd_version: None,
             config_version: Some(2),
             snapshotter: Some("overlayfs".into()),
+            config_path: None,
             crictl,
             platform: None,
             warnings: vec![],

@@ -235,6 +235,73 @@ pub struct ClusterSpec {
     pub snapshotter: Option<&'static str>,
 }
 
+/// Where kind node images since v0.27 point containerd's registry `config_path`.
+pub const CONFIG_PATH: &str = "/etc/containerd/certs.d";
+
+/// Appends the registry `config_path` table to the node's config, then runs the image's
+/// own entrypoint (the node image itself stays as built, shared by every test).
+const ADD_CONFIG_PATH: &str = r#"printf '\n[%s]\n  config_path = "%s"\n' "$KINDLOAD_TEST_CONFIG_PATH_TABLE" "$KINDLOAD_TEST_CONFIG_PATH" >> /etc/containerd/config.toml && mkdir -p "$KINDLOAD_TEST_CONFIG_PATH" && exec /usr/local/bin/entrypoint"#;
+
+struct NetworkLayout {
+    network: String,
+    with_config_path: Vec<usize>,
+}
+
+/// A user-defined container network (`<provider> network create`), removed on drop.
+pub struct TestNetwork {
+    pub name: String,
+    pub provider: String,
+}
+
+impl TestNetwork {
+    pub fn create(provider: &str, tag: &str) -> TestNetwork {
+        let name = cluster_name(&format!("net-{tag}"));
+        run_ok(engine_command(provider).args(["network", "create", &name]));
+        TestNetwork { name, provider: provider.to_string() }
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = run(engine_command(&self.provider).args(["network", "rm", &self.name]));
+    }
+}
+
+pub const REGISTRY_IMAGE: &str = "kindload-testregistry:1";
+
+/// Makes sure `provider` has the registry image (Debian's docker-registry FROM scratch),
+/// building it with `tests/testbed/build-registry-image.sh` when missing.
+pub fn ensure_registry_image(provider: &str) {
+    let present = run(engine_command(provider).args(["image", "inspect", "--format", "{{.Id}}", REGISTRY_IMAGE]))
+        .status
+        .success();
+    if !present {
+        let script = testbed_dir().join("build-registry-image.sh");
+        let status = Command::new(&script)
+            .arg(provider)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(status.success(), "{} {provider} failed", script.display());
+    }
+}
+
+/// A containers.conf for Podman run by kindload on this test bed: the ulimits and runtime
+/// the node containers get on the command line (see tests/testbed/README.md).
+pub fn podman_containers_conf() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("kindload-test-containers-{}.conf", std::process::id()));
+        std::fs::write(
+            &path,
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        path
+    })
+    .clone()
+}
+
 /// A running kind-like cluster; its node containers are removed on drop.
 pub struct TestCluster {
     pub name: String,
@@ -359,6 +426,24 @@ impl TestCluster {
     /// As `start_named`, with `root` as the run arguments that give the nodes their
     /// containerd root (a volume by default; a small tmpfs makes a node that runs out of disk).
     pub fn start_with_root(name: &str, spec: ClusterSpec, root: &[&str]) -> TestCluster {
+        Self::start_nodes(name, spec, root, None)
+    }
+
+    /// As `start`, with every node on `network` (a user-defined network, as kind's `kind`
+    /// network is) and containerd's registry `config_path` set to `/etc/containerd/certs.d`
+    /// on each node whose index (0 = control plane) is in `with_config_path`, as kind node
+    /// images since v0.27 do; the other nodes have none, as older ones.
+    pub fn start_on_network(
+        tag: &str,
+        spec: ClusterSpec,
+        network: &TestNetwork,
+        with_config_path: &[usize],
+    ) -> TestCluster {
+        let layout = NetworkLayout { network: network.name.clone(), with_config_path: with_config_path.to_vec() };
+        Self::start_nodes(&cluster_name(tag), spec, &["-v", "/var/lib/containerd"], Some(&layout))
+    }
+
+    fn start_nodes(name: &str, spec: ClusterSpec, root: &[&str], layout: Option<&NetworkLayout>) -> TestCluster {
         assert!(PROVIDERS.contains(&spec.provider), "unknown provider {:?}", spec.provider);
         assert!(CONTAINERD_VERSIONS.contains(&spec.containerd), "unknown containerd version {:?}", spec.containerd);
         ensure_node_image(spec.provider, spec.containerd);
@@ -366,34 +451,70 @@ impl TestCluster {
 
         let mut cluster =
             TestCluster { name: name.to_string(), provider: spec.provider.to_string(), nodes: Vec::new() };
-        let image = format!("{NODE_IMAGE}:{}", spec.containerd);
-        for (node, role) in node_names(&cluster.name, spec.workers) {
-            let mut cmd = engine_command(spec.provider);
-            cmd.args(["run", "--detach", "--name", &node, "--hostname", &node]);
-            cmd.args(["--label", &format!("{CLUSTER_LABEL}={}", cluster.name)]);
-            cmd.args(["--label", &format!("{ROLE_LABEL}={role}")]);
-            cmd.args(["--label", &format!("{OWNER_LABEL}={}", std::process::id())]);
-            cmd.args(["--network", "none", "--cap-add", "SYS_ADMIN"]);
-            cmd.args(["--security-opt", "seccomp=unconfined"]);
-            cmd.args(["--security-opt", "apparmor=unconfined"]);
-            cmd.args(root).args(["--tmpfs", "/run", "--tmpfs", "/tmp"]);
-            if let Some(snapshotter) = spec.snapshotter {
-                cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
-            }
-            if spec.provider == "podman" {
-                cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
-                cmd.args(["--runtime", "runc"]);
-            }
-            cmd.arg(&image);
-            let out = run(&mut cmd);
-            // Recorded before checking, so that drop removes a half-created container.
-            cluster.nodes.push(node);
-            check(&cmd, &out);
+        for (i, (node, role)) in node_names(&cluster.name, spec.workers).into_iter().enumerate() {
+            let config_path = layout.is_some_and(|l| l.with_config_path.contains(&i));
+            cluster.run_node(spec, root, layout.map(|l| l.network.as_str()), config_path, node, role);
         }
         for node in &cluster.nodes {
             cluster.wait_ready(node);
         }
         cluster
+    }
+
+    /// Adds a worker to a cluster started with `start_on_network` (as `kind` would for a
+    /// node joining later), with containerd's registry config_path; returns its name.
+    pub fn add_worker(&mut self, spec: ClusterSpec, network: &TestNetwork) -> String {
+        let node = format!("{}-worker{}", self.name, self.nodes.len() + 1);
+        self.run_node(spec, &["-v", "/var/lib/containerd"], Some(&network.name), true, node.clone(), "worker");
+        self.wait_ready(&node);
+        node
+    }
+
+    fn run_node(
+        &mut self,
+        spec: ClusterSpec,
+        root: &[&str],
+        network: Option<&str>,
+        config_path: bool,
+        node: String,
+        role: &str,
+    ) {
+        let image = format!("{NODE_IMAGE}:{}", spec.containerd);
+        let mut cmd = engine_command(spec.provider);
+        cmd.args(["run", "--detach", "--name", &node, "--hostname", &node]);
+        cmd.args(["--label", &format!("{CLUSTER_LABEL}={}", self.name)]);
+        cmd.args(["--label", &format!("{ROLE_LABEL}={role}")]);
+        cmd.args(["--label", &format!("{OWNER_LABEL}={}", std::process::id())]);
+        cmd.args(["--network", network.unwrap_or("none"), "--cap-add", "SYS_ADMIN"]);
+        if config_path {
+            // The node image's entrypoint, after config_path is added to its config.
+            let table = if spec.containerd.starts_with("1.") {
+                "plugins.\"io.containerd.grpc.v1.cri\".registry"
+            } else {
+                "plugins.\"io.containerd.cri.v1.images\".registry"
+            };
+            cmd.args(["--entrypoint", "/bin/sh"]);
+            cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH_TABLE={table}")]);
+            cmd.args(["-e", &format!("KINDLOAD_TEST_CONFIG_PATH={CONFIG_PATH}")]);
+        }
+        cmd.args(["--security-opt", "seccomp=unconfined"]);
+        cmd.args(["--security-opt", "apparmor=unconfined"]);
+        cmd.args(root).args(["--tmpfs", "/run", "--tmpfs", "/tmp"]);
+        if let Some(snapshotter) = spec.snapshotter {
+            cmd.args(["-e", &format!("KINDLOAD_TEST_SNAPSHOTTER={snapshotter}")]);
+        }
+        if spec.provider == "podman" {
+            cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+            cmd.args(["--runtime", "runc"]);
+        }
+        cmd.arg(&image);
+        if config_path {
+            cmd.args(["-c", ADD_CONFIG_PATH]);
+        }
+        let out = run(&mut cmd);
+        // Recorded before checking, so that drop removes a half-created container.
+        self.nodes.push(node);
+        check(&cmd, &out);
     }
 
     fn wait_ready(&self, node: &str) {

@@ -1,0 +1,486 @@
+//! Registry mode on the real test bed: nodes on a user-defined network as kind's are, the
+//! registry built FROM scratch from Debian's docker-registry (CNCF Distribution), TLS from
+//! kindload's CA, nodes pulling through containerd's hosts.toml with `ctr --hosts-dir`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use support::*;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A registry name and free port unique to this test, its state directory, and cleanup of
+/// whatever container or volume kindload left if the test fails.
+struct Setup {
+    name: String,
+    port: u16,
+    provider: &'static str,
+    state: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(provider: &'static str) -> Setup {
+        ensure_registry_image(provider);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Setup {
+            name: format!("klreg-{}-{n}", std::process::id()),
+            port: free_port(),
+            provider,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn kindload(&self) -> assert_cmd::Command {
+        let mut cmd = kindload();
+        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
+        cmd.env("CONTAINERS_CONF", podman_containers_conf());
+        cmd.env("KINDLOAD_REGISTRY", &self.name);
+        cmd
+    }
+
+    fn up(&self, cluster: &TestCluster) -> std::process::Output {
+        self.kindload()
+            .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE])
+            .args(["--port", &self.port.to_string()])
+            .output()
+            .unwrap()
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.state.path().join("registry/ca.crt")
+    }
+
+    fn host(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
+        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// What the node's hosts directory holds (paths, sizes, modification times; empty when
+/// absent): what `down` must restore, and what a second `up` must not touch.
+fn certs_d(cluster: &TestCluster, node: &str) -> String {
+    let script = "find /etc/containerd/certs.d -type f -exec stat -c '%n %s %Y' {} + 2>/dev/null | sort; \
+                  find /etc/containerd/certs.d 2>/dev/null | sort; true";
+    let out = cluster.exec(node, &["sh", "-c", script]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes `reference` from the node, then pulls it as the kubelet's containerd would
+/// (hosts.toml under config_path), and returns the CRI id it then has.
+fn pull_on_node(cluster: &TestCluster, node: &str, reference: &str) -> Option<String> {
+    cluster.exec(node, &["ctr", "-n", "k8s.io", "images", "rm", reference]);
+    let out = cluster.exec(node, &["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", CONFIG_PATH, reference]);
+    assert!(out.status.success(), "pull of {reference} on {node} failed: {}", text(&out));
+    wait_for_cri_id(cluster, node, reference)
+}
+
+fn wait_for_cri_id(cluster: &TestCluster, node: &str, reference: &str) -> Option<String> {
+    for _ in 0..40 {
+        if let Some(id) = cri_id(cluster, node, reference) {
+            return Some(id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    None
+}
+
+/// A client image FROM scratch with curl and the libraries it loads, and no CA bundle:
+/// it trusts only the CA it is given.
+fn ensure_curl_image(provider: &str) -> &'static str {
+    const IMAGE: &str = "kindload-testcurl:1";
+    if run(engine_command(provider).args(["image", "inspect", IMAGE])).status.success() {
+        return IMAGE;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    let curl = Path::new("/usr/bin/curl");
+    assert!(curl.exists(), "/usr/bin/curl is missing (apt-get install curl)");
+    let mut files = vec![curl.to_path_buf()];
+    let ldd = run_ok(Command::new("ldd").arg(curl));
+    for line in ldd.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [_, "=>", path, ..] if path.starts_with('/') => files.push(PathBuf::from(path)),
+            [path, ..] if path.starts_with('/') => files.push(PathBuf::from(path)),
+            _ => {}
+        }
+    }
+    for file in files {
+        let dest = rootfs.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(std::fs::canonicalize(&file).unwrap(), &dest).unwrap();
+    }
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/usr/bin/curl\"]\n")
+        .unwrap();
+    run_ok(engine_command(provider).args(["build", "-t", IMAGE]).arg(dir.path()));
+    IMAGE
+}
+
+/// curl, in a container on `network`, GETs the manifest; `ca` is the only CA it trusts.
+fn fetch_manifest(provider: &str, network: &str, ca: Option<&Path>, url: &str) -> std::process::Output {
+    let image = ensure_curl_image(provider);
+    let mut cmd = engine_command(provider);
+    cmd.args(["run", "--rm", "--network", network]);
+    if provider == "podman" {
+        cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--runtime", "runc"]);
+    }
+    if let Some(ca) = ca {
+        cmd.args(["-v", &format!("{}:/ca.crt:ro", ca.display())]);
+    }
+    cmd.arg(image).args(["-fsS", "--max-time", "20"]);
+    cmd.args(["-H", "Accept: application/vnd.docker.distribution.manifest.v2+json"]);
+    cmd.args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json"]);
+    if ca.is_some() {
+        cmd.args(["--cacert", "/ca.crt"]);
+    }
+    cmd.arg(url);
+    run(&mut cmd)
+}
+
+/// The whole story on one cluster: up twice, load --via-registry, every node pulls by both
+/// references, a pod-like client trusts only kindload's CA, status, stop, down.
+fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) {
+    let network = TestNetwork::create(provider, "reg");
+    let spec = ClusterSpec { provider, containerd, workers, snapshotter: None };
+    let all: Vec<usize> = (0..=workers).collect();
+    let cluster = TestCluster::start_on_network(&format!("reg{}", containerd.replace('.', "")), spec, &network, &all);
+    let setup = Setup::new(provider);
+    let before: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
+
+    // up, then up again: the second changes nothing
+    let first = setup.up(&cluster);
+    assert!(first.status.success(), "registry up failed: {}", text(&first));
+    assert!(text(&first).contains(&format!("started {}", setup.name)), "{}", text(&first));
+    assert!(text(&first).contains("not applied"), "no API server: says it did not apply: {}", text(&first));
+    let after_first: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
+    assert!(after_first.iter().all(|f| f.contains("/hosts.toml")), "{after_first:?}");
+    // modification times are in seconds: a rewrite by the second up must show
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = setup.up(&cluster);
+    assert!(second.status.success(), "second registry up failed: {}", text(&second));
+    assert!(text(&second).contains("nothing changed"), "{}", text(&second));
+    let after_second: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
+    assert_eq!(after_first, after_second, "the second up rewrote node files");
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(setup.state.path().join("registry/ca.key")).unwrap().permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // a node added later is configured by the next up
+    let mut cluster = cluster;
+    let late = cluster.add_worker(spec, &network);
+    let before_late = certs_d(&cluster, &late);
+    let third = setup.up(&cluster);
+    assert!(third.status.success(), "{}", text(&third));
+    assert!(text(&third).contains(&format!("{late}: wrote 4 file(s)")), "{}", text(&third));
+    assert!(!text(&third).contains("nothing changed"), "{}", text(&third));
+    let mut before = before;
+    before.push(before_late);
+
+    // status
+    let status =
+        setup.kindload().args(["registry", "status", "--cluster", &cluster.name, "--output", "json"]).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_matches_schema("registry-status.schema.json", &json);
+    assert_eq!(json["running"], true);
+    assert_eq!(json["host_address"], setup.host());
+    assert_eq!(json["cluster_address"], format!("{}:5000", setup.name));
+    assert_eq!(json["nodes"].as_array().unwrap().len(), cluster.nodes.len());
+    assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["trusted"] == true), "{json:#}");
+
+    // load --via-registry
+    let tag = format!("kl-registry/app-{}-{provider}:v1", std::process::id());
+    let id = sha256_id(&build_image("docker", &tag, &format!("via registry {provider} {containerd}")));
+    let load = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
+    let reference = format!("{}/{tag}", setup.host());
+    let in_cluster = format!("{}:5000/{tag}", setup.name);
+    assert!(load.status.success(), "load --via-registry failed: {}", text(&load));
+    assert!(text(&load).contains(&format!("use `{reference}` in manifests")), "{}", text(&load));
+    assert!(text(&load).contains("no crictl: ctr images pull --hosts-dir"), "{}", text(&load));
+    for node in &cluster.nodes {
+        assert_eq!(wait_for_cri_id(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");
+        assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}: {reference}");
+        assert_eq!(pull_on_node(&cluster, node, &in_cluster).as_deref(), Some(id.as_str()), "{node}: {in_cluster}");
+    }
+    // a second load sends nothing new
+    let again = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("0 blob(s) sent"), "{}", text(&again));
+
+    // a layer too large to be held in memory streams through PATCH, its digest computed on the way
+    let big = format!("kl-registry/big-{}-{provider}:v1", std::process::id());
+    build_random_image("docker", &big, 9 << 20);
+    let big_id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &big])));
+    let load_big = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &big])
+        .output()
+        .unwrap();
+    assert!(load_big.status.success(), "{}", text(&load_big));
+    let big_ref = format!("{}/{big}", setup.host());
+    assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &big_ref).as_deref(), Some(big_id.as_str()));
+    remove_image("docker", &big);
+
+    // a client on the nodes' network trusting only kindload's CA; without it, refused
+    let repo = tag.split(':').next().unwrap();
+    let url = format!("https://{}:5000/v2/{repo}/manifests/v1", setup.name);
+    let ca_out = setup.kindload().args(["registry", "ca"]).output().unwrap();
+    assert!(ca_out.status.success());
+    assert_eq!(String::from_utf8_lossy(&ca_out.stdout), std::fs::read_to_string(setup.ca_path()).unwrap());
+    let trusted = fetch_manifest(provider, &network.name, Some(&setup.ca_path()), &url);
+    assert!(trusted.status.success(), "client with the CA: {}", text(&trusted));
+    let manifest: serde_json::Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert_eq!(manifest["config"]["digest"], id.as_str(), "{manifest:#}");
+    let refused = fetch_manifest(provider, &network.name, None, &url);
+    assert!(!refused.status.success(), "a client without the CA must be refused: {}", text(&refused));
+    assert!(text(&refused).to_lowercase().contains("certificate"), "{}", text(&refused));
+
+    // kindload build with PUSH_IMAGE=true and $IMAGE on the registry pushes with kindload's client
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("built.txt"), format!("built {}", std::process::id())).unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY built.txt /built.txt\n").unwrap();
+    let built = format!("{}/kl-registry/built-{}-{provider}:v2", setup.host(), std::process::id());
+    let build = setup
+        .kindload()
+        .args(["build", "--engine", "docker"])
+        .env("IMAGE", &built)
+        .env("PUSH_IMAGE", "true")
+        .env("BUILD_CONTEXT", context.path())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", text(&build));
+    assert!(text(&build).contains("kindload's registry"), "{}", text(&build));
+    let built_id =
+        sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &built])));
+    let node = cluster.control_plane();
+    assert_eq!(pull_on_node(&cluster, node, &built).as_deref(), Some(built_id.as_str()));
+    remove_image("docker", &built);
+
+    // doctor reports the registry, each node's trust, the certificate, the Skaffold setting
+    let doctor = setup.kindload().args(["doctor", "--cluster", &cluster.name]).output().unwrap();
+    let said = text(&doctor);
+    assert!(said.contains(&format!("ok    registry {} running at {}", setup.name, setup.host())), "{said}");
+    assert!(said.contains("certificate expires in"), "{said}");
+    for node in &cluster.nodes {
+        assert!(said.contains(&format!("ok    node {node} trusts registry")), "{said}");
+    }
+    assert!(said.contains(&format!("--default-repo={}", setup.host())), "{said}");
+
+    // a stopped registry: a clear error and exit 1
+    run_ok(engine_command(provider).args(["stop", "--time", "1", &setup.name]));
+    let stopped = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
+    assert_eq!(stopped.status.code(), Some(1), "{}", text(&stopped));
+    assert!(text(&stopped).contains("is not running"), "{}", text(&stopped));
+    assert!(text(&stopped).contains("kindload registry up"), "{}", text(&stopped));
+
+    // down leaves the nodes as they were
+    let down = setup.kindload().args(["registry", "down", "--cluster", &cluster.name]).output().unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    let after_down: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
+    assert_eq!(before, after_down);
+    assert!(!run(engine_command(provider).args(["container", "inspect", &setup.name])).status.success());
+    let volume = format!("{}-data", setup.name);
+    assert!(!run(engine_command(provider).args(["volume", "inspect", &volume])).status.success(), "data kept");
+    remove_image("docker", &tag);
+}
+
+#[test]
+fn docker_containerd_2_1_end_to_end() {
+    if !engine_available("docker") {
+        return;
+    }
+    end_to_end("docker", "2.1", 1);
+}
+
+#[test]
+fn podman_containerd_1_6_end_to_end() {
+    if !engine_available("podman") || !engine_available("docker") {
+        return;
+    }
+    end_to_end("podman", "1.6", 0);
+}
+
+/// containerd 1.7, a worker without config_path: up configures the others, names it, gives
+/// the patch, exits 2, and leaves it untouched; a load verifies the others and fails it.
+#[test]
+fn node_without_config_path_is_named_and_left_alone() {
+    if !engine_available("docker") {
+        return;
+    }
+    let network = TestNetwork::create("docker", "noconf");
+    let spec = ClusterSpec { provider: "docker", containerd: "1.7", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start_on_network("reg17", spec, &network, &[0]);
+    let setup = Setup::new("docker");
+    let worker = cluster.nodes[1].clone();
+    let up = setup.up(&cluster);
+    assert_eq!(up.status.code(), Some(2), "{}", text(&up));
+    let said = text(&up);
+    assert!(said.contains(&worker), "{said}");
+    assert!(said.contains("containerdConfigPatches:"), "{said}");
+    assert!(said.contains("[plugins.\"io.containerd.grpc.v1.cri\".registry]"), "{said}");
+    assert!(said.contains("config_path = \"/etc/containerd/certs.d\""), "{said}");
+    assert_eq!(certs_d(&cluster, &worker), "", "the worker was touched");
+    assert!(certs_d(&cluster, cluster.control_plane()).contains("/hosts.toml"));
+
+    let tag = format!("kl-registry/partial-{}:v1", std::process::id());
+    let id = sha256_id(&build_image("docker", &tag, "partial"));
+    let load = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
+    assert_eq!(load.status.code(), Some(1), "{}", text(&load));
+    let reference = format!("{}/{tag}", setup.host());
+    assert_eq!(wait_for_cri_id(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
+    assert!(text(&load).contains(&format!("{worker} FAILED")), "{}", text(&load));
+
+    // down --keep-data keeps the images for the next up
+    let down = setup.kindload().args(["registry", "down", "--keep-data", "--cluster", &cluster.name]).output().unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(run(engine_command("docker").args(["volume", "inspect", &format!("{}-data", setup.name)]))
+        .status
+        .success());
+    let up = setup.up(&cluster);
+    assert_eq!(up.status.code(), Some(2), "the worker still has no config_path: {}", text(&up));
+    assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
+    remove_image("docker", &tag);
+}
+
+#[test]
+fn bad_input_is_exit_2_with_the_fix() {
+    if !engine_available("docker") {
+        return;
+    }
+    let network = TestNetwork::create("docker", "bad");
+    let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None };
+    let cluster = TestCluster::start_on_network("regbad", spec, &network, &[0]);
+
+    // port in use
+    let setup = Setup::new("docker");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", setup.port)).unwrap();
+    let out = setup.up(&cluster);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("port {} on 127.0.0.1 is in use", setup.port)), "{}", text(&out));
+    assert!(text(&out).contains("--port"), "{}", text(&out));
+    drop(listener);
+
+    // name taken by a container kindload did not make
+    run_ok(engine_command("docker").args(["create", "--name", &setup.name, "--network", "none", REGISTRY_IMAGE]));
+    let out = setup.up(&cluster);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("kindload did not make it"), "{}", text(&out));
+    assert!(text(&out).contains("--name"), "{}", text(&out));
+
+    // nodes with no network
+    let isolated = TestCluster::start(
+        "regnone",
+        ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None },
+    );
+    let other = Setup::new("docker");
+    let out = other.up(&isolated);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("on no container network"), "{}", text(&out));
+    assert!(text(&out).contains("kind create cluster"), "{}", text(&out));
+
+    // no registry at all: bad input too
+    let out =
+        other.kindload().args(["load", "--via-registry", "--cluster", &cluster.name, "app:none"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("kindload registry up"), "{}", text(&out));
+}
+
+#[test]
+fn manifests_parse_as_the_configmaps_tools_read() {
+    let state = tempfile::tempdir().unwrap();
+    let out = kindload().env("KINDLOAD_STATE_DIR", state.path()).args(["registry", "ca"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "no CA yet: {}", text(&out));
+    // make the CA the way `up` does, without a cluster
+    kindload::registry::ca::Store::new(state.path()).ensure_ca().unwrap();
+    let out = kindload()
+        .env("KINDLOAD_STATE_DIR", state.path())
+        .args(["registry", "manifests", "--cluster", "kl-no-such-cluster", "--ca-namespace", "crossplane-system"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    let docs: Vec<serde_json::Value> = yaml.split("\n---\n").map(serde_yaml_value).collect();
+    assert_eq!(docs.len(), 2, "{yaml}");
+    assert_eq!(docs[0]["metadata"]["name"], "local-registry-hosting");
+    assert_eq!(docs[0]["metadata"]["namespace"], "kube-public");
+    let hosting = serde_yaml_value(docs[0]["data"]["localRegistryHosting.v1"].as_str().unwrap());
+    assert_eq!(hosting["host"], "localhost:5001");
+    assert_eq!(hosting["hostFromContainerRuntime"], "kindload-registry:5000");
+    assert_eq!(docs[1]["metadata"]["namespace"], "crossplane-system");
+    let ca = std::fs::read_to_string(state.path().join("registry/ca.crt")).unwrap();
+    assert_eq!(docs[1]["data"]["ca.crt"], ca.as_str());
+}
+
+fn serde_yaml_value(text: &str) -> serde_json::Value {
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}): {text}"))
+}
+
+/// Docker's containerd image store writes an OCI layout (an index, `.Id` the manifest
+/// digest); a Podman-hosted containerd 2.1 cluster pulls what kindload pushed from it.
+#[test]
+fn containerd_store_oci_layout_to_podman_nodes() {
+    if !engine_available(CONTAINERD_STORE) || !engine_available("podman") {
+        return;
+    }
+    let store_host = engine_cmd(CONTAINERD_STORE)[2].clone();
+    let network = TestNetwork::create("podman", "store");
+    let spec = ClusterSpec { provider: "podman", containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start_on_network("regstore", spec, &network, &[0, 1]);
+    let setup = Setup::new("podman");
+    let up = setup.up(&cluster);
+    assert!(up.status.success(), "{}", text(&up));
+    let tag = format!("kl-registry/store-{}:v1", std::process::id());
+    build_image(CONTAINERD_STORE, &tag, "from the containerd store");
+    let load = setup
+        .kindload()
+        .env("DOCKER_HOST", &store_host)
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--provider", "podman", "--engine", "docker"])
+        .args(["--output", "json", &tag])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    assert_matches_schema("registry-load-report.schema.json", &report);
+    let id = report["images"][0]["id"].as_str().expect("the config digest is known").to_string();
+    let reference = report["images"][0]["reference"].as_str().unwrap().to_string();
+    assert_eq!(reference, format!("{}/{tag}", setup.host()));
+    for node in &cluster.nodes {
+        assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");
+    }
+    let _ = run(engine_command(CONTAINERD_STORE).args(["image", "rm", "-f", &tag]));
+}
