@@ -62,7 +62,7 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
 
     if spec.push_image {
         let built = engine::Engines::only(engine.clone());
-        if let Some(pushed) = super::registry::push_built(ctx, &built, &reference)? {
+        if let Some(pushed) = super::via_registry::push_built(ctx, &built, &reference)? {
             ctx.say(format!("pushed {} to kindload's registry ({})", spec.image, pushed.manifest));
             return Ok(0);
         }

@@ -21,7 +21,7 @@ use crate::resolve::reference::ImageRef;
 
 pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
     if args.via_registry {
-        return super::registry::load_via_registry(ctx, &args);
+        return super::via_registry::load_via_registry(ctx, &args);
     }
     let wanted = wanted_from(&args.images)?;
     if args.archive.is_some() {

@@ -7,6 +7,7 @@ mod load;
 mod nodes;
 mod pipeline;
 pub(crate) mod registry;
+pub(crate) mod via_registry;
 
 use clap::Parser;
 

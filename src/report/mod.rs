@@ -105,7 +105,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("nodes-report.schema.json", schemars::schema_for!(Vec<Node>)),
         ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
         ("registry-status.schema.json", schemars::schema_for!(crate::registry::Status)),
-        ("registry-load-report.schema.json", schemars::schema_for!(crate::commands::registry::ViaRegistryReport)),
+        ("registry-load-report.schema.json", schemars::schema_for!(crate::commands::via_registry::ViaRegistryReport)),
     ]
 }
 
