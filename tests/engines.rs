@@ -222,3 +222,29 @@ fn a_bad_engine_variable_says_how_to_set_or_unset_it() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(fix_line(&err).contains("`unset KIND_EXPERIMENTAL_PROVIDER`"), "{err}");
 }
+
+/// The image is in the engine that answered: the load goes on, and says which engine was
+/// silent, since the user may have meant the image there.
+#[test]
+fn an_image_found_after_a_silent_engine_says_where_it_came_from() {
+    if !engine_available("docker") || !engine_available("podman") {
+        return;
+    }
+    let image = tag("from-podman");
+    build_image("podman", &image, "only in podman");
+    let out = kindload()
+        .args(["load", &image, "--cluster", "kl-no-cluster"])
+        .env("DOCKER_HOST", DEAD_DOCKER)
+        .output()
+        .unwrap();
+    remove_image("podman", &image);
+    let err = stderr(&out);
+    let note = err.lines().find(|l| l.starts_with("note: ")).unwrap_or_else(|| panic!("no note: {err}"));
+    assert!(
+        note.contains(&format!("docker does not answer at {DEAD_DOCKER} (from DOCKER_HOST): no socket there")),
+        "{note}"
+    );
+    assert!(note.ends_with(&format!("; {image} was taken from podman")), "{note}");
+    assert!(err.contains("kind cluster \"kl-no-cluster\" not found"), "the load went on to the cluster: {err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}

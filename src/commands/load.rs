@@ -176,7 +176,7 @@ fn read_input(path: &std::path::Path, what: &str) -> Result<String> {
 }
 
 fn find_all(ctx: &Context, engines: &Engines, wanted: &[String]) -> Result<Vec<Image>> {
-    wanted.iter().map(|w| image::find(ctx.runner(), engines, w)).collect()
+    wanted.iter().map(|w| image::find_noting(ctx.runner(), engines, w, &|line| ctx.say(line))).collect()
 }
 
 fn project() -> PathBuf {

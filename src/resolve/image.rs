@@ -104,6 +104,12 @@ impl Image {
 /// is the engine's own error, shown as it is (or, when the engine stopped answering, which
 /// one, where, and the fix).
 pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<Image> {
+    find_noting(runner, engines, requested, &|_| {})
+}
+
+/// As [`find`]; when the image is found after an engine that did not answer, `note` is
+/// told which engine and why (the image may have been meant to come from there).
+pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note: &dyn Fn(String)) -> Result<Image> {
     let reference = ImageRef::parse(requested)?;
     let env = |k: &str| std::env::var(k).ok();
     let mut answered = Vec::new();
@@ -141,6 +147,9 @@ pub fn find(runner: &dyn Runner, engines: &Engines, requested: &str) -> Result<I
             answered.push((engine.kind, "no such image".to_string()));
             continue;
         };
+        for silent in silent.iter().filter(|s| s.is_unreachable()) {
+            note(format!("note: {silent}; {requested} was taken from {}", engine.kind));
+        }
         return Ok(Image {
             requested: requested.to_string(),
             names: vec![reference],
