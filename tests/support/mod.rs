@@ -618,7 +618,9 @@ pub fn build_image_with(engine: &str, tag: &str, content: &str, with_busybox: bo
     let nonce = format!("{}-{}-{nanos}", std::process::id(), IMAGE_COUNTER.fetch_add(1, Ordering::SeqCst));
     run_ok(
         engine_command(engine)
-            .args(["build", "--label", &format!("io.kindload.test.nonce={nonce}")])
+            // No build cache: concurrent tests build the same content, and one removing its
+            // image could take the cached step another build is about to use.
+            .args(["build", "--no-cache", "--label", &format!("io.kindload.test.nonce={nonce}")])
             .args(["-t", tag])
             .arg(dir.path()),
     );
