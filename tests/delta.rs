@@ -57,7 +57,7 @@ fn build(engine: &str, tag: &str, from: &str, files: &[(&str, usize)]) -> String
         dockerfile.push_str(&format!("COPY {name} /{name}\n"));
     }
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    run_ok(engine_command(engine).args(["build", "-q", "-t", tag]).arg(dir.path()));
+    support::build_ok(engine, &["-q", "-t", tag], dir.path());
     run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag])).trim().to_string()
 }
 

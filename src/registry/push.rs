@@ -10,9 +10,10 @@ use super::client::Client;
 use crate::error::{Error, Result};
 use crate::resolve::image::Identity;
 use crate::transfer::archive::{
-    self, blob_path, clean_path, digest_from_path, ArchiveImage, Contents, DOCKER_MANIFEST,
+    self, blob_path, clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents,
+    DOCKER_MANIFEST, INDEX_TYPES,
 };
-use crate::transfer::digest::{self, Hasher};
+use crate::transfer::digest::Hasher;
 use crate::transfer::export::{Export, Source};
 
 /// What a push left in the registry.
@@ -157,22 +158,6 @@ fn count(tally: &mut Tally, done: &super::client::Uploaded) {
         tally.had += 1;
     }
 }
-
-/// Podman's docker-archive names layers `<uncompressed digest>.tar`.
-fn named_tar_digest(path: &str) -> Option<String> {
-    let digest = format!("sha256:{}", path.strip_suffix(".tar")?);
-    digest::is_digest(&digest).then_some(digest)
-}
-
-/// Files that describe the archive rather than being image content.
-fn is_metadata(path: &str) -> bool {
-    matches!(path, "manifest.json" | "index.json" | "oci-layout" | "repositories")
-        || path.ends_with("/json")
-        || path.ends_with("/VERSION")
-}
-
-const INDEX_TYPES: [&str; 2] =
-    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
 /// Puts the image's manifest under the tag: the one kindload wrote for a docker-archive,
 /// the manifest blob itself for an OCI layout. An index goes up whole when the archive has

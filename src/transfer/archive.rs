@@ -19,7 +19,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const INDEX_TYPES: [&str; 2] =
+pub const INDEX_TYPES: [&str; 2] =
     ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
 /// An OCI descriptor, with its fields in the order containerd writes them, so a manifest
@@ -433,6 +433,20 @@ pub fn digest_from_path(path: &str) -> Option<String> {
         format!("sha256:{}", path.strip_suffix(".json")?)
     };
     digest::is_digest(&candidate).then_some(candidate)
+}
+
+/// Podman's docker-archive names layers `<uncompressed digest>.tar`.
+pub fn named_tar_digest(path: &str) -> Option<String> {
+    let hex = path.strip_suffix(".tar")?;
+    let digest = format!("sha256:{hex}");
+    digest::is_digest(&digest).then_some(digest)
+}
+
+/// Files that describe the archive rather than being image content.
+pub fn is_metadata(path: &str) -> bool {
+    matches!(path, "manifest.json" | "index.json" | "oci-layout" | "repositories")
+        || path.ends_with("/json")
+        || path.ends_with("/VERSION")
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {

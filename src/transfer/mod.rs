@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::plan::layers::{LayerHints, Need, NodeNeeds};
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use archive::{blob_path, clean_path, digest_from_path, ArchiveImage, Contents};
+use archive::{blob_path, clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents};
 use digest::Hasher;
 use export::{Export, Source};
 use fanout::NodeStream;
@@ -373,20 +373,6 @@ fn send_layer(
         }
     }
     Ok(fact)
-}
-
-/// Podman's docker-archive names layers `<uncompressed digest>.tar`.
-fn named_tar_digest(path: &str) -> Option<String> {
-    let hex = path.strip_suffix(".tar")?;
-    let digest = format!("sha256:{hex}");
-    digest::is_digest(&digest).then_some(digest)
-}
-
-/// Files that describe the archive rather than being image content.
-fn is_metadata(path: &str) -> bool {
-    matches!(path, "manifest.json" | "index.json" | "oci-layout" | "repositories")
-        || path.ends_with("/json")
-        || path.ends_with("/VERSION")
 }
 
 /// Up to CHUNK bytes (fewer only at the end).

@@ -616,14 +616,7 @@ pub fn build_image_with(engine: &str, tag: &str, content: &str, with_busybox: bo
     std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let nonce = format!("{}-{}-{nanos}", std::process::id(), IMAGE_COUNTER.fetch_add(1, Ordering::SeqCst));
-    run_ok(
-        engine_command(engine)
-            // No build cache: concurrent tests build the same content, and one removing its
-            // image could take the cached step another build is about to use.
-            .args(["build", "--no-cache", "--label", &format!("io.kindload.test.nonce={nonce}")])
-            .args(["-t", tag])
-            .arg(dir.path()),
-    );
+    build_ok(engine, &["--no-cache", "--label", &format!("io.kindload.test.nonce={nonce}"), "-t", tag], dir.path());
     run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag])).trim().to_string()
 }
 
@@ -635,7 +628,30 @@ pub fn build_random_image(engine: &str, tag: &str, bytes: usize) {
     let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
     std::io::copy(&mut std::io::Read::take(&mut urandom, bytes as u64), &mut data).unwrap();
     std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY random.bin /random.bin\n").unwrap();
-    run_ok(engine_command(engine).args(["build", "-t", tag]).arg(dir.path()));
+    build_ok(engine, &["-t", tag], dir.path());
+}
+
+/// `<engine> build ARGS CONTEXT`, tried again when Docker's legacy builder loses a step's
+/// image to a concurrent build or removal ("unable to find image", "No such image"): a
+/// test-bed race in setting up an image, not a result under test.
+pub fn build_ok(engine: &str, args: &[&str], context: &Path) -> String {
+    let mut last = None;
+    for _ in 0..3 {
+        let mut cmd = engine_command(engine);
+        cmd.arg("build").args(args).arg(context);
+        let out = run(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if !(stderr.contains("unable to find image") || stderr.contains("No such image")) {
+            check(&cmd, &out);
+        }
+        last = Some((cmd, out));
+    }
+    let (cmd, out) = last.expect("three attempts");
+    check(&cmd, &out);
+    unreachable!("check panics on a failed build")
 }
 
 /// `<engine> image rm -f <tag>`, ignoring errors.
