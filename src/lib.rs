@@ -5,6 +5,7 @@
 //! → `transfer` (export, fan-out, import) → `verify` (crictl or ctr per node) → `report`.
 
 pub mod commands;
+pub mod digest;
 pub mod error;
 pub mod exec;
 pub mod plan;

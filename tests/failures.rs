@@ -138,7 +138,7 @@ const LAYER: usize = 1 << 20;
 /// An OCI archive whose index lists the local platform and another, every blob present,
 /// each platform with its own 1 MiB layer of random bytes. Returns it and the local config digest.
 fn two_platform_archive(name: &str) -> (Vec<u8>, String) {
-    use kindload::transfer::digest::sha256;
+    use kindload::digest::sha256;
     let append = |builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
         let mut header = tar::Header::new_ustar();
         header.set_size(data.len() as u64);

@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::digest::chain_ids;
 use crate::plan::platform::runs_on;
 use crate::resolve::holdings::Holdings;
-use crate::transfer::digest::chain_ids;
 
 /// What is known up front about the layers of the images being sent: per image, the
 /// uncompressed digests bottom first (from the engine, or a scanned archive).

@@ -8,7 +8,7 @@ use ureq::http::Response;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::{Agent, Body, SendBody};
 
-use crate::transfer::digest::Hasher;
+use crate::digest::Hasher;
 
 pub struct Client {
     agent: Agent,
@@ -134,7 +134,7 @@ impl Client {
             .send(bytes)
             .map_err(|e| self.unreachable(e))?;
         let response = expect(response, &[201], &format!("PUT {path}"))?;
-        Ok(header(&response, "Docker-Content-Digest").unwrap_or_else(|| crate::transfer::digest::sha256(bytes)))
+        Ok(header(&response, "Docker-Content-Digest").unwrap_or_else(|| crate::digest::sha256(bytes)))
     }
 
     /// `GET /v2/<repo>/manifests/<reference>`: media type and bytes.

@@ -7,13 +7,13 @@ use std::io::{self, Read};
 use serde_json::Value;
 
 use super::client::Client;
+use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::resolve::image::Identity;
 use crate::transfer::archive::{
     self, blob_path, clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents,
     DOCKER_MANIFEST, INDEX_TYPES,
 };
-use crate::transfer::digest::Hasher;
 use crate::transfer::export::{Export, Source};
 
 /// What a push left in the registry.
@@ -137,7 +137,7 @@ fn upload_all(client: &Client, reader: impl Read, repo: &str, tally: &mut Tally)
         let known = digest_from_path(&path).or_else(|| named_tar_digest(&path));
         let done = client.upload_blob(repo, &mut entry, size, known.as_deref()).map_err(Failure::Registry)?;
         count(tally, &done);
-        let fact = crate::transfer::digest::FileFact { digest: done.digest.clone(), size: done.size, gzip: false };
+        let fact = crate::digest::FileFact { digest: done.digest.clone(), size: done.size, gzip: false };
         contents.add_file(path, fact, None);
     }
     io::copy(&mut archive.into_inner(), &mut io::sink())?;

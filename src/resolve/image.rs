@@ -158,7 +158,7 @@ pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note
             engine_ref: requested.to_string(),
             layers: found.diff_ids.clone(),
             size: found.size,
-            platform: crate::plan::platform::join(
+            platform: crate::resolve::platform::join(
                 found.os.as_deref(),
                 found.architecture.as_deref(),
                 found.variant.as_deref(),

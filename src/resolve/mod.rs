@@ -8,6 +8,7 @@ pub mod image;
 pub mod inspect;
 pub mod kubeconfig;
 pub mod node;
+pub mod platform;
 pub mod provider;
 pub mod reach;
 pub mod records;

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::exec::Runner;
-use crate::plan::platform;
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
 use crate::resolve::holdings::{parse_survey, section, survey_argv, Depth, Holdings, Section};
+use crate::resolve::platform;
 use crate::resolve::provider::{NodeContainer, Provider};
 
 /// What kindload needs to know about one node; also a row of `kindload nodes --output json`.

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::digest::{self, FileFact, Hasher};
+use crate::digest::{self, FileFact, Hasher};
 use crate::resolve::image::Identity;
 
 /// JSON files (configs, manifests, indexes) are kept in memory; layers stream past.
@@ -348,7 +348,7 @@ fn local_manifest(
 fn platform_of(config: &[u8]) -> Option<String> {
     let c: Value = serde_json::from_slice(config).ok()?;
     let field = |k: &str| c.get(k).and_then(Value::as_str);
-    crate::plan::platform::join(field("os"), field("architecture"), field("variant"))
+    crate::resolve::platform::join(field("os"), field("architecture"), field("variant"))
 }
 
 /// Each platform an index lists (an index inside it followed too), with the blobs of
@@ -374,7 +374,8 @@ fn platform_blobs(
             continue;
         }
         let field = |k: &str| child.pointer(&format!("/platform/{k}")).and_then(Value::as_str);
-        let Some(platform) = crate::plan::platform::join(field("os"), field("architecture"), field("variant")) else {
+        let Some(platform) = crate::resolve::platform::join(field("os"), field("architecture"), field("variant"))
+        else {
             continue;
         };
         let manifest: Value =

@@ -2,7 +2,6 @@
 //! own, only the blobs it lacks; import into containerd.
 
 pub mod archive;
-pub mod digest;
 pub mod export;
 pub mod fanout;
 pub mod import;
@@ -14,12 +13,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::digest::{self, Hasher};
 use crate::error::{Error, Result};
 use crate::plan::layers::{LayerHints, Need, NodeNeeds};
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
 use archive::{blob_path, clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents};
-use digest::Hasher;
 use export::{Export, Source};
 use fanout::NodeStream;
 use import::Import;
@@ -304,7 +303,7 @@ fn send_layer(
     hints: &LayerHints,
     unseen: &HashSet<String>,
     options: &Options,
-) -> io::Result<digest::FileFact> {
+) -> io::Result<crate::digest::FileFact> {
     let known = digest_from_path(path).or_else(|| named_tar_digest(path)).or_else(|| options.known.get(path).cloned());
     let mut needs: Vec<Need> = lanes
         .iter()
