@@ -133,7 +133,7 @@ impl Context {
             None => {
                 let all = engine::detect_all(self.runner());
                 if all.answering.is_empty() {
-                    return Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent });
+                    return Err(crate::resolve::reach::no_engine("engine", None, &all.silent));
                 }
                 for silent in all.unreachable() {
                     let others: Vec<String> = all.answering.iter().map(|e| e.kind.to_string()).collect();

@@ -7,7 +7,7 @@ use crate::exec::Runner;
 use crate::resolve::engine::EngineKind;
 use crate::resolve::kubeconfig::{kind_cluster_for_context, merge, parse_kubeconfig, Kubeconfig};
 use crate::resolve::provider::{NodeContainer, Provider};
-use crate::resolve::reach::{Cause, NoAnswer};
+use crate::resolve::reach::{self, Cause, NoAnswer};
 
 /// Everything the cluster name may come from, gathered by the request stage.
 #[derive(Debug, Clone, Default)]
@@ -166,14 +166,14 @@ pub fn find_cluster(
     }
     if searched.iter().all(|s| s.ends_with("(not installed)")) && !silent.is_empty() {
         let chosen_by = provider.map(|_| "--provider, KIND_EXPERIMENTAL_PROVIDER or kindload.yaml".to_string());
-        return Err(Error::NoEngine { role: "provider", chosen_by, tried: silent });
+        return Err(reach::no_engine("provider", chosen_by.as_deref(), &silent));
     }
     let mut searched = searched.join(", ");
     if let Some(e) = last_error {
         searched.push_str(&format!("; {e}"));
     }
     searched.push_str(&format!(" (cluster name from {})", name.describe_source()));
-    Err(Error::ClusterNotFound { name: name.name.clone(), searched, silent })
+    Err(reach::cluster_not_found(&name.name, &searched, &silent))
 }
 
 #[cfg(test)]

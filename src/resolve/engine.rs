@@ -1,60 +1,14 @@
 //! The engine: where locally built images live (Docker or Podman), and how we found it.
 
-use std::fmt;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::{Cmd, Runner};
-use crate::resolve::reach::{diagnose, Cause, NoAnswer};
+use crate::resolve::reach::{self, diagnose, Cause, NoAnswer};
 
-/// The CLI dialect kindload drives. Also names a node provider.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Docker,
-    Podman,
-}
-
-impl EngineKind {
-    pub fn program(self) -> &'static str {
-        match self {
-            EngineKind::Docker => "docker",
-            EngineKind::Podman => "podman",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "docker" => Some(EngineKind::Docker),
-            "podman" => Some(EngineKind::Podman),
-            _ => None,
-        }
-    }
-
-    /// Podman can write several images into one archive (`save -m`); Docker always can.
-    pub fn save_args(self, images: &[String]) -> Vec<String> {
-        let mut args = vec!["save".to_string()];
-        if self == EngineKind::Podman {
-            args.extend(["--format".into(), "docker-archive".into()]);
-            if images.len() > 1 {
-                args.push("--multi-image-archive".into());
-            }
-        }
-        args.extend(images.iter().cloned());
-        args
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.program())
-    }
-}
+pub use crate::resolve::engine_kind::EngineKind;
 
 /// When a build pulls its base images.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
@@ -246,16 +200,13 @@ impl<'a> IntoIterator for &'a Engines {
 /// confirmed by asking it; neither answering is an error naming each, its address and fix.
 pub fn detect(runner: &dyn Runner, choice: Option<EngineChoice>) -> Result<Engine> {
     if let Some(choice) = choice {
-        return probe(runner, choice.kind, choice.source).map_err(|why| Error::NoEngine {
-            role: "engine",
-            chosen_by: Some(choice.source.to_string()),
-            tried: vec![why],
-        });
+        return probe(runner, choice.kind, choice.source)
+            .map_err(|why| reach::no_engine("engine", Some(choice.source), &[why]));
     }
     let all = detect_all(runner);
     match all.answering.into_iter().next() {
         Some(engine) => Ok(engine),
-        None => Err(Error::NoEngine { role: "engine", chosen_by: None, tried: all.silent }),
+        None => Err(reach::no_engine("engine", None, &all.silent)),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::resolve::engine::{Engine, Engines};
 use crate::resolve::inspect::{parse_image_inspect, EngineImage};
-use crate::resolve::reach::{diagnose, Cause, NoAnswer};
+use crate::resolve::reach::{self, diagnose, Cause, NoAnswer};
 use crate::resolve::reference::ImageRef;
 
 /// What makes two images the same: the config digest (what CRI reports as the image id) and,
@@ -169,9 +169,9 @@ pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note
     }
     // Whichever engine was asked first: one that did not answer is named, not skipped over.
     if answered.is_empty() || (engines.chosen_by.is_some() && !silent.is_empty()) {
-        return Err(Error::NoEngine { role: "engine", chosen_by: engines.chosen_by.clone(), tried: silent });
+        return Err(reach::no_engine("engine", engines.chosen_by.as_deref(), &silent));
     }
-    Err(Error::ImageNotFound { image: requested.to_string(), answered, silent })
+    Err(reach::image_not_found(requested, &answered, &silent))
 }
 
 fn last_line(s: &str) -> &str {

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod containerd;
 pub mod engine;
+pub mod engine_kind;
 pub mod holdings;
 pub mod image;
 pub mod inspect;

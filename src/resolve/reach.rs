@@ -4,8 +4,9 @@
 use std::fmt;
 use std::path::Path;
 
+use crate::error::Error;
 use crate::exec::ExecError;
-use crate::resolve::engine::EngineKind;
+use crate::resolve::engine_kind::EngineKind;
 
 pub const DOCKER_DEFAULT_ADDRESS: &str = "unix:///var/run/docker.sock";
 
@@ -182,6 +183,90 @@ fn dialed_socket(text: &str) -> Option<String> {
     let start = text.find("dial unix ")? + "dial unix ".len();
     let path = text[start..].split_whitespace().next()?.trim_end_matches(':');
     Some(format!("unix://{path}"))
+}
+
+// ---------------------------------------------------------------- the errors they make
+
+/// No engine (`role` "engine") or provider ("provider") answered: each one tried, where, why.
+pub fn no_engine(role: &str, chosen_by: Option<&str>, tried: &[NoAnswer]) -> Error {
+    let each: Vec<String> = tried.iter().map(ToString::to_string).collect();
+    let message = match chosen_by {
+        Some(source) => format!("the {role} chosen by {source} cannot be used: {}", each.join("; ")),
+        None if tried.iter().all(|n| !n.is_unreachable()) => format!("no container {role} found: {}", each.join("; ")),
+        None => format!("no container {role} answers: {}", each.join("; ")),
+    };
+    let fix = if tried.len() > 1 && tried.iter().all(|n| !n.is_unreachable()) {
+        "install Docker (`apt-get install docker.io`) or Podman (`apt-get install podman`), and make sure it is on PATH"
+            .into()
+    } else {
+        join_fixes(tried.iter().map(|n| (n.kind, n.fix())).collect())
+    };
+    Error::NoEngine { message, fix }
+}
+
+/// No node of cluster `name` on the providers `searched`; `silent`: providers that did not
+/// answer, so they may hold the cluster.
+pub fn cluster_not_found(name: &str, searched: &str, silent: &[NoAnswer]) -> Error {
+    let unreachable: Vec<&NoAnswer> = silent.iter().filter(|n| n.is_unreachable()).collect();
+    let mut message =
+        format!("kind cluster {name:?} not found: no containers labelled io.x-k8s.kind.cluster={name} on {searched}");
+    if !unreachable.is_empty() {
+        let each: Vec<String> = unreachable.iter().map(ToString::to_string).collect();
+        message.push_str(&format!("; not searched, because it did not answer: {}", each.join("; ")));
+    }
+    let create = format!(
+        "create it with `kind create cluster --name {name}`, or name an existing one with --cluster (see `kind get clusters`); for a Podman-hosted cluster set --provider podman (or KIND_EXPERIMENTAL_PROVIDER=podman)"
+    );
+    let fix = if unreachable.is_empty() {
+        create
+    } else {
+        let mut fixes: Vec<String> = unreachable.iter().map(|n| n.fix()).collect();
+        fixes.push(create);
+        fixes.join("; otherwise ")
+    };
+    Error::ClusterNotFound { name: name.to_string(), message, fix }
+}
+
+/// `answered`: each engine that answered, with its own words; `silent`: those that did not.
+pub fn image_not_found(image: &str, answered: &[(EngineKind, String)], silent: &[NoAnswer]) -> Error {
+    let names: Vec<String> = answered.iter().map(|(k, _)| k.to_string()).collect();
+    let words: Vec<String> = answered.iter().map(|(k, w)| format!("{k}: {w}")).collect();
+    let unreachable: Vec<&NoAnswer> = silent.iter().filter(|n| n.is_unreachable()).collect();
+    let answered_text = match names.len() {
+        0 => "no engine answered".to_string(),
+        1 if unreachable.is_empty() => format!("{} answered", names[0]),
+        1 => format!("{} answered, the only engine that did", names[0]),
+        _ => format!("{} both answered", names.join(" and ")),
+    };
+    let mut message = format!(
+        "image {image:?} not found in {}: {answered_text} ({})",
+        if names.is_empty() { "any engine".to_string() } else { names.join(" or ") },
+        words.join("; ")
+    );
+    if !unreachable.is_empty() {
+        let each: Vec<String> = unreachable.iter().map(ToString::to_string).collect();
+        message.push_str(&format!("; not searched: {}", each.join("; ")));
+    }
+    let listing: Vec<String> = answered.iter().map(|(k, _)| format!("`{k} images`")).collect();
+    let mut fix = format!(
+        "build or pull the image first; check its name with {}",
+        if listing.is_empty() { "`docker images` or `podman images`".into() } else { listing.join(" and ") }
+    );
+    if unreachable.is_empty() {
+        fix.push_str(", or pick the engine that has it with --engine docker|podman (or KINDLOAD_ENGINE)");
+    } else {
+        let reach: Vec<String> = unreachable.iter().map(|n| format!("if {} has it, {}", n.kind, n.fix())).collect();
+        fix = format!("{}; otherwise {fix}", reach.join("; "));
+    }
+    Error::ImageNotFound { image: image.to_string(), message, fix }
+}
+
+/// One fix per engine, or several each saying which engine it is for.
+fn join_fixes(fixes: Vec<(EngineKind, String)>) -> String {
+    match fixes.len() {
+        1 => fixes.into_iter().next().map(|(_, f)| f).unwrap_or_default(),
+        _ => fixes.into_iter().map(|(k, f)| format!("for {k}: {f}")).collect::<Vec<_>>().join("; "),
+    }
 }
 
 #[cfg(test)]
