@@ -1,0 +1,170 @@
+//! The load for resolved images, over the cluster's selected nodes, one stage per file:
+//! survey nodes and plan per node, retag (`plan`) → transfer what each lacks (`stream`)
+//! → drop what was superseded (`tidy`) → verify (`verify`) → report (`report`).
+//! `images` turns archives and engine images into what the stages load.
+
+mod images;
+mod plan;
+mod report;
+mod stream;
+mod tidy;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Context;
+use crate::error::Result;
+use crate::exec::Runner;
+use crate::plan::Action;
+use crate::report::LoadReport;
+use crate::request::cli::SelectArgs;
+use crate::resolve::holdings::Depth;
+use crate::resolve::image::Image;
+use crate::resolve::node::Node;
+use crate::resolve::provider::Provider;
+use crate::resolve::records::CtrImage;
+use crate::resolve::reference::ImageRef;
+use crate::transfer::export::Source;
+
+use images::{images_from_archive, scan_file, select_nodes};
+
+pub struct LoadRequest {
+    /// Images found in an engine.
+    pub images: Vec<Image>,
+    /// With an archive: which of its images, by name (all when empty).
+    pub wanted: Vec<String>,
+    pub select: SelectArgs,
+    pub archive: Option<PathBuf>,
+    /// False for `verify`: nothing moves.
+    pub transfer: bool,
+    pub options: LoadOptions,
+}
+
+/// How the transfer behaves.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Send every blob, whatever the nodes hold.
+    pub full: bool,
+    /// Keep the image a name moved away from, instead of removing it.
+    pub keep_superseded: bool,
+    /// Largest layer spooled to a temporary file (docker-archive layers named by id).
+    pub spool_max: u64,
+}
+
+impl LoadOptions {
+    pub fn from_args(args: &crate::request::cli::TransferArgs) -> Self {
+        LoadOptions { full: args.full, keep_superseded: args.keep_superseded, spool_max: args.spool_limit << 20 }
+    }
+}
+
+/// Per image and node: what happened.
+#[derive(Debug, Clone)]
+struct Outcome {
+    action: Action,
+    bytes: u64,
+    present: u64,
+    seconds: f64,
+    error: Option<String>,
+    verdict: Option<crate::verify::Verdict>,
+}
+
+impl Outcome {
+    fn new(action: Action) -> Self {
+        Outcome { action, bytes: 0, present: 0, seconds: 0.0, error: None, verdict: None }
+    }
+
+    fn failed(error: impl Into<String>) -> Self {
+        Outcome { error: Some(error.into()), ..Outcome::new(Action::Failed) }
+    }
+}
+
+/// Outcomes indexed [image][node].
+type Outcomes = Vec<Vec<Outcome>>;
+
+/// Loads (or only verifies) and returns the report with the images as they ended up.
+pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
+    let archive = req.archive.map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p) });
+    // A file is read whole first: its names and digests are checked before any node is touched.
+    let mut images = match &archive {
+        Some(Source::File(path)) => images_from_archive(&scan_file(path)?, &req.wanted, &path.display().to_string())?,
+        _ => req.images,
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in images.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster, Depth::Light, &names)?;
+    let nodes = select_nodes(nodes, &req.select.nodes)?;
+    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options);
+    let mut outcomes = match &archive {
+        _ if !req.transfer => pipeline.untouched(&images),
+        Some(Source::Stdin) => {
+            let (found, outcomes) = pipeline.load_stdin(&req.wanted)?;
+            images = found;
+            outcomes
+        }
+        _ => pipeline.load(&mut images, archive.as_ref())?,
+    };
+    pipeline.verify_all(&images, &mut outcomes);
+    let report = pipeline.report(&cluster.name, &images, &outcomes, archive.as_ref());
+    Ok((report, images))
+}
+
+struct Pipeline<'a> {
+    ctx: &'a Context,
+    provider: Provider,
+    nodes: Vec<Node>,
+    /// Per node: its image records before anything changed, or why it cannot take part.
+    before: Vec<std::result::Result<Vec<CtrImage>, String>>,
+    settle: Duration,
+    options: LoadOptions,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(ctx: &'a Context, provider: Provider, nodes: Vec<Node>, options: LoadOptions) -> Self {
+        let before = nodes
+            .iter()
+            .map(|node| {
+                if !node.running {
+                    return Err(format!(
+                        "node {} is {}: start it with `{} start {}`, or leave it out with --nodes",
+                        node.name,
+                        node.state,
+                        provider.name(),
+                        node.name
+                    ));
+                }
+                node.holdings().map(|h| h.images.clone())
+            })
+            .collect();
+        let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
+        Pipeline { ctx, provider, nodes, before, settle, options }
+    }
+
+    fn runner(&self) -> &dyn Runner {
+        self.ctx.runner()
+    }
+
+    fn usable(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&n| self.before[n].is_ok()).collect()
+    }
+
+    /// `verify` alone: nothing moves; unusable nodes fail.
+    fn untouched(&self, images: &[Image]) -> Outcomes {
+        images
+            .iter()
+            .map(|_| {
+                self.before
+                    .iter()
+                    .map(|b| match b {
+                        Ok(_) => Outcome::new(Action::Skipped),
+                        Err(e) => Outcome::failed(e.clone()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
