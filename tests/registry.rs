@@ -304,8 +304,9 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(text(&stopped).contains("is not running"), "{}", text(&stopped));
     assert!(text(&stopped).contains("kindload registry up"), "{}", text(&stopped));
 
-    // down leaves the nodes as they were
-    let down = setup.kindload().args(["registry", "down", "--cluster", &cluster.name]).output().unwrap();
+    // down leaves the nodes as they were; --delete-data takes the images too
+    let down =
+        setup.kindload().args(["registry", "down", "--delete-data", "--cluster", &cluster.name]).output().unwrap();
     assert!(down.status.success(), "{}", text(&down));
     let after_down: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
     assert_eq!(before, after_down);
@@ -365,8 +366,8 @@ fn node_without_config_path_is_named_and_left_alone() {
     assert_eq!(wait_for_cri_id(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
     assert!(text(&load).contains(&format!("{worker} FAILED")), "{}", text(&load));
 
-    // down --keep-data keeps the images for the next up
-    let down = setup.kindload().args(["registry", "down", "--keep-data", "--cluster", &cluster.name]).output().unwrap();
+    // down keeps the images for the next up
+    let down = setup.kindload().args(["registry", "down", "--cluster", &cluster.name]).output().unwrap();
     assert!(down.status.success(), "{}", text(&down));
     assert!(run(engine_command("docker").args(["volume", "inspect", &format!("{}-data", setup.name)]))
         .status
@@ -483,4 +484,176 @@ fn containerd_store_oci_layout_to_podman_nodes() {
         assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");
     }
     let _ = run(engine_command(CONTAINERD_STORE).args(["image", "rm", "-f", &tag]));
+}
+
+/// Two clusters share one registry: `down` of one keeps the other's trust, the container and
+/// the images; a cluster that could not trust it changes nothing by coming or going;
+/// `--delete-data` is refused while another cluster uses it; `--all` ends it for everyone.
+/// Every subcommand takes the same target flags.
+#[test]
+fn clusters_share_one_registry_and_down_undoes_only_one() {
+    if !engine_available("docker") {
+        return;
+    }
+    let network = TestNetwork::create("docker", "share");
+    let one = ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None };
+    let a = TestCluster::start_on_network("sharea", one, &network, &[0]);
+    let b = TestCluster::start_on_network("shareb", one, &network, &[0]);
+    let plain = TestCluster::start_on_network("sharec", one, &network, &[]);
+    let setup = Setup::new("docker");
+    let target = |cluster: &TestCluster| {
+        vec![
+            "--cluster".to_string(),
+            cluster.name.clone(),
+            "--provider".into(),
+            "docker".into(),
+            "--kube-context".into(),
+            format!("kind-{}", cluster.name),
+            "--name".into(),
+            setup.name.clone(),
+        ]
+    };
+    let registry = |sub: &str, cluster: &TestCluster, extra: &[&str]| {
+        setup.kindload().args(["registry", sub]).args(target(cluster)).args(extra).output().unwrap()
+    };
+    let exists = |what: &str, name: &str| run(engine_command("docker").args([what, "inspect", name])).status.success();
+    let volume = format!("{}-data", setup.name);
+    let (before_a, before_b) = (certs_d(&a, a.control_plane()), certs_d(&b, b.control_plane()));
+
+    let up_a = registry("up", &a, &["--image", REGISTRY_IMAGE, "--port", &setup.port.to_string()]);
+    assert!(up_a.status.success(), "{}", text(&up_a));
+    let tag = format!("kl-registry/shared-{}:v1", std::process::id());
+    let id = sha256_id(&build_image("docker", &tag, "shared by two clusters"));
+    let load = setup
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &a.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let reference = format!("{}/{tag}", setup.host());
+
+    // a cluster whose nodes read no hosts.toml: refused before anything changes, and its down keeps all
+    let before_plain = certs_d(&plain, plain.control_plane());
+    let up_plain = registry("up", &plain, &["--image", REGISTRY_IMAGE]);
+    assert_eq!(up_plain.status.code(), Some(2), "{}", text(&up_plain));
+    assert_eq!(certs_d(&plain, plain.control_plane()), before_plain);
+    let down_plain = registry("down", &plain, &[]);
+    assert!(down_plain.status.success(), "{}", text(&down_plain));
+    assert!(text(&down_plain).contains(&format!("cluster(s) {} still use it", a.name)), "{}", text(&down_plain));
+    assert!(exists("container", &setup.name) && exists("volume", &volume));
+
+    // the second cluster joins; status names both
+    let up_b = registry("up", &b, &["--image", REGISTRY_IMAGE]);
+    assert!(up_b.status.success(), "{}", text(&up_b));
+    let status = registry("status", &a, &["--output", "json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_matches_schema("registry-status.schema.json", &json);
+    assert_eq!(json["clusters"], serde_json::json!([a.name.clone(), b.name.clone()]), "{json:#}");
+    for sub in ["ca", "manifests"] {
+        let out = registry(sub, &b, &[]);
+        assert!(out.status.success(), "registry {sub} with the target flags: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"), "{sub}");
+    }
+
+    // deleting the images while a still uses them is refused, and changes nothing
+    let refused = registry("down", &b, &["--delete-data"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains(&a.name) && text(&refused).contains("--all"), "{}", text(&refused));
+    assert!(certs_d(&b, b.control_plane()).contains("/hosts.toml"), "the refused down touched b");
+
+    // down of b: b's trust gone, a's trust, the container and the images kept
+    let down_b = registry("down", &b, &[]);
+    assert!(down_b.status.success(), "{}", text(&down_b));
+    assert_eq!(certs_d(&b, b.control_plane()), before_b, "b still trusts it");
+    assert!(certs_d(&a, a.control_plane()).contains("/hosts.toml"), "a lost its trust");
+    assert!(exists("container", &setup.name) && exists("volume", &volume));
+    assert_eq!(pull_on_node(&a, a.control_plane(), &reference).as_deref(), Some(id.as_str()));
+    let status = registry("status", &a, &["--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["running"], true, "{json:#}");
+    assert_eq!(json["clusters"], serde_json::json!([a.name.clone()]), "{json:#}");
+
+    // the last cluster's down removes the container and keeps the images for the next up
+    let down_a = registry("down", &a, &[]);
+    assert!(down_a.status.success(), "{}", text(&down_a));
+    assert!(!exists("container", &setup.name), "{}", text(&down_a));
+    assert!(exists("volume", &volume), "{}", text(&down_a));
+    let again = registry("up", &a, &["--image", REGISTRY_IMAGE, "--port", &setup.port.to_string()]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(pull_on_node(&a, a.control_plane(), &reference).as_deref(), Some(id.as_str()), "images lost");
+
+    // --all ends it for every cluster, --delete-data with the images
+    let up_b = registry("up", &b, &["--image", REGISTRY_IMAGE]);
+    assert!(up_b.status.success(), "{}", text(&up_b));
+    let all =
+        setup.kindload().args(["registry", "down", "--all", "--delete-data", "--name", &setup.name]).output().unwrap();
+    assert!(all.status.success(), "{}", text(&all));
+    assert_eq!(certs_d(&a, a.control_plane()), before_a);
+    assert_eq!(certs_d(&b, b.control_plane()), before_b);
+    assert!(!exists("container", &setup.name) && !exists("volume", &volume), "{}", text(&all));
+    remove_image("docker", &tag);
+}
+
+/// The engine refuses to start the registry: `up` fails with exit 1 and leaves no container
+/// or volume; a container of its own that never started is made again by the next `up`.
+fn failed_start_leaves_nothing(provider: &'static str) {
+    let network = TestNetwork::create(provider, "broken");
+    let one = ClusterSpec { provider, containerd: "2.1", workers: 0, snapshotter: None };
+    let cluster = TestCluster::start_on_network("broken", one, &network, &[0]);
+    let setup = Setup::new(provider);
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("file"), "no program here").unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY file /file\nCMD [\"/no-such-program\"]\n")
+        .unwrap();
+    let broken = format!("kindload-testbroken-{}:1", std::process::id());
+    build_ok(provider, &["-t", &broken], context.path());
+    let exists = |what: &str, name: &str| run(engine_command(provider).args([what, "inspect", name])).status.success();
+    let volume = format!("{}-data", setup.name);
+    let before = certs_d(&cluster, cluster.control_plane());
+    let up = |image: &str| {
+        setup
+            .kindload()
+            .args(["registry", "up", "--cluster", &cluster.name, "--image", image])
+            .args(["--port", &setup.port.to_string()])
+            .output()
+            .unwrap()
+    };
+
+    let failed = up(&broken);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(text(&failed).contains("starting the registry container failed"), "{}", text(&failed));
+    assert!(!exists("container", &setup.name), "a failed up left a container: {}", text(&failed));
+    assert!(!exists("volume", &volume), "a failed up left a volume: {}", text(&failed));
+    assert_eq!(certs_d(&cluster, cluster.control_plane()), before, "a failed up wrote node files");
+
+    // a container of kindload's that never started (as a killed up leaves it) is made anew
+    run_ok(engine_command(provider).args(["create", "--name", &setup.name]).args([
+        "--label",
+        &format!("io.kindload.registry={}", setup.name),
+        "--label",
+        &format!("io.kindload.registry.port={}", setup.port),
+        &broken,
+    ]));
+    let fixed = up(REGISTRY_IMAGE);
+    assert!(fixed.status.success(), "{}", text(&fixed));
+    assert!(text(&fixed).contains("never started"), "{}", text(&fixed));
+    assert!(certs_d(&cluster, cluster.control_plane()).contains("/hosts.toml"));
+    remove_image(provider, &broken);
+}
+
+#[test]
+fn docker_failed_start_leaves_nothing() {
+    if !engine_available("docker") {
+        return;
+    }
+    failed_start_leaves_nothing("docker");
+}
+
+#[test]
+fn podman_failed_start_leaves_nothing() {
+    if !engine_available("podman") {
+        return;
+    }
+    failed_start_leaves_nothing("podman");
 }

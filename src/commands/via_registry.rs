@@ -313,3 +313,111 @@ pub fn push_built(ctx: &Context, engines: &Engines, reference: &ImageRef) -> Res
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::fake::FakeRunner;
+    use crate::registry::push::Pushed;
+    use crate::resolve::engine::EngineKind;
+    use crate::resolve::reference::ImageRef;
+
+    const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
+
+    fn node(crictl: bool, config_path: Option<&str>) -> Node {
+        Node {
+            name: "kind-worker".into(),
+            role: "worker".into(),
+            provider: "docker",
+            running: true,
+            state: "running".into(),
+            containerd_version: Some("2.1.9".into()),
+            config_version: Some(3),
+            snapshotter: Some("overlayfs".into()),
+            config_path: config_path.map(str::to_string),
+            crictl,
+            platform: None,
+            warnings: vec![],
+            holds: None,
+            cri_answers: vec![],
+        }
+    }
+
+    fn pushed() -> Pushed {
+        Pushed {
+            repo: "app".into(),
+            tag: "dev".into(),
+            manifest: "sha256:50fd1c54b129cd11eed7c33c2f001f4bb5b9fe7e4490e9235007c687fcd22e28".into(),
+            config: Some(CONFIG.into()),
+            blobs_sent: 2,
+            blobs_had: 0,
+            bytes_sent: 10,
+        }
+    }
+
+    #[test]
+    fn crictl_pulls_through_cri_and_checks_the_id() {
+        let inspecti = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json");
+        let runner = FakeRunner::new()
+            .on(&["docker", "exec", "kind-worker", "crictl", "pull"], 0, "Image is up to date for sha256:441c\n", "")
+            .on(&["docker", "exec", "kind-worker", "crictl", "inspecti"], 0, inspecti, "");
+        let provider = Provider::new(EngineKind::Docker);
+        let refs = ["localhost:5001/app:dev", "kindload-registry:5000/app:dev"];
+        let row = verify_pull(&runner, provider, &node(true, Some("/etc/containerd/certs.d")), &refs, &pushed());
+        assert!(row.verified, "{row:?}");
+        assert_eq!(row.with, "crictl");
+        assert_eq!(row.id.as_deref(), Some(CONFIG));
+        let seen = runner.seen.lock().unwrap();
+        assert_eq!(seen[0], ["docker", "exec", "kind-worker", "crictl", "pull", "localhost:5001/app:dev"]);
+        assert_eq!(
+            seen[1],
+            ["docker", "exec", "kind-worker", "crictl", "inspecti", "-o", "json", "localhost:5001/app:dev"]
+        );
+        assert_eq!(seen[2][5], "kindload-registry:5000/app:dev");
+    }
+
+    #[test]
+    fn crictl_finding_another_image_fails_the_node() {
+        let inspecti = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json");
+        let runner = FakeRunner::new().on(&["docker", "exec", "kind-worker", "crictl", "pull"], 0, "", "").on(
+            &["docker", "exec", "kind-worker", "crictl", "inspecti"],
+            0,
+            inspecti,
+            "",
+        );
+        let mut other = pushed();
+        other.config = Some("sha256:0000000000000000000000000000000000000000000000000000000000000000".into());
+        let row = verify_pull(
+            &runner,
+            Provider::new(EngineKind::Docker),
+            &node(true, Some("/c")),
+            &["localhost:5001/app:dev"],
+            &other,
+        );
+        assert!(!row.verified);
+        assert!(row.detail.contains("not the pushed"), "{}", row.detail);
+    }
+
+    #[test]
+    fn a_failed_pull_and_a_node_without_config_path_say_why() {
+        let missing = include_str!("../../tests/fixtures/containerd-2.1/crictl-inspecti-missing.txt");
+        let runner = FakeRunner::new().on(&["docker", "exec", "kind-worker", "crictl", "pull"], 1, "", missing);
+        let provider = Provider::new(EngineKind::Docker);
+        let row = verify_pull(&runner, provider, &node(true, Some("/c")), &["localhost:5001/app:dev"], &pushed());
+        assert!(!row.verified);
+        assert!(row.detail.starts_with("pulling localhost:5001/app:dev failed"), "{}", row.detail);
+        let row = verify_pull(&runner, provider, &node(false, None), &["localhost:5001/app:dev"], &pushed());
+        assert!(!row.verified);
+        assert!(row.detail.contains("containerdConfigPatches:"), "{}", row.detail);
+        assert!(row.detail.contains("[plugins.\"io.containerd.cri.v1.images\".registry]"), "{}", row.detail);
+    }
+
+    #[test]
+    fn repositories_drop_docker_hub_library_and_the_registry_host() {
+        let r = |s: &str| ImageRef::parse(s).unwrap();
+        assert_eq!(registry_repo(&r("app:dev")), "app");
+        assert_eq!(registry_repo(&r("team/app:dev")), "team/app");
+        assert_eq!(registry_repo(&r("localhost:5001/team/app:dev")), "team/app");
+        assert_eq!(registry_repo(&r("ghcr.io/org/app:v1")), "org/app");
+    }
+}

@@ -86,6 +86,26 @@ pub fn write(runner: &dyn Runner, provider: Provider, node: &str, file: &File) -
     runner.run(&cmd).map(drop).map_err(|e| e.to_string())
 }
 
+/// Whether the node holds a `hosts.toml` kindload wrote for registry `name` in any of `dirs`.
+pub fn written_for(
+    runner: &dyn Runner,
+    provider: Provider,
+    node: &str,
+    dirs: &[String],
+    name: &str,
+) -> Result<bool, String> {
+    let mut argv = vec!["sh", "-c", READ, "kindload-read"];
+    let paths: Vec<String> = dirs.iter().map(|d| format!("{d}/hosts.toml")).collect();
+    argv.extend(paths.iter().map(String::as_str));
+    let out = runner.run(&provider.exec(node, &argv)).map_err(|e| e.to_string())?;
+    Ok(ours(&parse_read(&out.stdout), name))
+}
+
+fn ours(held: &[(String, String)], name: &str) -> bool {
+    let first_line = format!("{MARKER} {name}");
+    held.iter().any(|(_, content)| content.lines().next() == Some(first_line.as_str()))
+}
+
 /// Removes the directories kindload wrote (those whose hosts.toml carries the marker).
 pub fn remove(runner: &dyn Runner, provider: Provider, node: &str, dirs: &[String]) -> Result<(), String> {
     let mut argv = vec!["sh", "-c", REMOVE, "kindload-remove"];
@@ -132,5 +152,14 @@ mod tests {
         assert_eq!(held[0], ("/a/hosts.toml".to_string(), "server = 1\n".to_string()));
         assert_eq!(held[1], ("/a/ca.crt".to_string(), String::new()));
         assert_eq!(held[2], ("/b".to_string(), "x\ny\n".to_string()));
+    }
+
+    #[test]
+    fn a_hosts_file_is_ours_only_for_the_same_registry() {
+        let content = wanted("/c", "reg-a", 5001, "PEM").remove(0).content;
+        let held = vec![("/c/localhost:5001/hosts.toml".to_string(), content)];
+        assert!(ours(&held, "reg-a"));
+        assert!(!ours(&held, "reg"), "another registry's name is a prefix of nothing");
+        assert!(!ours(&[("/x".into(), "server = \"https://other\"\n".into())], "reg-a"));
     }
 }

@@ -44,6 +44,9 @@ pub struct Status {
     pub ca_path: String,
     /// Days until the registry's certificate expires.
     pub certificate_days_left: Option<i64>,
+    /// The clusters whose nodes trust it (a cluster whose nodes cannot be read is named with why).
+    pub clusters: Vec<String>,
+    /// The nodes of the cluster asked about.
     pub nodes: Vec<NodeTrust>,
 }
 

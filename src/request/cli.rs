@@ -207,22 +207,26 @@ pub struct DoctorArgs {
     pub engine: EngineArgs,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Clone)]
 pub enum RegistryCommand {
     /// Run the registry (HTTPS, kindload's CA) on the nodes' network and make every node trust it
     Up(RegistryUpArgs),
-    /// Is it running (exit 1 when not), where is it reached, which nodes trust it
+    /// Is it running (exit 1 when not), where is it reached, which clusters and nodes trust it
     Status(RegistryStatusArgs),
-    /// Remove the registry container and every change made to the nodes
+    /// Undo the registry for one cluster; remove the container once no cluster uses it
     Down(RegistryDownArgs),
     /// Print kindload's CA certificate (PEM), for pods and tools that pull from the registry
-    Ca(RegistryNameArgs),
+    Ca(RegistryCaArgs),
     /// Print the Kubernetes objects that tell in-cluster tools about the registry
     Manifests(RegistryManifestsArgs),
 }
 
+/// Which registry, for which cluster: the same flags on every `registry` subcommand.
 #[derive(Debug, Args, Clone)]
-pub struct RegistryNameArgs {
+pub struct RegistryTarget {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
     /// The registry's container name, which nodes and pods reach it by
     #[arg(long, value_name = "NAME", env = "KINDLOAD_REGISTRY", default_value = crate::registry::DEFAULT_NAME)]
     pub name: String,
@@ -231,10 +235,7 @@ pub struct RegistryNameArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RegistryUpArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-
-    #[command(flatten)]
-    pub registry: RegistryNameArgs,
+    pub target: RegistryTarget,
 
     /// Host port on 127.0.0.1 the registry is published on [default: 5001, or the port it already has]
     #[arg(long, value_name = "PORT")]
@@ -248,10 +249,7 @@ pub struct RegistryUpArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RegistryStatusArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-
-    #[command(flatten)]
-    pub registry: RegistryNameArgs,
+    pub target: RegistryTarget,
 
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -260,23 +258,29 @@ pub struct RegistryStatusArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RegistryDownArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub target: RegistryTarget,
 
-    #[command(flatten)]
-    pub registry: RegistryNameArgs,
-
-    /// Keep the volume holding the pushed images
+    /// Also delete the volume holding the pushed images (refused while another cluster uses the registry)
     #[arg(long)]
-    pub keep_data: bool,
+    pub delete_data: bool,
+
+    /// Undo the registry for every cluster that trusts it and remove its container
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The CA is one per machine, shared by every registry and cluster: the cluster flags are
+/// accepted, so scripts can pass the same flags to every subcommand, and do not change it.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryCaArgs {
+    #[command(flatten)]
+    pub target: RegistryTarget,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct RegistryManifestsArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-
-    #[command(flatten)]
-    pub registry: RegistryNameArgs,
+    pub target: RegistryTarget,
 
     /// Namespace of the ConfigMap holding the CA (e.g. crossplane-system)
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-public")]
@@ -325,5 +329,27 @@ mod tests {
     fn unknown_engine_is_a_usage_error() {
         let err = Cli::try_parse_from(["kindload", "load", "x", "--engine", "nerdctl"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn every_registry_subcommand_takes_the_same_target_flags() {
+        for sub in ["up", "status", "down", "ca", "manifests"] {
+            let argv =
+                ["kindload", "registry", sub, "--cluster", "dev", "--kube-context", "kind-dev", "--provider", "podman"];
+            let cli = Cli::try_parse_from(argv.iter().chain(&["--name", "reg"]))
+                .unwrap_or_else(|e| panic!("registry {sub}: {e}"));
+            let Command::Registry(command) = cli.command else { panic!("not registry") };
+            let target = match command {
+                RegistryCommand::Up(a) => a.target,
+                RegistryCommand::Status(a) => a.target,
+                RegistryCommand::Down(a) => a.target,
+                RegistryCommand::Ca(a) => a.target,
+                RegistryCommand::Manifests(a) => a.target,
+            };
+            assert_eq!(target.cluster.cluster.as_deref(), Some("dev"), "{sub}");
+            assert_eq!(target.cluster.kube_context.as_deref(), Some("kind-dev"), "{sub}");
+            assert_eq!(target.cluster.provider, Some(EngineKind::Podman), "{sub}");
+            assert_eq!(target.name, "reg", "{sub}");
+        }
     }
 }

@@ -79,6 +79,40 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Every kind cluster with a node container on this provider, sorted.
+    pub fn clusters(&self, runner: &dyn Runner) -> Result<Vec<String>> {
+        let list = Cmd::new(self.name()).args([
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label={CLUSTER_LABEL}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        let names: Vec<String> =
+            runner.stdout(&list)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = runner.stdout(&self.inspect_cmd(&names))?;
+        Ok(parse_cluster_labels(&json))
+    }
+}
+
+/// The distinct cluster labels of inspected containers, sorted.
+pub fn parse_cluster_labels(json: &str) -> Vec<String> {
+    let items: Vec<Value> = serde_json::from_str(json.trim()).unwrap_or_default();
+    let mut clusters: Vec<String> = items
+        .iter()
+        .filter_map(|item| item.pointer("/Config/Labels").and_then(|l| l.get(CLUSTER_LABEL)).and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    clusters
+}
+
 /// `docker inspect` / `podman inspect` of node containers: name, role label, running state.
 /// Other roles (kind's external load balancer) are not nodes with a kubelet and are left out.
 pub fn parse_node_inspect(json: &str, cluster: &str) -> std::result::Result<Vec<NodeContainer>, String> {
@@ -111,6 +145,16 @@ mod tests {
       {"Name":"dev-control-plane","Config":{"Labels":{"io.x-k8s.kind.cluster":"dev","io.x-k8s.kind.role":"control-plane"}},"State":{"Running":true,"Status":"running"}},
       {"Name":"/dev-external-load-balancer","Config":{"Labels":{"io.x-k8s.kind.cluster":"dev","io.x-k8s.kind.role":"external-load-balancer"}},"State":{"Running":true,"Status":"running"}}
     ]"#;
+
+    #[test]
+    fn clusters_are_the_distinct_labels() {
+        let json = INSPECT.replace(
+            "/dev-worker\",\"Config\":{\"Labels\":{\"io.x-k8s.kind.cluster\":\"dev\"",
+            "/b-worker\",\"Config\":{\"Labels\":{\"io.x-k8s.kind.cluster\":\"b\"",
+        );
+        assert_eq!(parse_cluster_labels(&json), ["b", "dev"]);
+        assert!(parse_cluster_labels("[]").is_empty());
+    }
 
     #[test]
     fn inspect_keeps_kubelet_nodes_with_state() {
