@@ -48,8 +48,20 @@ pub struct NodeReport {
     /// Bytes of layers left out of the stream because the node already had them.
     pub bytes_present: u64,
     pub seconds: f64,
+    /// How the image travelled when it did: `registry` (pushed to the cluster's registry, then
+    /// pulled by the node) or `sideload` (streamed into containerd's import).
+    pub transport: Option<Transport>,
+    /// Why the node took the sideload although the cluster has a registry.
+    pub note: Option<String>,
     /// Why it failed and what to do; absent on success.
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Registry,
+    Sideload,
 }
 
 pub fn human_bytes(bytes: u64) -> String {
@@ -76,6 +88,9 @@ pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -
             node.seconds,
             human_bytes(node.bytes_present)
         ),
+        Action::Loaded if node.transport == Some(Transport::Registry) => {
+            format!("pulled from the cluster's registry in {:.1}s", node.seconds)
+        }
         Action::Loaded => format!("loaded {} in {:.1}s", human_bytes(node.bytes), node.seconds),
         Action::Skipped => "skipped (already present)".to_string(),
         Action::Retagged => "retagged (content already present)".to_string(),
@@ -92,6 +107,9 @@ pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -
     };
     let what = style.paint(&what, node.action != Action::Failed);
     let mut line = format!("{}  {}{also}  {what}{proof}", node.name, image.normalized);
+    if let Some(note) = &node.note {
+        line.push_str(&format!("\n    {note}"));
+    }
     if let Some(error) = &node.error {
         line.push_str(&format!("\n    {error}"));
     }
@@ -131,6 +149,8 @@ mod tests {
             bytes: 2048,
             bytes_present: 0,
             seconds: 0.25,
+            transport: Some(Transport::Sideload),
+            note: None,
             error: None,
         };
         let plain = style::Style::from_facts(false, false, false, false);

@@ -106,6 +106,10 @@ pub struct TransferArgs {
     #[arg(long)]
     pub keep_superseded: bool,
 
+    /// Stream images into containerd's import even when the cluster has a kindload registry
+    #[arg(long)]
+    pub sideload: bool,
+
     /// Largest layer (MiB) kept in a temporary file when nodes differ on it and only its bytes tell which it is
     #[arg(long, value_name = "MIB", env = "KINDLOAD_SPOOL_LIMIT_MIB", default_value_t = 1024)]
     pub spool_limit: u64,

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::exec::Runner;
-use crate::resolve::engine::{Engine, Engines};
+use crate::resolve::engine::{Engine, EngineKind, Engines};
 use crate::resolve::inspect::{parse_image_inspect, EngineImage};
 use crate::resolve::reach::{self, diagnose, Cause, NoAnswer};
 use crate::resolve::reference::ImageRef;
@@ -150,9 +150,16 @@ pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note
         for silent in silent.iter().filter(|s| s.is_unreachable()) {
             note(format!("note: {silent}; {requested} was taken from {}", engine.kind));
         }
+        // Podman stores a short name as `localhost/<name>`: a name on the node too, as its
+        // archives carry it.
+        let podman_name = format!("localhost/{requested}");
+        let mut names = vec![reference];
+        if engine.kind == EngineKind::Podman && found.repo_tags.contains(&podman_name) {
+            names.extend(ImageRef::parse(&podman_name).ok().filter(|n| !names.contains(n)));
+        }
         return Ok(Image {
             requested: requested.to_string(),
-            names: vec![reference],
+            names,
             identity: Identity::from_engine(&found),
             engine: Some(engine.clone()),
             engine_ref: requested.to_string(),

@@ -5,6 +5,7 @@
 
 mod images;
 mod plan;
+mod registry;
 mod report;
 mod stream;
 mod tidy;
@@ -17,7 +18,7 @@ use super::Context;
 use crate::error::Result;
 use crate::exec::Runner;
 use crate::plan::Action;
-use crate::report::LoadReport;
+use crate::report::{LoadReport, Transport};
 use crate::request::cli::SelectArgs;
 use crate::resolve::holdings::Depth;
 use crate::resolve::image::Image;
@@ -50,11 +51,18 @@ pub struct LoadOptions {
     pub keep_superseded: bool,
     /// Largest layer spooled to a temporary file (docker-archive layers named by id).
     pub spool_max: u64,
+    /// Never through the cluster's registry.
+    pub sideload: bool,
 }
 
 impl LoadOptions {
     pub fn from_args(args: &crate::request::cli::TransferArgs) -> Self {
-        LoadOptions { full: args.full, keep_superseded: args.keep_superseded, spool_max: args.spool_limit << 20 }
+        LoadOptions {
+            full: args.full,
+            keep_superseded: args.keep_superseded,
+            spool_max: args.spool_limit << 20,
+            sideload: args.sideload,
+        }
     }
 }
 
@@ -67,11 +75,13 @@ struct Outcome {
     seconds: f64,
     error: Option<String>,
     verdict: Option<crate::verify::Verdict>,
+    transport: Option<Transport>,
+    note: Option<String>,
 }
 
 impl Outcome {
     fn new(action: Action) -> Self {
-        Outcome { action, bytes: 0, present: 0, seconds: 0.0, error: None, verdict: None }
+        Outcome { action, bytes: 0, present: 0, seconds: 0.0, error: None, verdict: None, transport: None, note: None }
     }
 
     fn failed(error: impl Into<String>) -> Self {

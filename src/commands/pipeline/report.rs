@@ -41,6 +41,8 @@ impl Pipeline<'_> {
                         bytes: o.bytes,
                         bytes_present: o.present,
                         seconds: (o.seconds * 1000.0).round() / 1000.0,
+                        transport: o.transport,
+                        note: o.note.clone(),
                         error: o.error.clone(),
                     })
                     .collect(),

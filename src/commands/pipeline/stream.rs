@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::plan::layers::{LayerHints, NodeNeeds};
 use crate::plan::{platform, Action};
 use crate::report::progress::Progress;
+use crate::report::Transport;
 use crate::resolve::image::Image;
 use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::ArchiveImage;
@@ -114,6 +115,7 @@ impl Pipeline<'_> {
                     bytes: result.sent,
                     present: result.had,
                     seconds: transferred.elapsed.as_secs_f64(),
+                    transport: Some(Transport::Sideload),
                     ..Outcome::new(Action::Loaded)
                 },
                 Err(e) => Outcome::failed(format!(

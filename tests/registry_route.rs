@@ -1,0 +1,160 @@
+//! `kindload load` through the cluster's registry once `kindload registry up` has run for it:
+//! the engine pushes what the registry lacks, every trusting node pulls what it lacks and
+//! answers to the user's names with the right id; a node without `config_path` is sideloaded
+//! and named; nothing is left behind; an unreachable registry fails the load before any
+//! node changes.
+
+mod support;
+
+use support::*;
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Registry {
+    name: String,
+    provider: &'static str,
+    state: tempfile::TempDir,
+}
+
+impl Registry {
+    fn kindload(&self) -> assert_cmd::Command {
+        let mut cmd = kindload();
+        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
+        cmd.env("CONTAINERS_CONF", podman_containers_conf());
+        cmd.env("KINDLOAD_REGISTRY", &self.name);
+        cmd
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
+        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
+    }
+}
+
+fn load_json(
+    registry: &Registry,
+    cluster: &TestCluster,
+    engine: &str,
+    image: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = registry
+        .kindload()
+        .args(["load", "--cluster", &cluster.name, "--engine", engine, "--output", "json", image])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load {image} failed: {}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_matches_schema("load-report.schema.json", &json);
+    json
+}
+
+fn node_report<'a>(json: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {
+    json["images"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap()
+}
+
+/// Control plane and first worker trust the registry, the last worker has no `config_path`.
+fn route(provider: &'static str, containerd: &'static str) {
+    let network = TestNetwork::create(provider, "route");
+    let spec = ClusterSpec { provider, containerd, workers: 2, snapshotter: None };
+    let cluster =
+        TestCluster::start_on_network(&format!("route{}", containerd.replace('.', "")), spec, &network, &[0, 1]);
+    ensure_registry_image(provider);
+    let registry = Registry {
+        name: format!("klroute-{}-{provider}-{}", std::process::id(), containerd.replace('.', "")),
+        provider,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let port = free_port();
+    let up = registry
+        .kindload()
+        .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE, "--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(up.status.code(), Some(2), "the last worker has no config_path: {}", text(&up));
+    let (trusting, plain) = (&cluster.nodes[..2], &cluster.nodes[2]);
+
+    let tag = format!("kl-route/app-{provider}-{}-{}:v1", containerd.replace('.', ""), std::process::id());
+    let normalized = if provider == "podman" { format!("localhost/{tag}") } else { format!("docker.io/{tag}") };
+    let first = sha256_id(&build_image(provider, &tag, "first version"));
+    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    for node in trusting {
+        assert_eq!(node_report(&json, node)["transport"], "registry", "{json:#}");
+    }
+    assert_eq!(node_report(&json, plain)["transport"], "sideload", "{json:#}");
+    assert!(node_report(&json, plain)["note"].as_str().unwrap().contains("config_path"), "{json:#}");
+    for node in &cluster.nodes {
+        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(first.as_str()), "{node}: {normalized}");
+    }
+
+    // a changed reload goes the same way, and the version it replaces is gone
+    let second = sha256_id(&build_image(provider, &tag, "second version"));
+    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    for node in trusting {
+        assert_eq!(node_report(&json, node)["transport"], "registry", "{json:#}");
+        assert_eq!(node_report(&json, node)["verified"], true, "{json:#}");
+    }
+    for node in &cluster.nodes {
+        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(second.as_str()), "{node}");
+        let listing = cluster.ctr_images(node);
+        assert!(!listing.contains(&first), "{node} still holds the first version:\n{listing}");
+        assert!(!listing.contains("import-"), "{node}:\n{listing}");
+    }
+
+    // unchanged: nothing moves
+    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    for node in &cluster.nodes {
+        assert_eq!(node_report(&json, node)["action"], "skipped", "{json:#}");
+    }
+
+    // the registry cut off from the host mid-loop: exit 1, every node keeps what it had
+    let third = sha256_id(&build_image(provider, &tag, "third version"));
+    run_ok(engine_command(provider).args(["network", "disconnect", &network.name, &registry.name]));
+    let failed =
+        registry.kindload().args(["load", "--cluster", &cluster.name, "--engine", provider, &tag]).output().unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(text(&failed).contains("no node was changed"), "{}", text(&failed));
+    for node in trusting {
+        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(second.as_str()), "{node} half-updated");
+    }
+    // --sideload does without it
+    let json = load_json(&registry, &cluster, provider, &tag, &["--sideload"]);
+    for node in &cluster.nodes {
+        assert_eq!(node_report(&json, node)["transport"], "sideload", "{json:#}");
+        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(third.as_str()), "{node}");
+    }
+    remove_image(provider, &tag);
+}
+
+#[test]
+fn docker_source_docker_nodes_containerd_2_1() {
+    if !engine_available("docker") {
+        return;
+    }
+    route("docker", "2.1");
+}
+
+#[test]
+fn docker_source_docker_nodes_containerd_1_6() {
+    if !engine_available("docker") {
+        return;
+    }
+    route("docker", "1.6");
+}
+
+#[test]
+fn podman_source_podman_nodes_containerd_1_7() {
+    if !engine_available("podman") {
+        return;
+    }
+    route("podman", "1.7");
+}
