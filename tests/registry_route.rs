@@ -58,6 +58,19 @@ fn load_json(
     json
 }
 
+/// Blob uploads the registry has answered so far (its access log): POST, PATCH or PUT on
+/// `/v2/.../blobs/uploads/`.
+fn blob_uploads(registry: &Registry) -> usize {
+    let logs = run(engine_command(registry.provider).args(["logs", &registry.name]));
+    let text = format!("{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    let uploads = text
+        .lines()
+        .filter(|l| ["\"POST ", "\"PATCH ", "\"PUT "].iter().any(|m| l.contains(m)) && l.contains("/blobs/uploads/"))
+        .count();
+    assert!(text.contains("\"HEAD /v2/"), "the registry's access log is not there:\n{text}");
+    uploads
+}
+
 fn node_report<'a>(json: &'a serde_json::Value, node: &str) -> &'a serde_json::Value {
     json["images"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap()
 }
@@ -115,6 +128,18 @@ fn route(provider: &'static str, containerd: &'static str) {
     for node in &cluster.nodes {
         assert_eq!(node_report(&json, node)["action"], "skipped", "{json:#}");
     }
+
+    // a node that lost the image pulls it again; the push that precedes it sends no blob
+    let lost = &trusting[1];
+    let names = [normalized.clone(), second.clone()];
+    for name in &names {
+        cluster.exec(lost, &["ctr", "-n", "k8s.io", "images", "rm", "--sync", name]);
+    }
+    let uploads_before = blob_uploads(&registry);
+    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    assert_eq!(node_report(&json, lost)["transport"], "registry", "{json:#}");
+    assert_eq!(cri_id(&cluster, lost, &normalized).as_deref(), Some(second.as_str()), "{lost}");
+    assert_eq!(blob_uploads(&registry), uploads_before, "the unchanged image's blobs were sent again");
 
     // the registry cut off from the host mid-loop: exit 1, every node keeps what it had
     let third = sha256_id(&build_image(provider, &tag, "third version"));

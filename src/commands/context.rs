@@ -12,7 +12,7 @@ use crate::resolve::cluster::{self, ClusterInputs, ClusterName};
 use crate::resolve::engine::{self, EngineChoice, EngineKind, Engines};
 use crate::resolve::holdings::Depth;
 use crate::resolve::node::{self, Node};
-use crate::resolve::provider::Provider;
+use crate::resolve::provider::{NodeContainer, Provider};
 
 pub struct Context {
     pub runner: RealRunner,
@@ -88,6 +88,13 @@ impl Context {
         }
     }
 
+    /// The cluster, its provider and its node containers, not yet surveyed.
+    pub fn cluster(&self, args: &ClusterArgs) -> Result<(ClusterName, Provider, Vec<NodeContainer>)> {
+        let name = self.cluster_name(args)?;
+        let (provider, containers) = cluster::find_cluster(self.runner(), &name, self.provider_choice(args)?)?;
+        Ok((name, provider, containers))
+    }
+
     /// The cluster, its provider, and every node surveyed to `depth`; crictl is asked about `names`.
     pub fn nodes(
         &self,
@@ -95,8 +102,7 @@ impl Context {
         depth: Depth,
         names: &[String],
     ) -> Result<(ClusterName, Provider, Vec<Node>)> {
-        let name = self.cluster_name(args)?;
-        let (provider, containers) = cluster::find_cluster(self.runner(), &name, self.provider_choice(args)?)?;
+        let (name, provider, containers) = self.cluster(args)?;
         let nodes = node::probe_all(self.runner(), provider, containers, depth, names);
         Ok((name, provider, nodes))
     }

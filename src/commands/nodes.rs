@@ -63,6 +63,7 @@ mod tests {
             warnings: vec![],
             holds: None,
             cri_answers: vec![],
+            registry_hosts: vec![],
         };
         let text = table(&[row("dev-worker", true), row("dev-worker2", false)]);
         let lines: Vec<&str> = text.lines().collect();

@@ -31,6 +31,37 @@ pub fn find(runner: &dyn Runner, provider: Provider, name: &str) -> Option<Found
     parse_inspect(&out.stdout).into_iter().next()
 }
 
+/// Every registry container kindload made on `provider`.
+pub fn find_ours(runner: &dyn Runner, provider: Provider) -> Vec<Found> {
+    let list = Cmd::new(provider.name()).args([
+        "ps",
+        "--all",
+        "--filter",
+        &format!("label={LABEL}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let names: Vec<String> = runner
+        .stdout(&list)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let out = runner.output(&Cmd::new(provider.name()).args(["container", "inspect"]).args(&names));
+    out.ok()
+        .filter(|o| o.success())
+        .map(|o| parse_inspect(&o.stdout))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.ours)
+        .collect()
+}
+
 pub fn parse_inspect(json: &str) -> Vec<Found> {
     let items: Vec<Value> = serde_json::from_str(json.trim()).unwrap_or_default();
     items

@@ -32,6 +32,9 @@ pub struct ImageReport {
     pub id: String,
     /// Where the image came from: `docker`, `podman`, an archive path, or `stdin`.
     pub source: String,
+    /// How it travelled to the nodes it moved to: `registry`, `sideload`, or
+    /// `registry+sideload`; absent when no node needed it.
+    pub transport: Option<String>,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -139,6 +142,7 @@ mod tests {
             names: vec!["docker.io/library/app:dev".into(), "docker.io/library/app:abc".into()],
             id: "sha256:abc".into(),
             source: "docker".into(),
+            transport: Some("sideload".into()),
             nodes: vec![],
         };
         let node = NodeReport {

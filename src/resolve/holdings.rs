@@ -13,10 +13,21 @@ use crate::resolve::records::{parse_ctr_images, CtrImage};
 /// `@@kindload <name> <exit status>` followed by the command's output (stdout and stderr;
 /// stdout alone for crictl's JSON). A light survey reads what deciding and verifying a
 /// load needs (image records, CRI's answers, the platform); a full one adds containerd's
-/// version and config, and the content and snapshots a transfer is planned with.
+/// version and config, and the content and snapshots a transfer is planned with. Registry
+/// hosts asked about (`localhost:5001`, ...) add containerd's config and, from the hosts
+/// directory its `config_path` names, each host's `hosts.toml` and kindload's CA file.
 pub const SURVEY: &str = r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 j() { n=$1; shift; o=$("$@" 2>/dev/null); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
-depth=$1; shift
+depth=$1; nhosts=$2; shift 2
+if [ "$nhosts" -gt 0 ]; then
+  cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
+  dir=$(printf '%s\n' "$cfg" | sed -n "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*[\"']\([^\"':]*\).*/\1/p" | head -n 1)
+  printf '@@kindload hosts-dir 0\n%s\n' "$dir"
+  while [ "$nhosts" -gt 0 ]; do
+    nhosts=$((nhosts - 1)); h=$1; shift
+    if [ -n "$dir" ]; then s "hosts:$h" cat "$dir/$h/hosts.toml"; s "ca:$h" cat "$dir/$h/kindload-ca.crt"; fi
+  done
+fi
 s arch uname -m
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
@@ -41,13 +52,16 @@ pub enum Depth {
     Full,
 }
 
-/// The argv that runs the survey inside a node.
-pub fn survey_argv(depth: Depth, names: &[String]) -> Vec<String> {
+/// The argv that runs the survey inside a node: the depth, the registry hosts to read, and
+/// the image names to ask crictl about, all as arguments.
+pub fn survey_argv(depth: Depth, hosts: &[String], names: &[String]) -> Vec<String> {
     let depth = match depth {
         Depth::Light => "light",
         Depth::Full => "full",
     };
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into(), depth.into()];
+    argv.push(hosts.len().to_string());
+    argv.extend(hosts.iter().cloned());
     argv.extend(names.iter().cloned());
     argv
 }
@@ -203,8 +217,10 @@ k8s.io/5/abc sha256:9a695234dd2c5bbbcee2dc7d5c0d76629f325c7ae0d14502a6955b7f4e11
 
     #[test]
     fn names_are_arguments_not_script() {
-        let argv = survey_argv(Depth::Light, &["docker.io/library/app:dev;rm -rf /".to_string()]);
+        let argv = survey_argv(Depth::Light, &[], &["docker.io/library/app:dev;rm -rf /".to_string()]);
         assert_eq!(argv[2], SURVEY);
-        assert_eq!(argv[4..], ["light", "docker.io/library/app:dev;rm -rf /"]);
+        assert_eq!(argv[4..], ["light", "0", "docker.io/library/app:dev;rm -rf /"]);
+        let argv = survey_argv(Depth::Light, &["localhost:5001".into(), "r:5000".into()], &["app".into()]);
+        assert_eq!(argv[4..], ["light", "2", "localhost:5001", "r:5000", "app"]);
     }
 }

@@ -62,6 +62,8 @@ pub struct Image {
     pub engine: Option<Engine>,
     /// The name to hand the engine when exporting.
     pub engine_ref: String,
+    /// Every name the engine gives it (its RepoTags); empty for archive input.
+    pub engine_names: Vec<String>,
     /// Uncompressed layer digests, bottom first, where known before the export.
     pub layers: Vec<String>,
     /// Bytes an export is expected to carry, where known.
@@ -82,6 +84,7 @@ impl Image {
             identity,
             engine: None,
             engine_ref: name.into(),
+            engine_names: Vec::new(),
             layers: vec![],
             size: None,
             platform: None,
@@ -163,6 +166,7 @@ pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note
             identity: Identity::from_engine(&found),
             engine: Some(engine.clone()),
             engine_ref: requested.to_string(),
+            engine_names: found.repo_tags.clone(),
             layers: found.diff_ids.clone(),
             size: found.size,
             platform: crate::resolve::platform::join(

@@ -32,6 +32,20 @@ pub struct Node {
     /// crictl's answers about the names asked for (`inspecti:<name>` sections).
     #[serde(skip)]
     pub cri_answers: Vec<Section>,
+    /// For each registry host asked about: its `hosts.toml` and kindload's CA file under the
+    /// hosts directory `config_path` names, as the node holds them (None: absent).
+    #[serde(skip)]
+    pub registry_hosts: Vec<RegistryHost>,
+}
+
+/// One registry host's files on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryHost {
+    pub host: String,
+    /// The hosts directory the files were read from.
+    pub dir: String,
+    pub hosts_toml: Option<String>,
+    pub ca: Option<String>,
 }
 
 /// Surveys every running node concurrently (one `exec` each); stopped nodes are returned
@@ -43,9 +57,23 @@ pub fn probe_all(
     depth: Depth,
     names: &[String],
 ) -> Vec<Node> {
+    probe_all_asking(runner, provider, containers, depth, &[], names)
+}
+
+/// As `probe_all`, also reading each node's files for the registry `hosts`.
+pub fn probe_all_asking(
+    runner: &dyn Runner,
+    provider: Provider,
+    containers: Vec<NodeContainer>,
+    depth: Depth,
+    hosts: &[String],
+    names: &[String],
+) -> Vec<Node> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, depth, names))).collect();
+        let handles: Vec<_> = containers
+            .into_iter()
+            .map(|c| scope.spawn(move || probe(runner, provider, c, depth, hosts, names)))
+            .collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
 }
@@ -54,7 +82,7 @@ pub fn probe_all(
 pub fn survey_fully(runner: &dyn Runner, provider: Provider, nodes: &mut [&mut Node]) {
     std::thread::scope(|scope| {
         for node in nodes.iter_mut() {
-            scope.spawn(move || node.survey(runner, provider, Depth::Full, &[]));
+            scope.spawn(move || node.survey(runner, provider, Depth::Full, &[], &[]));
         }
     });
 }
@@ -64,6 +92,7 @@ pub fn probe(
     provider: Provider,
     container: NodeContainer,
     depth: Depth,
+    hosts: &[String],
     names: &[String],
 ) -> Node {
     let mut node = Node {
@@ -81,6 +110,7 @@ pub fn probe(
         warnings: Vec::new(),
         holds: None,
         cri_answers: Vec::new(),
+        registry_hosts: Vec::new(),
     };
     if !node.running {
         node.warnings.push(format!(
@@ -92,13 +122,13 @@ pub fn probe(
         ));
         return node;
     }
-    node.survey(runner, provider, depth, names);
+    node.survey(runner, provider, depth, hosts, names);
     node
 }
 
 impl Node {
-    fn survey(&mut self, runner: &dyn Runner, provider: Provider, depth: Depth, names: &[String]) {
-        let argv = survey_argv(depth, names);
+    fn survey(&mut self, runner: &dyn Runner, provider: Provider, depth: Depth, hosts: &[String], names: &[String]) {
+        let argv = survey_argv(depth, hosts, names);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         match runner.run(&provider.exec(&self.name, &argv)) {
             Ok(out) => self.learn(&parse_survey(&out.stdout), depth),
@@ -118,7 +148,10 @@ impl Node {
         }
         if depth == Depth::Full {
             self.learn_containerd(sections);
+        } else if section(sections, "config").is_some() {
+            self.learn_config(sections);
         }
+        self.learn_registry_hosts(sections);
         self.holds = Some(
             Holdings::from_survey(sections, self.import_snapshotter())
                 .map_err(|e| format!("cannot list what {} holds: {e}", self.name)),
@@ -132,6 +165,25 @@ impl Node {
             Some(s) => self.warnings.push(format!("could not ask containerd its version: {}", s.body.trim())),
             None => self.warnings.push("could not ask containerd its version".into()),
         }
+        self.learn_config(sections);
+    }
+
+    fn learn_registry_hosts(&mut self, sections: &[Section]) {
+        let Some(dir) = section(sections, "hosts-dir").map(|s| s.body.trim().to_string()) else { return };
+        let file = |name: String| section(sections, &name).filter(|s| s.ok()).map(|s| s.body.clone());
+        self.registry_hosts = sections
+            .iter()
+            .filter_map(|s| s.name.strip_prefix("hosts:"))
+            .map(|host| RegistryHost {
+                host: host.to_string(),
+                dir: dir.clone(),
+                hosts_toml: file(format!("hosts:{host}")),
+                ca: file(format!("ca:{host}")),
+            })
+            .collect();
+    }
+
+    fn learn_config(&mut self, sections: &[Section]) {
         match section(sections, "config") {
             Some(s) if s.ok() => match parse_config_dump(&s.body) {
                 Ok(facts) => {
@@ -196,7 +248,7 @@ mod tests {
             include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"),
         );
         let runner = FakeRunner::new().on(&["docker", "exec", "kind-control-plane", "sh", "-c"], 0, &survey, "");
-        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), Depth::Full, &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), Depth::Full, &[], &[]);
         assert_eq!(node.containerd_version.as_deref(), Some("2.1.9+unknown"));
         assert_eq!(node.config_version, Some(3));
         assert_eq!(node.snapshotter.as_deref(), Some("overlayfs"));
@@ -209,7 +261,7 @@ mod tests {
     #[test]
     fn stopped_node_is_not_probed_and_says_how_to_start_it() {
         let runner = FakeRunner::new();
-        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), Depth::Full, &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), Depth::Full, &[], &[]);
         assert!(runner.seen.lock().unwrap().is_empty());
         assert_eq!(
             node.warnings,

@@ -193,6 +193,7 @@ mod tests {
             warnings: vec![],
             holds: None,
             cri_answers: vec![],
+            registry_hosts: vec![],
         }
     }
 

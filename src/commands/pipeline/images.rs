@@ -143,6 +143,7 @@ pub(super) fn images_from_archive(found: &[ArchiveImage], wanted: &[String], sou
                 Ok(Image {
                     requested: first.familiar(),
                     engine_ref: first.normalized(),
+                    engine_names: Vec::new(),
                     names,
                     identity: a.identity.clone(),
                     engine: None,
@@ -177,6 +178,7 @@ pub(super) fn images_from_archive(found: &[ArchiveImage], wanted: &[String], sou
                 identity: chosen.identity.clone(),
                 engine: None,
                 engine_ref: w.clone(),
+                engine_names: Vec::new(),
                 layers: chosen.diff_ids.clone(),
                 size: None,
                 platform: chosen.platform.clone(),
@@ -246,6 +248,7 @@ mod tests {
             identity: Identity { config: None, manifest: Some(manifest.into()) },
             engine: None,
             engine_ref: "example.com/app/bb:dev".into(),
+            engine_names: Vec::new(),
             layers: vec![],
             size: None,
             platform: None,

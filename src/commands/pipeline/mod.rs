@@ -22,7 +22,7 @@ use crate::report::{LoadReport, Transport};
 use crate::request::cli::SelectArgs;
 use crate::resolve::holdings::Depth;
 use crate::resolve::image::Image;
-use crate::resolve::node::Node;
+use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 use crate::resolve::records::CtrImage;
 use crate::resolve::reference::ImageRef;
@@ -96,7 +96,7 @@ type Outcomes = Vec<Vec<Outcome>>;
 pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
     let archive = req.archive.map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p) });
     // A file is read whole first: its names and digests are checked before any node is touched.
-    let mut images = match &archive {
+    let images = match &archive {
         Some(Source::File(path)) => images_from_archive(&scan_file(path)?, &req.wanted, &path.display().to_string())?,
         _ => req.images,
     };
@@ -106,21 +106,52 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
             names.push(name);
         }
     }
-    let (cluster, provider, nodes) = ctx.nodes(&req.select.cluster, Depth::Light, &names)?;
-    let nodes = select_nodes(nodes, &req.select.nodes)?;
-    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options);
-    let mut outcomes = match &archive {
-        _ if !req.transfer => pipeline.untouched(&images),
-        Some(Source::Stdin) => {
-            let (found, outcomes) = pipeline.load_stdin(&req.wanted)?;
-            images = found;
-            outcomes
-        }
-        _ => pipeline.load(&mut images, archive.as_ref())?,
+    let (cluster, provider, containers) = ctx.cluster(&req.select.cluster)?;
+    // The registry is looked for before the survey, which then reads each node's trust in it.
+    let route = match &archive {
+        _ if !req.transfer || req.options.sideload => Err(None),
+        Some(_) => Err(None),
+        None => registry::find_route(ctx.runner(), provider),
     };
-    pipeline.verify_all(&images, &mut outcomes);
-    let report = pipeline.report(&cluster.name, &images, &outcomes, archive.as_ref());
-    Ok((report, images))
+    let hosts = route.as_ref().map(registry::Route::hosts).unwrap_or_default();
+    let early = registry::push_early(&route, &images);
+    let nodes = node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &hosts, &names);
+    let nodes = match select_nodes(nodes, &req.select.nodes) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            registry::finish_early(&early);
+            return Err(e);
+        }
+    };
+    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options, route, early);
+    let result = pipeline.carry_out(images, archive, req.transfer, &req.wanted, &cluster.name);
+    registry::finish_early(&pipeline.early);
+    result
+}
+
+impl Pipeline<'_> {
+    /// Loads (or not, for `verify`), verifies and reports.
+    fn carry_out(
+        &mut self,
+        mut images: Vec<Image>,
+        archive: Option<Source>,
+        transfer: bool,
+        wanted: &[String],
+        cluster: &str,
+    ) -> Result<(LoadReport, Vec<Image>)> {
+        let mut outcomes = match &archive {
+            _ if !transfer => self.untouched(&images),
+            Some(Source::Stdin) => {
+                let (found, outcomes) = self.load_stdin(wanted)?;
+                images = found;
+                outcomes
+            }
+            _ => self.load(&mut images, archive.as_ref())?,
+        };
+        self.verify_all(&images, &mut outcomes);
+        let report = self.report(cluster, &images, &outcomes, archive.as_ref());
+        Ok((report, images))
+    }
 }
 
 struct Pipeline<'a> {
@@ -131,10 +162,20 @@ struct Pipeline<'a> {
     before: Vec<std::result::Result<Vec<CtrImage>, String>>,
     settle: Duration,
     options: LoadOptions,
+    /// The cluster's registry, or why there is none to use (None: nothing to say).
+    route: std::result::Result<registry::Route, Option<String>>,
+    early: registry::EarlyPushes,
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(ctx: &'a Context, provider: Provider, nodes: Vec<Node>, options: LoadOptions) -> Self {
+    fn new(
+        ctx: &'a Context,
+        provider: Provider,
+        nodes: Vec<Node>,
+        options: LoadOptions,
+        route: std::result::Result<registry::Route, Option<String>>,
+        early: registry::EarlyPushes,
+    ) -> Self {
         let before = nodes
             .iter()
             .map(|node| {
@@ -151,7 +192,7 @@ impl<'a> Pipeline<'a> {
             })
             .collect();
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-        Pipeline { ctx, provider, nodes, before, settle, options }
+        Pipeline { ctx, provider, nodes, before, settle, options, route, early }
     }
 
     fn runner(&self) -> &dyn Runner {

@@ -11,7 +11,6 @@ use crate::plan::{platform, Action, Step};
 use crate::resolve::image::Image;
 use crate::resolve::node::{self, Node};
 use crate::resolve::records::CtrImage;
-use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::ArchiveImage;
 use crate::transfer::export::Source;
 use crate::transfer::import;
@@ -55,12 +54,12 @@ impl Pipeline<'_> {
         self.retag(&steps, &mut outcomes);
 
         let needs = |i: usize, n: usize| matches!(steps[i][n], Some(Step::Transfer));
+        let wanted: Vec<Vec<usize>> =
+            (0..images.len()).map(|i| (0..self.nodes.len()).filter(|&n| needs(i, n)).collect()).collect();
+        let pulled = self.through_registry(images, &wanted, &mut outcomes)?;
+        let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
         self.survey_fully(&receiving);
-        let wanted: Vec<Vec<usize>> =
-            (0..images.len()).map(|i| receiving.iter().copied().filter(|&n| needs(i, n)).collect()).collect();
-        let (pulled, pushed) = self.through_registry(images, &wanted, &mut outcomes)?;
-        let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         for (source, members) in sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n))) {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
@@ -80,21 +79,7 @@ impl Pipeline<'_> {
                 }
             }
         }
-        // The registry's name moved with the pull: what it named before is superseded too.
-        let mut added = vec![false; images.len()];
-        for (i, image) in images.iter_mut().enumerate() {
-            let name = pushed[i].as_deref().and_then(|r| ImageRef::parse(r).ok());
-            if let Some(name) = name.filter(|n| !image.names.contains(n)) {
-                image.names.push(name);
-                added[i] = true;
-            }
-        }
         self.tidy(images, &mut outcomes);
-        for (image, added) in images.iter_mut().zip(added) {
-            if added {
-                image.names.pop();
-            }
-        }
         Ok(outcomes)
     }
 

@@ -1,9 +1,10 @@
 //! The registry route. When `kindload registry up` has run for the cluster, an engine image
 //! reaches the nodes that trust the registry by the engine's own push (it sends only the
-//! layers the registry lacks and compresses only those) and one pull per node (containerd
-//! fetches only what the node lacks, sideloaded layers included), then takes the user's
-//! names there. Nodes that do not trust it, and images the route cannot carry, are
-//! sideloaded, and the report says why.
+//! layers the registry lacks and compresses only those) and one `exec` per node: the pull
+//! (containerd fetches only what the node lacks, sideloaded layers included), the user's
+//! names moved onto the image, the superseded version removed, and what the node then
+//! holds read back for verification. Nodes that do not trust it, and images the route
+//! cannot carry, are sideloaded, and the report says why.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,15 +14,19 @@ use crate::commands::via_registry::registry_repo;
 use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::plan::Action;
-use crate::registry::{container, hosts, CONTAINER_PORT, DEFAULT_NAME, DEFAULT_PORT};
+use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
 use crate::report::Transport;
 use crate::resolve::engine::EngineKind;
+use crate::resolve::holdings::{parse_survey, section, Holdings, Section};
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
+use crate::resolve::records::{parse_ctr_images, CtrImage};
 use crate::resolve::reference::ImageRef;
+use crate::transfer::import;
 
 /// The cluster's registry, running and made by kindload.
+#[derive(Debug, Clone)]
 pub(super) struct Route {
     pub name: String,
     pub port: u16,
@@ -30,51 +35,55 @@ pub(super) struct Route {
     cert_dir: PathBuf,
 }
 
-/// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
-/// transfer service unpacks only for the default one), then moves every name onto the
-/// image. The names move only once the pull has succeeded: a failed pull leaves the node
-/// as it was. Everything the user named arrives as arguments, never inside the script.
-const PULL: &str = r#"set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; shift 4
-if [ "$local" = yes ]; then
-  ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
-else
-  ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
-fi
-for name; do ctr -n k8s.io images tag --force "$ref" "$name" >/dev/null; done"#;
+impl Route {
+    /// The host nodes pull from: its loopback address, mapped by their `hosts.toml`.
+    pub fn hosts(&self) -> Vec<String> {
+        vec![format!("localhost:{}", self.port)]
+    }
+}
 
-/// Per image and node, whether the registry route handled it; per image, the registry name
-/// it was pushed under.
-type Routed = (Vec<Vec<bool>>, Vec<Option<String>>);
+/// Per image and node, whether the registry route handled it (the rest are sideloaded).
+type Routed = Vec<Vec<bool>>;
+
+/// The registry to use, or why none: none made by `registry up` (nothing to say), or one
+/// that is not running (said, and the load sideloads).
+pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> std::result::Result<Route, Option<String>> {
+    let found = find_registry(runner, provider).ok_or(None)?;
+    let name = found.name.clone();
+    if !found.running {
+        return Err(Some(format!(
+            "registry {name} is {}, so this load sideloads; `kindload registry up` starts it again",
+            found.state
+        )));
+    }
+    let state = crate::registry::state_dir().unwrap_or_default();
+    let ca_pem = crate::registry::ca::Store::new(&state).ca_pem().ok_or_else(|| {
+        Some(format!(
+            "kindload's CA is gone, so registry {name} cannot be trusted; `kindload registry up` makes it again"
+        ))
+    })?;
+    let cert_dir = state.join("registry").join("engine-certs");
+    Ok(Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir })
+}
+
+/// The registry named by KINDLOAD_REGISTRY, else the default one, else the one kindload
+/// registry on the provider (a running one first, when there are several).
+fn find_registry(runner: &dyn Runner, provider: Provider) -> Option<container::Found> {
+    if let Some(name) = crate::commands::context::env("KINDLOAD_REGISTRY") {
+        return container::find(runner, provider, &name).filter(|f| f.ours);
+    }
+    if let Some(found) = container::find(runner, provider, DEFAULT_NAME).filter(|f| f.ours) {
+        return Some(found);
+    }
+    let mut all = container::find_ours(runner, provider);
+    all.sort_by_key(|f| (!f.running, f.name.clone()));
+    all.into_iter().next()
+}
 
 impl Pipeline<'_> {
-    /// The registry to use, or why none: `--sideload`, none made by `registry up`, or one
-    /// that is not running (said, and the load sideloads).
-    fn route(&self) -> std::result::Result<Route, Option<String>> {
-        if self.options.sideload {
-            return Err(None);
-        }
-        let name = crate::commands::context::env("KINDLOAD_REGISTRY").unwrap_or_else(|| DEFAULT_NAME.to_string());
-        let found = container::find(self.runner(), self.provider, &name).filter(|f| f.ours).ok_or(None)?;
-        if !found.running {
-            return Err(Some(format!(
-                "registry {name} is {}, so this load sideloads; `kindload registry up` starts it again",
-                found.state
-            )));
-        }
-        let store = crate::registry::state_dir().map(|d| crate::registry::ca::Store::new(&d));
-        let ca_pem = store.as_ref().and_then(|s| s.ca_pem()).ok_or_else(|| {
-            Some(format!(
-                "kindload's CA is gone, so registry {name} cannot be trusted; `kindload registry up` makes it again"
-            ))
-        })?;
-        let cert_dir = crate::registry::state_dir().unwrap_or_default().join("registry").join("engine-certs");
-        Ok(Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir })
-    }
-
     /// Sends what it can through the cluster's registry: for each engine image, to the nodes
     /// in `targets[i]` that trust the registry. Returns, per image and node, whether it was
-    /// handled here (loaded, or failed for good; the rest are sideloaded), and per image the
-    /// registry name it was pushed under.
+    /// handled here (loaded, or failed for good).
     pub(super) fn through_registry(
         &self,
         images: &[Image],
@@ -82,11 +91,7 @@ impl Pipeline<'_> {
         outcomes: &mut Outcomes,
     ) -> Result<Routed> {
         let mut handled = vec![vec![false; self.nodes.len()]; images.len()];
-        let mut pushed = vec![None; images.len()];
-        if targets.iter().all(Vec::is_empty) {
-            return Ok((handled, pushed));
-        }
-        let route = match self.route() {
+        let route = match &self.route {
             Ok(route) => route,
             Err(why) => {
                 for (i, row) in targets.iter().enumerate() {
@@ -94,15 +99,16 @@ impl Pipeline<'_> {
                         outcomes[i][n].note = why.clone();
                     }
                 }
-                return Ok((handled, pushed));
+                return Ok(handled);
             }
         };
-        let receiving: Vec<usize> = (0..self.nodes.len()).filter(|n| targets.iter().any(|t| t.contains(n))).collect();
-        let distrust = self.distrust(&route, &receiving);
         for (i, image) in images.iter().enumerate() {
-            let (trusting, other): (Vec<usize>, Vec<usize>) = targets[i].iter().partition(|&&n| distrust[n].is_none());
-            for n in other {
-                outcomes[i][n].note = distrust[n].clone();
+            let mut trusting = Vec::new();
+            for &n in &targets[i] {
+                match distrust(&self.nodes[n], route) {
+                    None => trusting.push(n),
+                    why => outcomes[i][n].note = why,
+                }
             }
             if trusting.is_empty() {
                 continue;
@@ -113,91 +119,97 @@ impl Pipeline<'_> {
                 }
                 continue;
             }
-            let reference = self.push(&route, image)?;
-            for (n, outcome) in self.pull_all(&route, image, &reference, &trusting) {
+            let early = self.early.lock().expect("early pushes").get_mut(i).and_then(Option::take);
+            let reference = match early {
+                Some(handle) => handle.join().expect("push panicked")?,
+                None => push_image(self.runner(), route, image)?,
+            };
+            for (n, outcome) in self.pull_all(route, image, &reference, &trusting) {
                 outcomes[i][n] = outcome;
                 handled[i][n] = true;
             }
-            pushed[i] = Some(reference);
         }
-        Ok((handled, pushed))
+        Ok(handled)
     }
 
-    /// Per node: why it cannot pull from the registry (None when it can). One read of its
-    /// hosts.toml files each, concurrently.
-    fn distrust(&self, route: &Route, receiving: &[usize]) -> Vec<Option<String>> {
-        let runner = self.runner();
-        let provider = self.provider;
-        let mut distrust: Vec<Option<String>> = vec![None; self.nodes.len()];
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = receiving
-                .iter()
-                .map(|&n| {
-                    let node = &self.nodes[n];
-                    (n, scope.spawn(move || why_not_trusted(runner, provider, node, route)))
-                })
-                .collect();
-            for (n, handle) in handles {
-                distrust[n] = handle.join().expect("trust check panicked");
-            }
-        });
-        distrust
-    }
-
-    /// The engine's own push to the registry's loopback address: it skips the layers the
-    /// registry holds. The push name is the registry's, added for the push and then removed
-    /// from the engine unless the image already had it.
-    fn push(&self, route: &Route, image: &Image) -> Result<String> {
-        let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
-        let first = &image.names[0];
-        let tag = first.tag().unwrap_or("latest");
-        let reference = format!("localhost:{}/{}:{tag}", route.port, registry_repo(first));
-        let ours = image.names.iter().any(|n| n.normalized() == reference) || image.engine_ref == reference;
-        let runner = self.runner();
-        if !ours {
-            runner.run(&engine.cmd().args(["tag", &image.engine_ref, &reference]))?;
-        }
-        let mut push = engine.cmd().arg("push");
-        if engine.kind == EngineKind::Podman {
-            std::fs::create_dir_all(&route.cert_dir)
-                .and_then(|_| std::fs::write(route.cert_dir.join("ca.crt"), &route.ca_pem))
-                .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
-            push = push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref());
-        }
-        let pushed = runner.run(&push.arg(&reference));
-        if !ours {
-            let untag = match engine.kind {
-                EngineKind::Podman => engine.cmd().args(["untag", &image.engine_ref, &reference]),
-                EngineKind::Docker => engine.cmd().args(["rmi", &reference]),
-            };
-            let _ = runner.output(&untag);
-        }
-        pushed.map_err(|e| {
-            Error::failed(
-                format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
-                "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
-            )
-        })?;
-        Ok(reference)
-    }
-
-    /// Every trusting node pulls, concurrently, then answers to the image's names.
+    /// Every trusting node pulls, concurrently, in one exec each.
     fn pull_all(&self, route: &Route, image: &Image, reference: &str, nodes: &[usize]) -> Vec<(usize, Outcome)> {
         let runner = self.runner();
         let provider = self.provider;
-        let names: Vec<String> = image.names.iter().map(ImageRef::normalized).collect();
+        let keep = self.options.keep_superseded;
         std::thread::scope(|scope| {
             let handles: Vec<_> = nodes
                 .iter()
                 .map(|&n| {
                     let node = &self.nodes[n];
-                    let names = &names;
-                    (n, scope.spawn(move || pull(runner, provider, node, route, reference, names)))
+                    let before = self.before[n].as_deref().unwrap_or_default();
+                    let plan = NodePull::new(before, image, reference, keep);
+                    (n, scope.spawn(move || pull(runner, provider, node, route, image, reference, &plan)))
                 })
                 .collect();
             handles.into_iter().map(|(n, h)| (n, h.join().expect("pull panicked"))).collect()
         })
     }
+}
+
+/// Pushes started before the survey, for images the registry likely lacks, so the survey
+/// and the push overlap; joined by the route when a node needs the image, or at the end.
+pub(super) type EarlyPushes = std::sync::Mutex<Vec<Option<std::thread::JoinHandle<Result<String>>>>>;
+
+/// Starts the push of every routable image whose engine does not yet name it in the
+/// registry (the name the last push left): a changed image, most likely needed.
+pub(super) fn push_early(route: &std::result::Result<Route, Option<String>>, images: &[Image]) -> EarlyPushes {
+    let handles = images
+        .iter()
+        .map(|image| {
+            let route = route.as_ref().ok()?;
+            if unroutable(image).is_some() || image.engine_names.contains(&pushed_name(route, image)) {
+                return None;
+            }
+            let (route, image) = (route.clone(), image.clone());
+            Some(std::thread::spawn(move || push_image(&crate::exec::RealRunner, &route, &image)))
+        })
+        .collect();
+    std::sync::Mutex::new(handles)
+}
+
+/// Waits for the early pushes no node needed: the engine is not left pushing when we exit.
+pub(super) fn finish_early(early: &EarlyPushes) {
+    for handle in early.lock().expect("early pushes").iter_mut().filter_map(Option::take) {
+        let _ = handle.join();
+    }
+}
+
+/// The registry name an image is pushed under: its path and tag at the registry's loopback address.
+fn pushed_name(route: &Route, image: &Image) -> String {
+    let first = &image.names[0];
+    format!("localhost:{}/{}:{}", route.port, registry_repo(first), first.tag().unwrap_or("latest"))
+}
+
+/// The engine's own push to the registry's loopback address: it skips the layers the
+/// registry holds. The engine keeps the push name, as kind's registry recipe leaves it: it
+/// records what the registry was last given, so an unchanged image is not pushed again
+/// before the survey.
+fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
+    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
+    let reference = pushed_name(route, image);
+    if !image.engine_names.contains(&reference) && image.engine_ref != reference {
+        runner.run(&engine.cmd().args(["tag", &image.engine_ref, &reference]))?;
+    }
+    let mut push = engine.cmd().arg("push");
+    if engine.kind == EngineKind::Podman {
+        std::fs::create_dir_all(&route.cert_dir)
+            .and_then(|_| std::fs::write(route.cert_dir.join("ca.crt"), &route.ca_pem))
+            .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
+        push = push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref());
+    }
+    runner.run(&push.arg(&reference)).map_err(|e| {
+        Error::failed(
+            format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
+            "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
+        )
+    })?;
+    Ok(reference)
 }
 
 /// Why an image cannot take the registry route, or None when it can.
@@ -213,8 +225,9 @@ fn unroutable(image: &Image) -> Option<String> {
     None
 }
 
-/// Why `node` cannot pull from the registry, or None.
-fn why_not_trusted(runner: &dyn Runner, provider: Provider, node: &Node, route: &Route) -> Option<String> {
+/// Why `node` cannot pull from the registry, or None: judged from the survey, which read
+/// the node's `hosts.toml` and CA for the registry's address.
+fn distrust(node: &Node, route: &Route) -> Option<String> {
     let Some(config_path) = &node.config_path else {
         return Some(format!(
             "sideloaded: containerd on {} sets no registry config_path, so it cannot pull from registry {} (see `kindload registry up`)",
@@ -222,14 +235,78 @@ fn why_not_trusted(runner: &dyn Runner, provider: Provider, node: &Node, route: 
         ));
     };
     let wanted = hosts::wanted(config_path, &route.name, route.port, &route.ca_pem);
-    match hosts::stale(runner, provider, &node.name, &wanted) {
-        Ok(stale) if stale.is_empty() => None,
-        Ok(_) => Some(format!(
+    let host = format!("localhost:{}", route.port);
+    let held = node.registry_hosts.iter().find(|h| h.host == host && h.dir == hosts::hosts_dir(config_path));
+    let same =
+        |have: Option<&String>, want: &hosts::File| have.is_some_and(|h| h.trim_end() == want.content.trim_end());
+    match held {
+        Some(h) if same(h.hosts_toml.as_ref(), &wanted[0]) && same(h.ca.as_ref(), &wanted[1]) => None,
+        _ => Some(format!(
             "sideloaded: {} does not trust registry {} yet; `kindload registry up` configures it",
             node.name, route.name
         )),
-        Err(e) => Some(format!("sideloaded: cannot read {}'s hosts.toml files: {e}", node.name)),
     }
+}
+
+/// What one node's exec does besides the pull.
+struct NodePull {
+    names: Vec<String>,
+    /// CRI's `sha256:<id>` record to make (CRI makes it only for names it has not seen).
+    id_record: Option<String>,
+    /// Records of the version the names moved away from.
+    doomed: Vec<String>,
+}
+
+impl NodePull {
+    fn new(before: &[CtrImage], image: &Image, reference: &str, keep: bool) -> NodePull {
+        let mut moved = image.clone();
+        // The registry name moves with the pull: what it named before is superseded too.
+        if let Ok(name) = ImageRef::parse(reference) {
+            if !moved.names.contains(&name) {
+                moved.names.push(name);
+            }
+        }
+        NodePull {
+            names: image.names.iter().map(ImageRef::normalized).collect(),
+            id_record: import::id_records_to_make(before, &[&moved]).into_iter().next().map(|(_, id)| id),
+            doomed: if keep { Vec::new() } else { import::superseded(before, &[&moved]) },
+        }
+    }
+}
+
+/// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
+/// transfer service unpacks only for the default one), moves every name onto the image,
+/// makes CRI's id record, removes the superseded records, then prints what the node holds,
+/// as the survey does, for verification. The names move only once the pull succeeded: a
+/// failed pull leaves the node as it was. Everything named arrives as arguments.
+const PULL: &str = r#"set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; id=$5; ndoomed=$6; shift 6
+if [ "$local" = yes ]; then
+  ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
+else
+  ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
+fi
+i=0; for a; do i=$((i + 1)); if [ "$i" -gt "$ndoomed" ]; then ctr -n k8s.io images tag --force "$ref" "$a" >/dev/null; fi; done
+if [ "$id" != - ]; then ctr -n k8s.io images tag --force "$ref" "$id" >/dev/null; fi
+i=0; for a; do i=$((i + 1)); if [ "$i" -le "$ndoomed" ]; then ctr -n k8s.io images rm --sync "$a" >/dev/null; fi; done
+set +e
+o=$(ctr -n k8s.io images ls 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
+if command -v crictl >/dev/null 2>&1; then
+  printf '@@kindload crictl 0\n'
+  i=0; for a; do i=$((i + 1)); if [ "$i" -gt "$ndoomed" ]; then
+    o=$(crictl inspecti -o json "$a" 2>/dev/null); printf '@@kindload inspecti:%s %s\n%s\n' "$a" "$?" "$o"
+  fi; done
+fi
+exit 0"#;
+
+fn pull_argv(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> Vec<String> {
+    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
+    let mut argv: Vec<String> = ["sh", "-c", PULL, "kindload-pull"].map(String::from).to_vec();
+    argv.extend([hosts_dir, reference, node.import_snapshotter(), local].map(String::from));
+    argv.push(plan.id_record.clone().unwrap_or_else(|| "-".into()));
+    argv.push(plan.doomed.len().to_string());
+    argv.extend(plan.doomed.iter().cloned());
+    argv.extend(plan.names.iter().cloned());
+    argv
 }
 
 fn pull(
@@ -237,36 +314,40 @@ fn pull(
     provider: Provider,
     node: &Node,
     route: &Route,
-    reference: &str,
-    names: &[String],
+    image: &Image,
+    pushed: &str,
+    plan: &NodePull,
 ) -> Outcome {
     let started = Instant::now();
     let config_path = node.config_path.as_deref().unwrap_or_default();
-    let argv = pull_argv(node, hosts::hosts_dir(config_path), reference, names);
+    let argv = pull_argv(node, hosts::hosts_dir(config_path), pushed, plan);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     match runner.run(&provider.exec(&node.name, &argv)) {
-        Ok(_) => Outcome {
+        Ok(out) => Outcome {
             seconds: started.elapsed().as_secs_f64(),
             transport: Some(Transport::Registry),
+            verdict: read_back(node, image, &parse_survey(&out.stdout)),
             ..Outcome::new(Action::Loaded)
         },
         Err(e) => Outcome {
             transport: Some(Transport::Registry),
             ..Outcome::failed(format!(
-                "pulling {reference} from registry {} ({}) failed: {e}; the node keeps what it had",
-                route.name,
-                format_args!("{}:{CONTAINER_PORT}", route.name)
+                "pulling {pushed} from registry {} failed: {e}; the node keeps what it had",
+                route.name
             ))
         },
     }
 }
 
-fn pull_argv(node: &Node, hosts_dir: &str, reference: &str, names: &[String]) -> Vec<String> {
-    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
-    let mut argv: Vec<String> = ["sh", "-c", PULL, "kindload-pull"].map(String::from).to_vec();
-    argv.extend([hosts_dir, reference, node.import_snapshotter(), local].map(String::from));
-    argv.extend(names.iter().cloned());
-    argv
+/// The verdict from what the node printed after the pull, when it proves the load; else
+/// None, and verification asks the node again (CRI may index the image a moment later).
+fn read_back(node: &Node, image: &Image, sections: &[Section]) -> Option<crate::verify::Verdict> {
+    let images = section(sections, "images").filter(|s| s.ok())?;
+    let mut after = node.clone();
+    after.holds = Some(Ok(Holdings { images: parse_ctr_images(&images.body), ..Default::default() }));
+    after.crictl = section(sections, "crictl").is_some();
+    after.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
+    crate::verify::from_survey(&after, image)
 }
 
 #[cfg(test)]
@@ -290,24 +371,71 @@ mod tests {
             warnings: vec![],
             holds: None,
             cri_answers: vec![],
+            registry_hosts: vec![],
         }
     }
 
     #[test]
     fn the_pull_takes_user_input_as_arguments_only() {
-        let names = ["docker.io/library/app:dev".to_string(), "docker.io/library/app:$(reboot)".to_string()];
-        let argv = pull_argv(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &names);
+        let names = vec!["docker.io/library/app:dev".to_string(), "docker.io/library/app:$(reboot)".to_string()];
+        let plan =
+            NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed: vec!["sha256:old".into()] };
+        let argv = pull_argv(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &plan);
         assert_eq!(argv[..4], ["sh", "-c", PULL, "kindload-pull"]);
-        assert_eq!(argv[4..8], ["/etc/containerd/certs.d", "localhost:5001/app:dev", "native", "yes"]);
-        assert_eq!(argv[8..], names);
+        assert_eq!(
+            argv[4..10],
+            ["/etc/containerd/certs.d", "localhost:5001/app:dev", "native", "yes", "sha256:c", "1"]
+        );
+        assert_eq!(argv[10], "sha256:old");
+        assert_eq!(argv[11..], names);
         assert!(!PULL.contains("app"), "the script is constant");
-        let old = pull_argv(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &names);
-        assert_eq!(old[6..8], ["overlayfs", "no"], "no --local before containerd 2");
+        let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![] };
+        let old = pull_argv(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
+        assert_eq!(old[6..10], ["overlayfs", "no", "-", "0"], "no --local before containerd 2, no id record");
+    }
+
+    #[test]
+    fn a_reload_supersedes_what_the_names_and_the_registry_name_held() {
+        let before = crate::resolve::records::parse_ctr_images(
+            "REF TYPE DIGEST SIZE PLATFORMS LABELS\n\
+             docker.io/library/app:dev application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n\
+             localhost:5001/app:dev application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n\
+             sha256:oldconfig application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n",
+        );
+        let image = Image::for_tests(
+            "app:dev",
+            Identity { config: Some("sha256:newconfig".into()), manifest: Some("sha256:new1".into()) },
+        );
+        let plan = NodePull::new(&before, &image, "localhost:5001/app:dev", false);
+        assert_eq!(plan.names, ["docker.io/library/app:dev"]);
+        assert_eq!(plan.id_record.as_deref(), Some("sha256:newconfig"));
+        assert_eq!(plan.doomed, ["sha256:oldconfig"], "the old version goes once no name holds it");
+        assert!(NodePull::new(&before, &image, "localhost:5001/app:dev", true).doomed.is_empty());
+    }
+
+    #[test]
+    fn trust_is_the_hosts_files_registry_up_writes() {
+        let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
+        let mut n = node("2.1.9", "overlayfs");
+        let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
+        assert!(distrust(&n, &route).unwrap().contains("does not trust"));
+        n.registry_hosts = vec![crate::resolve::node::RegistryHost {
+            host: "localhost:5001".into(),
+            dir: "/etc/containerd/certs.d".into(),
+            hosts_toml: Some(wanted[0].content.clone()),
+            ca: Some(wanted[1].content.clone()),
+        }];
+        assert_eq!(distrust(&n, &route), None);
+        n.registry_hosts[0].ca = Some("OTHER CA".into());
+        assert!(distrust(&n, &route).is_some(), "another CA is no trust");
+        n.config_path = None;
+        assert!(distrust(&n, &route).unwrap().contains("config_path"));
     }
 
     #[test]
     fn only_engine_images_with_a_config_digest_take_the_route() {
-        let id = |config: Option<&str>| Identity { config: config.map(String::from), manifest: Some("sha256:m".into()) };
+        let id =
+            |config: Option<&str>| Identity { config: config.map(String::from), manifest: Some("sha256:m".into()) };
         let archived = Image::for_tests("app:dev", id(Some("sha256:c")));
         assert!(unroutable(&archived).unwrap().contains("archive"));
         let mut engine = archived.clone();

@@ -1,7 +1,7 @@
 //! The outcomes as the report printed or written as JSON.
 
-use super::{Outcomes, Pipeline};
-use crate::report::{ImageReport, LoadReport, NodeReport};
+use super::{Outcome, Outcomes, Pipeline};
+use crate::report::{ImageReport, LoadReport, NodeReport, Transport};
 use crate::resolve::image::Image;
 use crate::transfer::export::Source;
 
@@ -24,6 +24,7 @@ impl Pipeline<'_> {
                     .iter()
                     .find_map(|o| o.verdict.as_ref().and_then(|v| v.id.clone()))
                     .unwrap_or_else(|| image.identity.id()),
+                transport: transport_of(row),
                 source: match (archive, &image.engine) {
                     (Some(s), _) => s.describe(),
                     (None, Some(e)) => e.kind.to_string(),
@@ -52,4 +53,14 @@ impl Pipeline<'_> {
             !self.nodes.is_empty() && !images.is_empty() && images.iter().all(|i| i.nodes.iter().all(|n| n.verified));
         LoadReport { cluster: cluster.to_string(), provider: self.provider.name().to_string(), ok, images }
     }
+}
+
+/// The transports an image's loads used, in a fixed order.
+fn transport_of(row: &[Outcome]) -> Option<String> {
+    let used: Vec<&str> = [(Transport::Registry, "registry"), (Transport::Sideload, "sideload")]
+        .iter()
+        .filter(|(t, _)| row.iter().any(|o| o.transport == Some(*t)))
+        .map(|(_, name)| *name)
+        .collect();
+    (!used.is_empty()).then(|| used.join("+"))
 }

@@ -3,6 +3,7 @@
 
 use super::{Outcomes, Pipeline};
 use crate::plan::Action;
+use crate::report::Transport;
 use crate::resolve::image::Image;
 use crate::transfer::import;
 
@@ -22,7 +23,9 @@ impl Pipeline<'_> {
                 let moved: Vec<&Image> = images
                     .iter()
                     .enumerate()
+                    // The registry route tidied in the node's own exec.
                     .filter(|(i, _)| matches!(outcomes[*i][n].action, Action::Loaded | Action::Retagged))
+                    .filter(|(i, _)| outcomes[*i][n].transport != Some(Transport::Registry))
                     .map(|(_, image)| image)
                     .collect();
                 let ids = import::id_records_to_make(before, &moved);

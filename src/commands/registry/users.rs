@@ -87,6 +87,7 @@ mod tests {
             warnings: vec![],
             holds: None,
             cri_answers: vec![],
+            registry_hosts: vec![],
         }
     }
 
