@@ -10,7 +10,7 @@ use crate::resolve::engine::PullPolicy;
 #[derive(Debug, Parser)]
 #[command(
     name = "kindload",
-    version,
+    version = crate::VERSION,
     about = "Load locally built images into kind nodes and prove the kubelet can see them",
     long_about = "Load locally built images into every node of a kind cluster, from Docker or Podman, \
                   and verify each node with crictl (or ctr where crictl is absent).\n\n\
