@@ -3,7 +3,8 @@
 # integration tests need, then runs `cargo test --locked` with any arguments given:
 #
 #   - installs docker.io podman containerd runc busybox-static docker-registry
-#     (and curl, uidmap) when missing, and starts dockerd when `docker info` fails;
+#     (and curl, uidmap, man-db for `man -l`) when missing, and starts dockerd when
+#     `docker info` fails;
 #   - fetches containerd 1.7 (trixie), containerd 2.1 and Docker 28.5 (sid) into
 #     .testbed-cache/ without installing them;
 #   - builds the node images kindload-testnode:{1.6,1.7,2.1} and the registry image
@@ -19,7 +20,7 @@ started=$SECONDS
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the test bed installs packages and starts daemons"
 
-packages=(docker.io podman containerd runc busybox-static docker-registry curl uidmap)
+packages=(docker.io podman containerd runc busybox-static docker-registry curl uidmap man-db)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null || true)

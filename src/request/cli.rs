@@ -49,6 +49,10 @@ pub enum Command {
     /// A TLS registry beside the cluster's nodes, trusted by every node
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory
+    Man(ManArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -207,6 +211,20 @@ pub struct DoctorArgs {
     pub engine: EngineArgs,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ManArgs {
+    /// Write kindload.1 and a page per subcommand (kindload-load.1, ...) into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Run the registry (HTTPS, kindload's CA) on the nodes' network and make every node trust it
@@ -319,6 +337,14 @@ mod tests {
         let Command::Build(args) = cli.command else { panic!("not build") };
         assert_eq!(args.pull, Some(PullPolicy::Never));
         assert_eq!(Cli::try_parse_from(["kindload", "build", "--pull", "newer"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn completions_take_a_known_shell() {
+        let cli = Cli::try_parse_from(["kindload", "completions", "zsh"]).unwrap();
+        let Command::Completions(args) = cli.command else { panic!("not completions") };
+        assert_eq!(args.shell, clap_complete::Shell::Zsh);
+        assert_eq!(Cli::try_parse_from(["kindload", "completions", "tcsh"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]
