@@ -1,6 +1,6 @@
 //! kindload: get locally built images into kind nodes and prove they arrived.
 //!
-//! The pipeline, one module per stage: `request` (CLI, environment, Skaffold contract) →
+//! The pipeline, one module per stage: `request` (CLI, environment, Skaffold's and Tilt's contracts) →
 //! `resolve` (engine, image refs, cluster, nodes) → `plan` (per node: skip, retag, transfer)
 //! → `transfer` (export, fan-out, import) → `verify` (crictl or ctr per node) → `report`.
 

@@ -44,7 +44,7 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Check engine, cluster and nodes, and say how to fix each problem
     Doctor(DoctorArgs),
-    /// Skaffold custom builder: build $IMAGE, then push it or load it into the kind cluster
+    /// Skaffold's custom builder or Tilt's custom_build: build $IMAGE (Tilt: $EXPECTED_REF), then push it or load it into the kind cluster
     Build(BuildArgs),
     /// A TLS registry beside the cluster's nodes, trusted by every node
     #[command(subcommand)]
@@ -153,7 +153,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct BuildArgs {
-    /// Dockerfile or Containerfile [default: Dockerfile, else Containerfile, in $BUILD_CONTEXT]
+    /// Dockerfile or Containerfile [default: Dockerfile, else Containerfile, in the build context]
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
 
