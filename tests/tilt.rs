@@ -107,6 +107,69 @@ fn tilt_custom_build_with_podman_and_flags_in_the_command_string() {
     tilt_build("podman", "podman", "Containerfile", "kindload build --engine podman -f Containerfile", "1.7");
 }
 
+/// The `custom_build(...)` call of a Tiltfile: its ref, its command and its keyword flags.
+struct CustomBuildCall {
+    reference: String,
+    command: String,
+    flags: Vec<String>,
+}
+
+/// Reads the first `custom_build(` call: its first two string arguments, and every
+/// `name=True` keyword (enough for the example, which the test keeps honest).
+fn custom_build_call(tiltfile: &str) -> CustomBuildCall {
+    let call = &tiltfile[tiltfile.find("custom_build(").expect("a custom_build call")..];
+    let call = &call[..call.find("\n)").expect("the call ends with `)` on its own line")];
+    let code: String = call.lines().map(|l| l.split('#').next().unwrap()).collect::<Vec<_>>().join("\n");
+    let strings: Vec<&str> = code.split('\'').skip(1).step_by(2).collect();
+    let flags = code
+        .split([',', '\n', '('])
+        .map(str::trim)
+        .filter_map(|arg| arg.strip_suffix("=True"))
+        .map(String::from)
+        .collect();
+    CustomBuildCall { reference: strings[0].to_string(), command: strings[1].to_string(), flags }
+}
+
+/// examples/tilt, run as `tilt up` would run its custom_build: the command from the
+/// Tiltfile, in the Tiltfile's directory; the deployment names the same image.
+#[test]
+fn tilt_example_loads_its_image_on_every_node() {
+    if !engine_available("docker") {
+        return;
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tilt");
+    let call = custom_build_call(&std::fs::read_to_string(example.join("Tiltfile")).unwrap());
+    assert_eq!(call.command, "kindload build");
+    assert!(call.flags.contains(&"skips_local_docker".into()) && call.flags.contains(&"disable_push".into()));
+    let deployment = std::fs::read_to_string(example.join("k8s/deployment.yaml")).unwrap();
+    assert!(deployment.contains(&format!("image: {}\n", call.reference)), "Tilt matches the image by its ref");
+
+    let cluster = TestCluster::start(
+        "tilt-example",
+        ClusterSpec { provider: "docker", containerd: "1.6", workers: 1, snapshotter: None },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kind_kubeconfig(dir.path(), &cluster.name);
+    let state = dir.path().join("state");
+    let reference = format!("{}-{}", expected_ref(&call.reference), std::process::id());
+    let out = run_as_tilt(
+        &call.command,
+        &example,
+        &reference,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("KINDLOAD_STATE_DIR", state.to_str().unwrap()),
+            ("KINDLOAD_ENGINE", "docker"),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = inspect_id("docker", &reference);
+    for node in &cluster.nodes {
+        assert_eq!(cri_id(&cluster, node, &format!("docker.io/{reference}")), Some(id.clone()), "{node}");
+    }
+    remove_image("docker", &reference);
+}
+
 /// Asks the registry for a repository's tags.
 fn registry_tags(registry: &str, repo: &str) -> String {
     use std::io::Write;
