@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command. On Debian bookworm as root it provisions what the
-# integration tests need, then runs `cargo test --locked` with any arguments given:
+# integration tests need, runs `cargo test --locked` with any arguments given, and, when
+# given none, checks that the crate as published builds (`cargo package`):
 #
 #   - installs docker.io podman containerd runc busybox-static docker-registry
 #     (and curl, uidmap, man-db for `man -l`) when missing, and starts dockerd when
@@ -55,4 +56,13 @@ export KINDLOAD_TEST_CONTAINERD_STORE_HOST="$STORE_HOST"
 export KINDLOAD_TEST_REGISTRY="$REGISTRY_ADDR"
 export KINDLOAD_TEST_ROOTLESS_USER="$rootless_user"
 cd "$REPO_ROOT"
-exec cargo test --locked "$@"
+cargo test --locked "$@"
+
+# The published crate must build: `cargo package` packs it (without tests, fixtures and
+# fuzz corpora) and builds the packed copy. Its own target directory, because that build
+# would otherwise replace target/debug/kindload, the binary the tests run.
+if [ $# -eq 0 ]; then
+  started=$SECONDS
+  CARGO_TARGET_DIR="$REPO_ROOT/target/package-verify" cargo package --locked --allow-dirty --quiet
+  log "cargo package took $((SECONDS - started)) s"
+fi
