@@ -1,6 +1,6 @@
 //! kindload: get locally built images into kind nodes and prove they arrived.
 //!
-//! The pipeline, one module per stage: `request` (CLI, environment, Skaffold contract) →
+//! The pipeline, one module per stage: `request` (CLI, environment, Skaffold's and Tilt's contracts) →
 //! `resolve` (engine, image refs, cluster, nodes) → `plan` (per node: skip, retag, transfer)
 //! → `transfer` (export, fan-out, import) → `verify` (crictl or ctr per node) → `report`.
 
@@ -15,6 +15,10 @@ pub mod request;
 pub mod resolve;
 pub mod transfer;
 pub mod verify;
+
+/// `kindload --version`: the package version, and the commit when built from a git checkout
+/// (set by `build.rs`).
+pub const VERSION: &str = env!("KINDLOAD_VERSION");
 
 /// Parses the command line, runs the command, prints any error; returns the exit status.
 pub fn run() -> i32 {

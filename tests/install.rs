@@ -1,4 +1,5 @@
-//! `install.sh` builds and installs the binary, says where, and prints the next command.
+//! `install.sh` builds and installs the binary and its manual pages, says where and how to
+//! enable shell completions, and prints the next command.
 
 use std::process::Command;
 
@@ -15,11 +16,22 @@ fn install_script_installs_a_working_binary() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let bin = root.path().join("bin/kindload");
-    assert!(
-        stdout.contains(&format!("installed kindload {} at {}", env!("CARGO_PKG_VERSION"), bin.display())),
-        "{stdout}"
-    );
+    let version = Command::new(&bin).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(version.starts_with(&format!("kindload {}", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(stdout.contains(&format!("installed {version} at {}", bin.display())), "{stdout}");
     assert!(stdout.contains("next: kindload doctor"), "{stdout}");
     let help = Command::new(&bin).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Load images into every node"));
+
+    // The manual pages land where man-db looks for them beside a bin directory on PATH.
+    let man = Command::new("man")
+        .args(["-w", "kindload-load"])
+        .env_remove("MANPATH")
+        .env("PATH", format!("{}:/usr/bin:/bin", root.path().join("bin").display()))
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&man.stdout);
+    assert_eq!(found.trim(), root.path().join("share/man/man1/kindload-load.1").to_str().unwrap(), "{stdout}");
+    assert!(stdout.contains("source <(kindload completions bash)"), "{stdout}");
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command. On Debian bookworm as root it provisions what the
-# integration tests need, then runs `cargo test --locked` with any arguments given:
+# integration tests need, runs `cargo test --locked` with any arguments given, and, when
+# given none, checks that the crate as published builds (`cargo package`):
 #
 #   - installs docker.io podman containerd runc busybox-static docker-registry
-#     (and curl, uidmap) when missing, and starts dockerd when `docker info` fails;
+#     (and curl, uidmap, man-db for `man -l`) when missing, and starts dockerd when
+#     `docker info` fails;
 #   - fetches containerd 1.7 (trixie), containerd 2.1 and Docker 28.5 (sid) into
 #     .testbed-cache/ without installing them;
 #   - builds the node images kindload-testnode:{1.6,1.7,2.1} and the registry image
@@ -19,7 +21,7 @@ started=$SECONDS
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the test bed installs packages and starts daemons"
 
-packages=(docker.io podman containerd runc busybox-static docker-registry curl uidmap)
+packages=(docker.io podman containerd runc busybox-static docker-registry curl uidmap man-db)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null || true)
@@ -54,4 +56,13 @@ export KINDLOAD_TEST_CONTAINERD_STORE_HOST="$STORE_HOST"
 export KINDLOAD_TEST_REGISTRY="$REGISTRY_ADDR"
 export KINDLOAD_TEST_ROOTLESS_USER="$rootless_user"
 cd "$REPO_ROOT"
-exec cargo test --locked "$@"
+cargo test --locked "$@"
+
+# The published crate must build: `cargo package` packs it (without tests, fixtures and
+# fuzz corpora) and builds the packed copy. Its own target directory, because that build
+# would otherwise replace target/debug/kindload, the binary the tests run.
+if [ $# -eq 0 ]; then
+  started=$SECONDS
+  CARGO_TARGET_DIR="$REPO_ROOT/target/package-verify" cargo package --locked --allow-dirty --quiet
+  log "cargo package took $((SECONDS - started)) s"
+fi

@@ -9,20 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{build_image, cri_id, engine_available, kindload, remove_image, ClusterSpec, TestCluster};
-
-/// A kubeconfig whose current context is the kind cluster, as `kind create cluster` writes it.
-fn kubeconfig(dir: &Path, cluster: &str) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: kind-{cluster}\nclusters:\n- name: kind-{cluster}\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: kind-{cluster}\n  context:\n    cluster: kind-{cluster}\n    user: kind-{cluster}\nusers:\n- name: kind-{cluster}\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
-    path
-}
+use support::{
+    build_image, cri_id, engine_available, kind_kubeconfig as kubeconfig, kindload, remove_image, ClusterSpec,
+    TestCluster,
+};
 
 /// A build context like the examples': FROM scratch plus one file.
 fn context(dir: &Path, file: &str, content: &str) -> std::path::PathBuf {

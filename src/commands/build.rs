@@ -1,6 +1,8 @@
-//! `kindload build`, Skaffold's custom builder: build `$IMAGE`; push it when Skaffold
-//! pushes, otherwise load it (and the `<repo>:<id hex>` ref Skaffold deploys) into the
-//! kind cluster of the current kube context.
+//! `kindload build`, Skaffold's custom builder and Tilt's `custom_build` command: build
+//! `$IMAGE` (Tilt: `$EXPECTED_REF`); push it when Skaffold pushes (Tilt: names a registry),
+//! otherwise load it into the kind cluster of the current kube context, with the
+//! `<repo>:<id hex>` ref Skaffold deploys (Tilt, with `skips_local_docker=True`, deploys
+//! `$EXPECTED_REF` itself).
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +12,10 @@ use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
+use crate::request::build_env::{build_env, Caller};
 use crate::request::cli::BuildArgs;
 use crate::request::dockerfile::{self, Base};
-use crate::request::skaffold::{custom_build_env, required_artifact_args};
+use crate::request::skaffold::required_artifact_args;
 use crate::resolve::cluster::NameSource;
 use crate::resolve::engine::PullPolicy;
 use crate::resolve::engine::{self, BuildSpec, Engine};
@@ -21,7 +24,11 @@ use crate::resolve::reference::ImageRef;
 
 pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
     let lookup = |k: &str| env(k);
-    let spec = custom_build_env(&lookup)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let spec = build_env(&lookup, &cwd)?;
+    if let Some(note) = &spec.note {
+        ctx.say(note);
+    }
     let reference = ImageRef::parse(&spec.image)?;
     let engine = engine::detect(ctx.runner(), ctx.engine_choice(&args.engine)?)?;
     let file = build_file(&spec.build_context, args.file.as_deref())?;
@@ -77,8 +84,11 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         ctx.say(format!("built {}; not loading: {}", spec.image, cluster.describe_source()));
         return Ok(0);
     }
-    let built =
-        load::with_deployed_ref(image::find(ctx.runner(), &engine::Engines::only(engine.clone()), &spec.image)?)?;
+    let found = image::find(ctx.runner(), &engine::Engines::only(engine.clone()), &spec.image)?;
+    let built = match spec.caller {
+        Caller::Skaffold => load::with_deployed_ref(found)?,
+        Caller::Tilt => found,
+    };
     let request = LoadRequest {
         images: vec![built],
         wanted: Vec::new(),

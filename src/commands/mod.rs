@@ -3,6 +3,7 @@
 mod build;
 mod context;
 mod doctor;
+mod generate;
 mod load;
 mod nodes;
 mod pipeline;
@@ -45,6 +46,12 @@ pub fn run() -> i32 {
 /// Runs the subcommand. Inside, errors are kindload's own `Error` (exit status and fix);
 /// here at the edge they become an `anyhow` chain for [`report`].
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    // Before the context: a broken kindload.yaml must not stop completions or the manual.
+    match &cli.command {
+        Command::Completions(args) => return Ok(generate::completions(args)?),
+        Command::Man(args) => return Ok(generate::man(args)?),
+        _ => {}
+    }
     let ctx = Context::new(cli.quiet, cli.config.as_deref())?;
     let code = match cli.command {
         Command::Load(args) => load::load(&ctx, args),
@@ -53,6 +60,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Doctor(args) => doctor::doctor(&ctx, args),
         Command::Build(args) => build::build(&ctx, args),
         Command::Registry(command) => registry::registry(&ctx, command),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled before the context is made"),
     }?;
     Ok(code)
 }

@@ -10,7 +10,7 @@ use crate::resolve::engine::PullPolicy;
 #[derive(Debug, Parser)]
 #[command(
     name = "kindload",
-    version,
+    version = crate::VERSION,
     about = "Load locally built images into kind nodes and prove the kubelet can see them",
     long_about = "Load locally built images into every node of a kind cluster, from Docker or Podman, \
                   and verify each node with crictl (or ctr where crictl is absent).\n\n\
@@ -44,11 +44,15 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Check engine, cluster and nodes, and say how to fix each problem
     Doctor(DoctorArgs),
-    /// Skaffold custom builder: build $IMAGE, then push it or load it into the kind cluster
+    /// Skaffold's custom builder or Tilt's custom_build: build $IMAGE (Tilt: $EXPECTED_REF), then push it or load it into the kind cluster
     Build(BuildArgs),
     /// A TLS registry beside the cluster's nodes, trusted by every node
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory
+    Man(ManArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -153,7 +157,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct BuildArgs {
-    /// Dockerfile or Containerfile [default: Dockerfile, else Containerfile, in $BUILD_CONTEXT]
+    /// Dockerfile or Containerfile [default: Dockerfile, else Containerfile, in the build context]
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
 
@@ -209,6 +213,20 @@ pub struct DoctorArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ManArgs {
+    /// Write kindload.1 and a page per subcommand (kindload-load.1, ...) into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand, Clone)]
@@ -327,6 +345,14 @@ mod tests {
         let Command::Build(args) = cli.command else { panic!("not build") };
         assert_eq!(args.pull, Some(PullPolicy::Never));
         assert_eq!(Cli::try_parse_from(["kindload", "build", "--pull", "newer"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn completions_take_a_known_shell() {
+        let cli = Cli::try_parse_from(["kindload", "completions", "zsh"]).unwrap();
+        let Command::Completions(args) = cli.command else { panic!("not completions") };
+        assert_eq!(args.shell, clap_complete::Shell::Zsh);
+        assert_eq!(Cli::try_parse_from(["kindload", "completions", "tcsh"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -674,19 +674,37 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
-    for var in ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST", "CONTAINER_HOST"] {
+    for var in host_settings() {
         cmd.env_remove(var);
     }
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("SKAFFOLD_") {
-            cmd.env_remove(var);
-        }
-    }
-    cmd.env(
-        "KUBECONFIG",
-        std::env::temp_dir().join(format!("kindload-test-{}-no-such-dir/kubeconfig", std::process::id())),
-    );
+    cmd.env("KUBECONFIG", no_kubeconfig());
     cmd
+}
+
+/// Variables of the host's environment that would change what kindload does: the ones
+/// `kindload()` removes.
+pub fn host_settings() -> Vec<std::ffi::OsString> {
+    let fixed = ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST", "CONTAINER_HOST"];
+    let skaffold = std::env::vars_os().map(|(var, _)| var).filter(|var| var.to_string_lossy().starts_with("SKAFFOLD_"));
+    fixed.into_iter().map(Into::into).chain(skaffold).collect()
+}
+
+/// A KUBECONFIG path that does not exist.
+pub fn no_kubeconfig() -> PathBuf {
+    std::env::temp_dir().join(format!("kindload-test-{}-no-such-dir/kubeconfig", std::process::id()))
+}
+
+/// A kubeconfig whose current context is the kind cluster, as `kind create cluster` writes it.
+pub fn kind_kubeconfig(dir: &Path, cluster: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: kind-{cluster}\nclusters:\n- name: kind-{cluster}\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: kind-{cluster}\n  context:\n    cluster: kind-{cluster}\n    user: kind-{cluster}\nusers:\n- name: kind-{cluster}\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// What CRI would answer for `name` on `node`: the config digest of the record's target,
