@@ -39,16 +39,34 @@ impl Drop for Registry {
     }
 }
 
+/// kindload with the source engine's environment: Docker's containerd store is the docker
+/// CLI pointed at its daemon.
+fn kindload_for(registry: &Registry, source: &str) -> assert_cmd::Command {
+    let mut cmd = registry.kindload();
+    if source == CONTAINERD_STORE {
+        cmd.env("DOCKER_HOST", &engine_cmd(CONTAINERD_STORE)[2]);
+    }
+    cmd
+}
+
+fn engine_flag(source: &str) -> &'static str {
+    if source == "podman" {
+        "podman"
+    } else {
+        "docker"
+    }
+}
+
 fn load_json(
     registry: &Registry,
     cluster: &TestCluster,
-    engine: &str,
+    source: &str,
     image: &str,
     extra: &[&str],
 ) -> serde_json::Value {
-    let out = registry
-        .kindload()
-        .args(["load", "--cluster", &cluster.name, "--engine", engine, "--output", "json", image])
+    let out = kindload_for(registry, source)
+        .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", engine_flag(source)])
+        .args(["--output", "json", image])
         .args(extra)
         .output()
         .unwrap();
@@ -76,14 +94,15 @@ fn node_report<'a>(json: &'a serde_json::Value, node: &str) -> &'a serde_json::V
 }
 
 /// Control plane and first worker trust the registry, the last worker has no `config_path`.
-fn route(provider: &'static str, containerd: &'static str) {
+/// `source` is the engine the image is built in, `provider` the one hosting the nodes.
+fn route(source: &'static str, provider: &'static str, containerd: &'static str) {
     let network = TestNetwork::create(provider, "route");
     let spec = ClusterSpec { provider, containerd, workers: 2, snapshotter: None };
     let cluster =
         TestCluster::start_on_network(&format!("route{}", containerd.replace('.', "")), spec, &network, &[0, 1]);
     ensure_registry_image(provider);
     let registry = Registry {
-        name: format!("klroute-{}-{provider}-{}", std::process::id(), containerd.replace('.', "")),
+        name: format!("klroute-{}-{source}-{}", std::process::id(), containerd.replace('.', "")),
         provider,
         state: tempfile::tempdir().unwrap(),
     };
@@ -96,68 +115,85 @@ fn route(provider: &'static str, containerd: &'static str) {
     assert_eq!(up.status.code(), Some(2), "the last worker has no config_path: {}", text(&up));
     let (trusting, plain) = (&cluster.nodes[..2], &cluster.nodes[2]);
 
-    let tag = format!("kl-route/app-{provider}-{}-{}:v1", containerd.replace('.', ""), std::process::id());
-    let normalized = if provider == "podman" { format!("localhost/{tag}") } else { format!("docker.io/{tag}") };
-    let first = sha256_id(&build_image(provider, &tag, "first version"));
-    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    let tag = format!("kl-route/app-{source}-{}-{}:v1", containerd.replace('.', ""), std::process::id());
+    let normalized = if source == "podman" { format!("localhost/{tag}") } else { format!("docker.io/{tag}") };
+    let id = |built: String| sha256_id(&built);
+    let first = id(build_image(source, &tag, "first version"));
+    let json = load_json(&registry, &cluster, source, &tag, &[]);
+    assert_eq!(json["images"][0]["transport"], "registry+sideload", "{json:#}");
     for node in trusting {
         assert_eq!(node_report(&json, node)["transport"], "registry", "{json:#}");
     }
     assert_eq!(node_report(&json, plain)["transport"], "sideload", "{json:#}");
     assert!(node_report(&json, plain)["note"].as_str().unwrap().contains("config_path"), "{json:#}");
     for node in &cluster.nodes {
-        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(first.as_str()), "{node}: {normalized}");
+        assert!(holds(&cluster, node, &normalized, source, &first), "{node}: {normalized}\n{json:#}");
     }
 
     // a changed reload goes the same way, and the version it replaces is gone
-    let second = sha256_id(&build_image(provider, &tag, "second version"));
-    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    let second = id(build_image(source, &tag, "second version"));
+    let json = load_json(&registry, &cluster, source, &tag, &[]);
     for node in trusting {
         assert_eq!(node_report(&json, node)["transport"], "registry", "{json:#}");
         assert_eq!(node_report(&json, node)["verified"], true, "{json:#}");
     }
     for node in &cluster.nodes {
-        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(second.as_str()), "{node}");
+        assert!(holds(&cluster, node, &normalized, source, &second), "{node}\n{json:#}");
         let listing = cluster.ctr_images(node);
         assert!(!listing.contains(&first), "{node} still holds the first version:\n{listing}");
         assert!(!listing.contains("import-"), "{node}:\n{listing}");
     }
 
     // unchanged: nothing moves
-    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    let json = load_json(&registry, &cluster, source, &tag, &[]);
     for node in &cluster.nodes {
         assert_eq!(node_report(&json, node)["action"], "skipped", "{json:#}");
     }
 
     // a node that lost the image pulls it again; the push that precedes it sends no blob
     let lost = &trusting[1];
-    let names = [normalized.clone(), second.clone()];
+    let cri = cri_id(&cluster, lost, &normalized).expect("CRI indexed it");
+    // as `crictl rmi` does: every name of the image, the registry's included
+    let names = [normalized.clone(), cri, format!("localhost:{port}/{tag}")];
     for name in &names {
         cluster.exec(lost, &["ctr", "-n", "k8s.io", "images", "rm", "--sync", name]);
     }
     let uploads_before = blob_uploads(&registry);
-    let json = load_json(&registry, &cluster, provider, &tag, &[]);
+    let json = load_json(&registry, &cluster, source, &tag, &[]);
     assert_eq!(node_report(&json, lost)["transport"], "registry", "{json:#}");
-    assert_eq!(cri_id(&cluster, lost, &normalized).as_deref(), Some(second.as_str()), "{lost}");
+    assert!(holds(&cluster, lost, &normalized, source, &second), "{lost}\n{json:#}");
     assert_eq!(blob_uploads(&registry), uploads_before, "the unchanged image's blobs were sent again");
 
     // the registry cut off from the host mid-loop: exit 1, every node keeps what it had
-    let third = sha256_id(&build_image(provider, &tag, "third version"));
+    let third = sha256_id(&build_image(source, &tag, "third version"));
     run_ok(engine_command(provider).args(["network", "disconnect", &network.name, &registry.name]));
-    let failed =
-        registry.kindload().args(["load", "--cluster", &cluster.name, "--engine", provider, &tag]).output().unwrap();
+    let failed = kindload_for(&registry, source)
+        .args(["load", "--cluster", &cluster.name, "--provider", provider, "--engine", engine_flag(source), &tag])
+        .output()
+        .unwrap();
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     assert!(text(&failed).contains("no node was changed"), "{}", text(&failed));
     for node in trusting {
-        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(second.as_str()), "{node} half-updated");
+        assert!(holds(&cluster, node, &normalized, source, &second), "{node} half-updated");
     }
     // --sideload does without it
-    let json = load_json(&registry, &cluster, provider, &tag, &["--sideload"]);
+    let json = load_json(&registry, &cluster, source, &tag, &["--sideload"]);
     for node in &cluster.nodes {
         assert_eq!(node_report(&json, node)["transport"], "sideload", "{json:#}");
-        assert_eq!(cri_id(&cluster, node, &normalized).as_deref(), Some(third.as_str()), "{node}");
+        assert!(holds(&cluster, node, &normalized, source, &third), "{node}\n{json:#}");
     }
-    remove_image(provider, &tag);
+    let _ = run(engine_command(source).args(["image", "rm", "-f", &tag, &format!("localhost:{port}/{tag}")]));
+}
+
+/// What `node` holds under `name` is the built image: CRI's id is the engine's id, except
+/// under Docker's containerd store, whose id is the digest of what it pushed (the record's
+/// target), CRI then indexing it by the config that names.
+fn holds(cluster: &TestCluster, node: &str, name: &str, source: &str, built: &str) -> bool {
+    if source != CONTAINERD_STORE {
+        return cri_id(cluster, node, name).as_deref() == Some(built);
+    }
+    let listing = kindload::resolve::records::parse_ctr_images(&cluster.ctr_images(node));
+    listing.iter().any(|r| r.name == name && r.target == built) && cri_id(cluster, node, name).is_some()
 }
 
 #[test]
@@ -165,7 +201,7 @@ fn docker_source_docker_nodes_containerd_2_1() {
     if !engine_available("docker") {
         return;
     }
-    route("docker", "2.1");
+    route("docker", "docker", "2.1");
 }
 
 #[test]
@@ -173,7 +209,7 @@ fn docker_source_docker_nodes_containerd_1_6() {
     if !engine_available("docker") {
         return;
     }
-    route("docker", "1.6");
+    route("docker", "docker", "1.6");
 }
 
 #[test]
@@ -181,5 +217,29 @@ fn podman_source_podman_nodes_containerd_1_7() {
     if !engine_available("podman") {
         return;
     }
-    route("podman", "1.7");
+    route("podman", "podman", "1.7");
+}
+
+#[test]
+fn docker_source_podman_nodes_containerd_2_1() {
+    if !engine_available("docker") || !engine_available("podman") {
+        return;
+    }
+    route("docker", "podman", "2.1");
+}
+
+#[test]
+fn containerd_store_source_podman_nodes_containerd_1_6() {
+    if !engine_available(CONTAINERD_STORE) || !engine_available("podman") {
+        return;
+    }
+    route(CONTAINERD_STORE, "podman", "1.6");
+}
+
+#[test]
+fn podman_source_docker_nodes_containerd_1_7() {
+    if !engine_available("podman") || !engine_available("docker") {
+        return;
+    }
+    route("podman", "docker", "1.7");
 }

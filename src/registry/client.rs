@@ -52,7 +52,15 @@ impl Client {
 
     /// `GET /v2/`: the registry answers over TLS with a certificate the CA signed.
     pub fn ping(&self) -> Result<(), String> {
-        let response = self.agent.get(self.url("/v2/")).call().map_err(|e| self.unreachable(e))?;
+        // Bounded as a whole: a port that accepts and never answers is no registry.
+        let response = self
+            .agent
+            .get(self.url("/v2/"))
+            .config()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .call()
+            .map_err(|e| self.unreachable(e))?;
         expect(response, &[200, 401], "GET /v2/").map(drop)
     }
 

@@ -86,7 +86,7 @@ impl Pipeline<'_> {
     /// handled here (loaded, or failed for good).
     pub(super) fn through_registry(
         &self,
-        images: &[Image],
+        images: &mut [Image],
         targets: &[Vec<usize>],
         outcomes: &mut Outcomes,
     ) -> Result<Routed> {
@@ -102,7 +102,7 @@ impl Pipeline<'_> {
                 return Ok(handled);
             }
         };
-        for (i, image) in images.iter().enumerate() {
+        for (i, image) in images.iter_mut().enumerate() {
             let mut trusting = Vec::new();
             for &n in &targets[i] {
                 match distrust(&self.nodes[n], route) {
@@ -124,6 +124,14 @@ impl Pipeline<'_> {
                 Some(handle) => handle.join().expect("push panicked")?,
                 None => push_image(self.runner(), route, image)?,
             };
+            if image.identity.config.is_none() {
+                // Docker's containerd store knows the image by its index or manifest: the
+                // registry says which config the nodes will index it by.
+                let platforms = trusting.iter().filter_map(|&n| self.nodes[n].platform.as_deref());
+                image.identity.config =
+                    config_in_registry(route, image, platforms.collect::<Vec<_>>().first().copied());
+            }
+            let image = &*image;
             for (n, outcome) in self.pull_all(route, image, &reference, &trusting) {
                 outcomes[i][n] = outcome;
                 handled[i][n] = true;
@@ -193,6 +201,16 @@ fn pushed_name(route: &Route, image: &Image) -> String {
 fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
     let reference = pushed_name(route, image);
+    let failed = |e: String| {
+        Error::failed(
+            format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
+            "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
+        )
+    };
+    // A registry that does not answer is said at once, rather than after the engine's retries.
+    crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem)
+        .and_then(|client| client.ping())
+        .map_err(failed)?;
     if !image.engine_names.contains(&reference) && image.engine_ref != reference {
         runner.run(&engine.cmd().args(["tag", &image.engine_ref, &reference]))?;
     }
@@ -203,12 +221,7 @@ fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
             .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
         push = push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref());
     }
-    runner.run(&push.arg(&reference)).map_err(|e| {
-        Error::failed(
-            format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
-            "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
-        )
-    })?;
+    runner.run(&push.arg(&reference)).map_err(|e| failed(e.to_string()))?;
     Ok(reference)
 }
 
@@ -217,12 +230,31 @@ fn unroutable(image: &Image) -> Option<String> {
     if image.engine.is_none() {
         return Some("an archive is sideloaded: the registry route pushes from an engine".into());
     }
-    if image.identity.config.is_none() {
-        return Some(
-            "Docker's containerd image store names the image by its manifest, which the registry route cannot check on the node before the pull: sideloaded".into(),
-        );
-    }
     None
+}
+
+/// The config digest of the pushed image for `platform` (`os/arch[/variant]`), read from
+/// the registry: the manifest, or the index and then its manifest for the platform.
+fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> Option<String> {
+    let client = crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem).ok()?;
+    let first = &image.names[0];
+    let repo = registry_repo(first);
+    let (_, bytes) = client.get_manifest(&repo, first.tag().unwrap_or("latest")).ok()?;
+    if let Some(config) = crate::registry::push::config_of(&bytes) {
+        return Some(config);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let wanted = platform.unwrap_or("linux/amd64");
+    let digest = index["manifests"].as_array()?.iter().find_map(|m| {
+        let p = &m["platform"];
+        let name = match p["variant"].as_str() {
+            Some(v) => format!("{}/{}/{v}", p["os"].as_str()?, p["architecture"].as_str()?),
+            None => format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?),
+        };
+        (name == wanted || wanted.starts_with(&format!("{name}/"))).then(|| m["digest"].as_str().map(str::to_string))?
+    })?;
+    let (_, bytes) = client.get_manifest(&repo, &digest).ok()?;
+    crate::registry::push::config_of(&bytes)
 }
 
 /// Why `node` cannot pull from the registry, or None: judged from the survey, which read
@@ -433,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn only_engine_images_with_a_config_digest_take_the_route() {
+    fn archives_are_sideloaded_engine_images_routed() {
         let id =
             |config: Option<&str>| Identity { config: config.map(String::from), manifest: Some("sha256:m".into()) };
         let archived = Image::for_tests("app:dev", id(Some("sha256:c")));
@@ -442,6 +474,6 @@ mod tests {
         engine.engine = Some(crate::resolve::engine::Engine::unprobed(EngineKind::Docker, "test"));
         assert_eq!(unroutable(&engine), None);
         engine.identity = id(None);
-        assert!(unroutable(&engine).unwrap().contains("containerd image store"));
+        assert_eq!(unroutable(&engine), None, "Docker's containerd store: the registry tells the config");
     }
 }
