@@ -14,14 +14,15 @@ use crate::resolve::records::{parse_ctr_images, CtrImage};
 /// stdout alone for crictl's JSON). A light survey reads what deciding and verifying a
 /// load needs (image records, CRI's answers, the platform); a full one adds containerd's
 /// version and config, and the content and snapshots a transfer is planned with. Registry
-/// hosts asked about (`localhost:5001`, ...) add containerd's config and, from the hosts
-/// directory its `config_path` names, each host's `hosts.toml` and kindload's CA file.
+/// hosts asked about (`localhost:5001`, ...) add, from the hosts directory the registry
+/// `config_path` in containerd's config.toml names (where kind sets it; read directly, as
+/// `containerd config dump` costs a tenth of a second), each host's `hosts.toml` and
+/// kindload's CA file.
 pub const SURVEY: &str = r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 j() { n=$1; shift; o=$("$@" 2>/dev/null); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 depth=$1; nhosts=$2; shift 2
 if [ "$nhosts" -gt 0 ]; then
-  cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
-  dir=$(printf '%s\n' "$cfg" | sed -n "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*[\"']\([^\"':]*\).*/\1/p" | head -n 1)
+  dir=$(sed -n "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*[\"']\([^\"':]*\).*/\1/p" /etc/containerd/config.toml 2>/dev/null | head -n 1)
   printf '@@kindload hosts-dir 0\n%s\n' "$dir"
   while [ "$nhosts" -gt 0 ]; do
     nhosts=$((nhosts - 1)); h=$1; shift

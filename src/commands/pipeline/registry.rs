@@ -260,15 +260,15 @@ fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> O
 /// Why `node` cannot pull from the registry, or None: judged from the survey, which read
 /// the node's `hosts.toml` and CA for the registry's address.
 fn distrust(node: &Node, route: &Route) -> Option<String> {
-    let Some(config_path) = &node.config_path else {
+    let host = format!("localhost:{}", route.port);
+    let held = node.registry_hosts.iter().find(|h| h.host == host);
+    let Some(dir) = held.map(|h| h.dir.as_str()).filter(|d| !d.is_empty()) else {
         return Some(format!(
             "sideloaded: containerd on {} sets no registry config_path, so it cannot pull from registry {} (see `kindload registry up`)",
             node.name, route.name
         ));
     };
-    let wanted = hosts::wanted(config_path, &route.name, route.port, &route.ca_pem);
-    let host = format!("localhost:{}", route.port);
-    let held = node.registry_hosts.iter().find(|h| h.host == host && h.dir == hosts::hosts_dir(config_path));
+    let wanted = hosts::wanted(dir, &route.name, route.port, &route.ca_pem);
     let same =
         |have: Option<&String>, want: &hosts::File| have.is_some_and(|h| h.trim_end() == want.content.trim_end());
     match held {
@@ -351,8 +351,9 @@ fn pull(
     plan: &NodePull,
 ) -> Outcome {
     let started = Instant::now();
-    let config_path = node.config_path.as_deref().unwrap_or_default();
-    let argv = pull_argv(node, hosts::hosts_dir(config_path), pushed, plan);
+    let host = format!("localhost:{}", route.port);
+    let dir = node.registry_hosts.iter().find(|h| h.host == host).map(|h| h.dir.as_str()).unwrap_or_default();
+    let argv = pull_argv(node, dir, pushed, plan);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     match runner.run(&provider.exec(&node.name, &argv)) {
         Ok(out) => Outcome {
@@ -450,17 +451,20 @@ mod tests {
         let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
         let mut n = node("2.1.9", "overlayfs");
         let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
-        assert!(distrust(&n, &route).unwrap().contains("does not trust"));
+        assert!(distrust(&n, &route).unwrap().contains("config_path"), "nothing read: no hosts directory");
         n.registry_hosts = vec![crate::resolve::node::RegistryHost {
             host: "localhost:5001".into(),
             dir: "/etc/containerd/certs.d".into(),
-            hosts_toml: Some(wanted[0].content.clone()),
-            ca: Some(wanted[1].content.clone()),
+            hosts_toml: None,
+            ca: None,
         }];
+        assert!(distrust(&n, &route).unwrap().contains("does not trust"), "no files there yet");
+        n.registry_hosts[0].hosts_toml = Some(wanted[0].content.clone());
+        n.registry_hosts[0].ca = Some(wanted[1].content.clone());
         assert_eq!(distrust(&n, &route), None);
         n.registry_hosts[0].ca = Some("OTHER CA".into());
         assert!(distrust(&n, &route).is_some(), "another CA is no trust");
-        n.config_path = None;
+        n.registry_hosts[0].dir = String::new();
         assert!(distrust(&n, &route).unwrap().contains("config_path"));
     }
 
