@@ -3,8 +3,15 @@
 
   report.py kindload-fields MEASURE_JSON STDOUT STDERR
       JSON fields (without braces) for one kindload run: temp bytes, bytes sent to and
-      already present on the nodes (from `--output json`), actions, and the peak resident
-      memory printed by `-v` when present.
+      already present on the nodes (from `--output json`), actions, the transport, and the
+      peak resident memory printed by `-v` when present.
+
+  report.py transport STDOUT
+      How the load whose `--output json` report is STDOUT moved the image.
+
+  report.py check STDOUT NORMALIZED EXPECTED_ID NODE...
+      Exit 1, saying why, unless kindload's `--output json` report proves that every NODE
+      (and no other) answers to the image under NORMALIZED with EXPECTED_ID (when not empty).
 
   report.py summary RAW_JSONL OUT_JSON [--key value ...]
       Medians, min/max and ratios as a table on stdout; raw numbers and the summary to OUT_JSON.
@@ -30,13 +37,62 @@ def kindload_fields(measure, stdout, stderr):
         fields["bytes_sent"] = sum(n.get("bytes") or 0 for n in nodes)
         fields["bytes_present"] = sum(n.get("bytes_present") or 0 for n in nodes)
         fields["actions"] = sorted({n.get("action") for n in nodes if n.get("action")})
-    except (OSError, ValueError):
+        images = report.get("images", [])
+        if any("blobs_sent" in i for i in images):
+            fields["blobs_sent"] = sum(i.get("blobs_sent") or 0 for i in images)
+            fields["blobs_present"] = sum(i.get("blobs_present") or 0 for i in images)
+        fields["transport"] = transport_of(report)
+    except (OSError, ValueError, AttributeError):
         pass
     text = open(stderr, errors="replace").read()
     found = re.findall(r"peak resident memory: (\d+) KiB", text)
     if found:
         fields["peak_rss_kib"] = int(found[-1])
     print(json.dumps(fields)[1:-1])
+
+
+def transport_of(report):
+    """How kindload moved the image: the report's `transport` (top level, else per image),
+    else "sideload", the only way there was before the field."""
+    if report.get("transport"):
+        return report["transport"]
+    found = sorted({i["transport"] for i in report.get("images", []) if i.get("transport")})
+    return ",".join(found) if found else "sideload"
+
+
+def check(stdout, normalized, expected_id, nodes):
+    problems = []
+    try:
+        report = json.load(open(stdout))
+    except (OSError, ValueError) as e:
+        print(f"check: kindload's report is not JSON: {e}", file=sys.stderr)
+        return 1
+    if report.get("ok") is not True:
+        problems.append(f"ok is {report.get('ok')!r}")
+    images = report.get("images") or []
+    if len(images) != 1:
+        problems.append(f"{len(images)} images in the report, expected 1")
+    for image in images:
+        if "normalized" in image and image["normalized"] != normalized:
+            problems.append(f"normalized is {image['normalized']!r}, expected {normalized!r}")
+        if "names" in image and normalized not in image["names"]:
+            problems.append(f"{normalized} is not among the names {image['names']}")
+        if expected_id and image.get("id") and image["id"] != expected_id:
+            problems.append(f"id is {image['id']}, expected {expected_id}")
+        rows = image.get("nodes") or []
+        names = sorted(n.get("name") for n in rows)
+        if names != sorted(nodes):
+            problems.append(f"nodes {names}, expected {sorted(nodes)}")
+        for n in rows:
+            if n.get("verified") is not True:
+                problems.append(f"{n.get('name')}: not verified ({n.get('error') or n.get('detail')})")
+            if n.get("action") == "failed":
+                problems.append(f"{n.get('name')}: failed ({n.get('error')})")
+            if expected_id and n.get("id") and n["id"] != expected_id:
+                problems.append(f"{n.get('name')}: id {n['id']}, expected {expected_id}")
+    for p in problems:
+        print(f"check: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def machine():
@@ -222,6 +278,10 @@ def summary(raw_path, out_path, opts):
 def main(argv):
     if argv[0] == "kindload-fields":
         kindload_fields(*argv[1:4])
+    elif argv[0] == "transport":
+        print(transport_of(json.load(open(argv[1]))))
+    elif argv[0] == "check":
+        sys.exit(check(argv[1], argv[2], argv[3], argv[4:]))
     elif argv[0] == "summary":
         opts = {}
         rest = argv[3:]

@@ -257,21 +257,27 @@ run_kind() {
 
 # ---------------------------------------------------------------------------------------------
 # kindload, timed by bench/measure.py, which also samples the temporary files it holds.
+# Its state (the record of loaded images) stays in the work directory.
 
 KL_TMP=$WORK/kindload-tmp
+KL_STATE=$WORK/kindload-state
 
 # run_kindload CASE ROUND IMAGE CLUSTER [kindload args]
 run_kindload() {
   local case=$1 round=$2 image=$3 cluster=$4
   shift 4
   rm -rf "$KL_TMP" && mkdir -p "$KL_TMP"
-  python3 "$BENCH_DIR/measure.py" --tmpdir "$KL_TMP" --out "$WORK/m.json" \
+  KINDLOAD_STATE_DIR=$KL_STATE python3 "$BENCH_DIR/measure.py" --tmpdir "$KL_TMP" --out "$WORK/m.json" \
     --stdout "$WORK/kl.out" --stderr "$WORK/kl.err" -- \
     "$KINDLOAD" load "$image" --cluster "$cluster" --output json "$@"
   if ! python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["exit"])' "$WORK/m.json"; then
     cat "$WORK/kl.err" >&2
     die "kindload failed for case $case"
   fi
+  # every node must answer to the normalized name with the expected id: the report's proof
+  python3 "$BENCH_DIR/report.py" check "$WORK/kl.out" "$(normalize "$image")" \
+    "$(docker image inspect -f '{{.Id}}' "$image")" "${NODES[@]}" ||
+    { cat "$WORK/kl.err" >&2; die "kindload's load was not verified on every node (case $case)"; }
   local fields
   fields=$(python3 "$BENCH_DIR/report.py" kindload-fields "$WORK/m.json" "$WORK/kl.out" "$WORK/kl.err")
   record "$case" kindload "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/m.json")" \
