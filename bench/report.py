@@ -160,7 +160,7 @@ REGISTRY_TARGETS = {"reg_first_empty": 1.0, "reg_reload_1mb": 1.0, "reg_noop": 1
 
 SOURCES = ["docker", "containerd-store", "podman"]
 
-RSS_CASES = [("rss_first_load_1gib", "no registry")]
+RSS_CASES = [("rss_first_load_1gib", "no registry"), ("rss_first_load_1gib_registry", "registry up")]
 
 RSS_LIMIT_BYTES = 64e6
 
@@ -360,7 +360,7 @@ def summary(raw_path, out_path, opts):
         result["cases"]["disk_growth"] = growth
         w("  (du -sb /var/lib/containerd in each node: before the first load, after the first, after the last; mean over nodes)")
 
-    for tool, case in (("kind", "growth_reload"), ("kindload", "growth_reload")):
+    for tool, case in (("kind", "growth_reload"), ("kindload", "growth_reload"), ("kindload+registry", "growth_reload_registry")):
         later = [r["seconds"] for r in timed if r["case"] == case and r["tool"] == ("kind" if tool == "kind" else "kindload")
                  and r["round"] > 1]
         if later:

@@ -87,9 +87,15 @@ docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 ||
 command -v python3 >/dev/null || die "python3 is needed for the measurements and the summary"
 
 REGISTRY_IMAGE=kindload-testregistry:1
-if selected registry; then
-  docker image inspect "$REGISTRY_IMAGE" >/dev/null 2>&1 ||
+with_registry=0 # kindload-registry variants of cases 4 and 5, and case 8, need the registry image
+if selected registry || selected rss || selected growth; then
+  if docker image inspect "$REGISTRY_IMAGE" >/dev/null 2>&1; then
+    with_registry=1
+  elif selected registry; then
     die "registry image $REGISTRY_IMAGE is missing; run tests/run.sh (the test command) first, it builds it"
+  else
+    log "registry image $REGISTRY_IMAGE is missing: cases 4 and 5 run without a registry only"
+  fi
 fi
 
 # The containerd-store Docker daemon of the test bed (tests/testbed/start-store-daemon.sh).
@@ -739,25 +745,52 @@ for ((round = 1; round <= rounds; round++)); do
   fi
 
   if selected rss; then
-    # 5. kindload's own peak RSS, 1 GiB image, first load into 3 nodes
+    # 5. kindload's own peak RSS, 1 GiB image, first load into 3 nodes; again with the
+    # cluster's registry up (kindload then loads the way it does when there is one)
     new_cluster 3
     run_kindload rss_first_load_1gib "$round" "$RSS" "$CLUSTER" -v
     remove_cluster
+    if [ "$with_registry" = 1 ]; then
+      new_network
+      new_cluster 3 "$NETWORK"
+      kindload_registry_up
+      KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+      run_kindload rss_first_load_1gib_registry "$round" "$RSS" "$CLUSTER" -v
+      remove_cluster
+      remove_kindload_registry "$PROVIDER" "$REG_NAME"
+      remove_network
+      reset_source
+    fi
     log "  peak RSS done"
   fi
 done
 
 if selected growth; then
-  # 4. node disk growth over repeated reloads of an image whose top layer changes every time
+  # 4. node disk growth over repeated reloads of an image whose top layer changes every time;
+  # kindload also with the cluster's registry up
   log "disk growth: $growth_reloads reloads of $growth_base_mb MiB + $growth_top_mb MiB (changing), per tool"
   make_context "$WORK/ctx-growth" 1 "$growth_base_mb" "$growth_top_mb"
-  for tool in kind kindload; do
-    new_cluster 3
+  tools=(kind kindload)
+  [ "$with_registry" = 0 ] || tools+=(kindload+registry)
+  for tool in "${tools[@]}"; do
+    if [ "$tool" = kindload+registry ]; then
+      new_network
+      new_cluster 3 "$NETWORK"
+      kindload_registry_up
+      KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+      KL_FIELDS="\"registry\": true"
+    else
+      new_cluster 3
+    fi
     before=()
     for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
     for ((i = 1; i <= growth_reloads; i++)); do
       build_image "$WORK/ctx-growth" "$GROWTH" "$growth_top_mb"
-      run_tool "$tool" growth_reload "$i" "$GROWTH" "$CLUSTER"
+      if [ "$tool" = kindload+registry ]; then
+        run_kindload growth_reload_registry "$i" "$GROWTH" "$CLUSTER"
+      else
+        run_tool "$tool" growth_reload "$i" "$GROWTH" "$CLUSTER"
+      fi
       if [ "$i" = 1 ]; then
         sleep 2 # let containerd's garbage collector settle before measuring
         first=()
@@ -771,6 +804,11 @@ if selected growth; then
       "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
       "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
     remove_cluster
+    if [ "$tool" = kindload+registry ]; then
+      remove_kindload_registry "$PROVIDER" "$REG_NAME"
+      remove_network
+      reset_source
+    fi
     log "  $tool done"
   done
 fi
