@@ -346,12 +346,19 @@ engine() {
 
 # build_image DIR TAG [NEW_TOP_MB [SOURCE]]: (re)builds; with NEW_TOP_MB the top layer gets new
 # random bytes first, so only that layer changes (the others come from the build cache).
+# A build that fails is tried twice more: Podman 4.3's build cache lookup fails with "layer
+# not known" when another process removes an image meanwhile (seen with tests running).
 build_image() {
-  local dir=$1 tag=$2 source=${4:-docker}
+  local dir=$1 tag=$2 source=${4:-docker} attempt
   [ -z "${3:-}" ] || head -c "${3}M" /dev/urandom >"$dir/top.bin"
-  # quiet unless it fails (the legacy builder warns on stderr at every build)
-  engine "$source" build -q --label "$LABEL" -t "$tag" "$dir" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; die "$source build -t $tag failed"; }
+  for attempt in 1 2 3; do
+    # quiet unless it fails (the legacy builder warns on stderr at every build)
+    engine "$source" build -q --label "$LABEL" -t "$tag" "$dir" >"$WORK/build.log" 2>&1 && return 0
+    log "$source build -t $tag failed (attempt $attempt of 3): $(tail -n 1 "$WORK/build.log")"
+    sleep 1
+  done
+  cat "$WORK/build.log" >&2
+  die "$source build -t $tag failed"
 }
 
 # What the kubelet resolves a reference to.
