@@ -52,12 +52,18 @@ def kindload_fields(measure, stdout, stderr):
 
 
 def transport_of(report):
-    """How kindload moved the image: the report's `transport` (top level, else per image),
-    else "sideload", the only way there was before the field."""
+    """How kindload moved the image: the report's `transport` (top level, else per image);
+    "none" when the report has the field but nothing moved (every node already had it);
+    "sideload", the only way there was, when the report predates the field."""
     if report.get("transport"):
         return report["transport"]
-    found = sorted({i["transport"] for i in report.get("images", []) if i.get("transport")})
-    return ",".join(found) if found else "sideload"
+    images = report.get("images", [])
+    found = sorted({i["transport"] for i in images if i.get("transport")})
+    if found:
+        return ",".join(found)
+    if "transport" in report or any("transport" in i for i in images):
+        return "none"
+    return "sideload"
 
 
 def check(stdout, normalized, expected_id, nodes):
