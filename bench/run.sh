@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# kindload against kind's loading algorithm, written as the commands `kind load docker-image`
-# runs, side by side on fresh test-bed clusters. See README.md, section "Benchmark".
+# kindload against two baselines, side by side on fresh test-bed clusters: kind's loading
+# algorithm (the commands `kind load docker-image` runs) and kind's registry recipe
+# (`docker push` to a registry container on the nodes' network, then a pull on every node).
+# See README.md, section "Benchmark".
 #
 #   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick] [--results FILE]
+#                [--cases kind,floor,rss,growth,registry] [--sources docker,containerd-store,podman]
 #
-# Needs the test bed (run `tests/run.sh` once first): a Docker daemon and the node image
-# kindload-testnode:<containerd version>. Prints a summary table and writes the raw numbers
-# to bench/results/latest.json (or FILE).
+# Needs the test bed (run `tests/run.sh` once first): Docker, the node image
+# kindload-testnode:<containerd version>, and for the registry cases the registry image
+# kindload-testregistry:1, Podman and the containerd-store Docker daemon. Prints a summary
+# table and writes the raw numbers to bench/results/latest.json (or FILE).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,9 +21,11 @@ containerd=2.1
 quick=0
 snapshotter=overlayfs
 results=$BENCH_DIR/results/latest.json
+cases=kind,floor,rss,growth,registry
+sources=docker,containerd-store,podman
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -32,17 +38,32 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --results) results=${2:?--results needs a file}; shift 2 ;;
     --results=*) results=${1#*=}; shift ;;
+    --cases) cases=${2:?--cases needs a list}; shift 2 ;;
+    --cases=*) cases=${1#*=}; shift ;;
+    --sources) sources=${2:?--sources needs a list}; shift 2 ;;
+    --sources=*) sources=${1#*=}; shift ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
 
 case $containerd in 1.6 | 1.7 | 2.1) ;; *) echo "--containerd must be 1.6, 1.7 or 2.1" >&2; exit 2 ;; esac
+IFS=, read -r -a CASES <<<"$cases"
+IFS=, read -r -a SOURCES <<<"$sources"
+for c in "${CASES[@]}"; do
+  case $c in kind | floor | rss | growth | registry) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, registry)" >&2; exit 2 ;; esac
+done
+for s in "${SOURCES[@]}"; do
+  case $s in docker | containerd-store | podman) ;; *) echo "--sources: unknown source '$s' (docker, containerd-store, podman)" >&2; exit 2 ;; esac
+done
+[ ${#CASES[@]} -gt 0 ] || { echo "--cases is empty" >&2; exit 2; }
+selected() { [[ ",$cases," == *",$1,"* ]]; }
+if selected registry && [ ${#SOURCES[@]} -eq 0 ]; then echo "--sources is empty" >&2; exit 2; fi
 
 # Sizes in MiB.
 if [ "$quick" = 1 ]; then
   : "${rounds:=1}"
-  big_layers=4 big_layer_mb=10 app_mb=1 # case 1-3 and 7: 4 x 10 MiB + 1 MiB
+  big_layers=4 big_layer_mb=10 app_mb=1 # case 1-3, 7 and 8: 4 x 10 MiB + 1 MiB
   growth_base_mb=10 growth_top_mb=5 growth_reloads=5
   rss_layers=4 rss_layer_mb=25 # case 5: 100 MiB
 else
@@ -65,33 +86,104 @@ docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 ||
   die "node image $NODE_IMAGE is missing; run tests/run.sh (the test command) first, it builds it"
 command -v python3 >/dev/null || die "python3 is needed for the measurements and the summary"
 
+REGISTRY_IMAGE=kindload-testregistry:1
+with_registry=0 # kindload-registry variants of cases 4 and 5, and case 8, need the registry image
+if selected registry || selected rss || selected growth; then
+  if docker image inspect "$REGISTRY_IMAGE" >/dev/null 2>&1; then
+    with_registry=1
+  elif selected registry; then
+    die "registry image $REGISTRY_IMAGE is missing; run tests/run.sh (the test command) first, it builds it"
+  else
+    log "registry image $REGISTRY_IMAGE is missing: cases 4 and 5 run without a registry only"
+  fi
+fi
+
+# The containerd-store Docker daemon of the test bed (tests/testbed/start-store-daemon.sh).
+STORE_HOST=${KINDLOAD_TEST_CONTAINERD_STORE_HOST:-}
+if [ -z "$STORE_HOST" ]; then
+  STORE_HOST=$(bash -c 'source "$1/tests/testbed/common.sh" >/dev/null 2>&1 && printf "%s" "$STORE_HOST"' _ "$REPO_ROOT" || true)
+fi
+uses_source() { selected registry && [[ ",$sources," == *",$1,"* ]]; }
+if uses_source containerd-store; then
+  docker --host "$STORE_HOST" info >/dev/null 2>&1 ||
+    die "the containerd-store Docker daemon does not answer at ${STORE_HOST:-?}; run tests/run.sh (it starts it), or leave it out with --sources docker,podman"
+fi
+if uses_source podman || uses_source containerd-store; then
+  podman info >/dev/null 2>&1 ||
+    die "podman does not answer; run tests/run.sh first (the containerd-store source also needs it: its nodes run on Podman), or leave it out with --sources"
+  podman image inspect "$NODE_IMAGE" "$REGISTRY_IMAGE" >/dev/null 2>&1 ||
+    die "podman lacks $NODE_IMAGE or $REGISTRY_IMAGE; run tests/run.sh (the test command) first, it builds them"
+fi
+command -v curl >/dev/null || ! selected registry || die "curl is needed to wait for the registries (apt-get install curl)"
+
 log "building kindload (cargo build --release)"
 (cd "$REPO_ROOT" && cargo build --release --locked --quiet) || die "cargo build --release failed"
 KINDLOAD=$REPO_ROOT/target/release/kindload
 
 # ---------------------------------------------------------------------------------------------
-# Bookkeeping and cleanup: everything this run creates carries the label below.
+# Bookkeeping and cleanup: everything this run creates carries the label below, on Docker,
+# Podman and the containerd-store daemon; kindload's own registries are named $PREFIX-klreg-*.
 
 OWNER_LABEL=io.kindload.bench.owner
 LABEL="$OWNER_LABEL=$$"
 PREFIX=kb$$
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kindload-bench.XXXXXX")
+echo $$ >"$WORK/owner"
 RAW=$WORK/raw.jsonl
 : >"$RAW"
-CLUSTERS=()
+KL_REGISTRIES=$WORK/kindload-registries # "provider name" per line
+: >"$KL_REGISTRIES"
+
+have_podman() { command -v podman >/dev/null && podman info >/dev/null 2>&1; }
+have_store() { [ -n "$STORE_HOST" ] && docker --host "$STORE_HOST" info >/dev/null 2>&1; }
+
+# remove_owned LABEL_FILTER: containers, kindload registries, networks and images of an owner
+remove_owned() {
+  local filter=$1 prov ids
+  for prov in docker podman; do
+    [ "$prov" = docker ] || have_podman || continue
+    ids=$($prov ps -aq --filter "label=$filter")
+    [ -z "$ids" ] || $prov rm -f -v $ids >/dev/null 2>&1 || true
+    ids=$($prov network ls -q --filter "label=$filter")
+    [ -z "$ids" ] || $prov network rm $ids >/dev/null 2>&1 || true
+    ids=$($prov images -q --filter "label=$filter" | sort -u)
+    [ -z "$ids" ] || $prov rmi -f $ids >/dev/null 2>&1 || true
+  done
+  if have_store; then
+    local store=(docker --host "$STORE_HOST") firsts id
+    ids=$("${store[@]}" images -q --filter "label=$filter" | sort -u)
+    [ -n "$ids" ] || return 0
+    # The legacy builder leaves the last step's image, unlabelled, under the labelled one; the
+    # containerd store keeps it, dangling. The first layer (random data of this run) tells it.
+    firsts=$("${store[@]}" image inspect -f '{{index .RootFS.Layers 0}}' $ids 2>/dev/null | sort -u)
+    "${store[@]}" rmi -f $ids >/dev/null 2>&1 || true
+    local first
+    for id in $("${store[@]}" images -q --filter dangling=true | sort -u); do
+      first=$("${store[@]}" image inspect -f '{{index .RootFS.Layers 0}}' "$id" 2>/dev/null) || continue
+      if [ -n "$first" ] && grep -qxF "$first" <<<"$firsts"; then
+        "${store[@]}" rmi "$id" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
+}
+
+# remove_kindload_registry PROVIDER NAME: the container `kindload registry up` made, and its volume
+remove_kindload_registry() {
+  $1 rm -f -v "$2" >/dev/null 2>&1 || true
+  $1 volume rm "$2-data" >/dev/null 2>&1 || true
+}
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  local pids
+  local pids prov name
   pids=$(jobs -p)
   [ -z "$pids" ] || kill $pids 2>/dev/null || true
   wait 2>/dev/null || true
-  local ids
-  ids=$(docker ps -aq --filter "label=$LABEL")
-  [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
-  ids=$(docker images -q --filter "label=$LABEL" | sort -u)
-  [ -z "$ids" ] || docker rmi -f $ids >/dev/null 2>&1 || true
+  while read -r prov name; do
+    remove_kindload_registry "$prov" "$name"
+  done <"$KL_REGISTRIES"
+  remove_owned "$LABEL"
   rm -rf "$WORK"
   exit "$status"
 }
@@ -100,16 +192,32 @@ trap 'log "interrupted; cleaning up"; exit 130' INT TERM
 
 # Leftovers of runs killed before their trap ran (owner process gone).
 sweep_orphans() {
-  local owner ids
-  for owner in $( (docker ps -a --format "{{.Label \"$OWNER_LABEL\"}}" --filter "label=$OWNER_LABEL"
-    docker images --format "{{.ID}}" --filter "label=$OWNER_LABEL" |
-      xargs -r docker image inspect --format "{{index .Config.Labels \"$OWNER_LABEL\"}}") | sort -u); do
-    [ -d "/proc/$owner" ] && continue
-    ids=$(docker ps -aq --filter "label=$OWNER_LABEL=$owner")
-    [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
-    ids=$(docker images -q --filter "label=$OWNER_LABEL=$owner" | sort -u)
-    [ -z "$ids" ] || docker rmi -f $ids >/dev/null 2>&1 || true
+  local prov owner name dir
+  for prov in docker podman; do
+    [ "$prov" = docker ] || have_podman || continue
+    for name in $($prov ps -a --filter label=io.kindload.registry --format '{{.Names}}' | grep -E '^kb[0-9]+-klreg-' || true); do
+      owner=${name#kb}
+      owner=${owner%%-*}
+      [ -d "/proc/$owner" ] || remove_kindload_registry "$prov" "$name"
+    done
+    for owner in $( ($prov ps -a --format "{{.Label \"$OWNER_LABEL\"}}" --filter "label=$OWNER_LABEL"
+      $prov network ls -q --filter "label=$OWNER_LABEL" |
+        xargs -r $prov network inspect --format "{{index .Labels \"$OWNER_LABEL\"}}"
+      $prov images --format "{{.ID}}" --filter "label=$OWNER_LABEL" |
+        xargs -r $prov image inspect --format "{{index .Config.Labels \"$OWNER_LABEL\"}}") 2>/dev/null | sort -u); do
+      [ -d "/proc/$owner" ] || remove_owned "$OWNER_LABEL=$owner"
+    done
   done
+  for dir in "${TMPDIR:-/tmp}"/kindload-bench.*; do
+    [ -f "$dir/owner" ] && owner=$(cat "$dir/owner") && [ -n "$owner" ] || continue
+    [ -d "/proc/$owner" ] || rm -rf "$dir"
+  done
+  if have_store; then
+    for owner in $(docker --host "$STORE_HOST" images --format "{{.ID}}" --filter "label=$OWNER_LABEL" |
+      xargs -r docker --host "$STORE_HOST" image inspect --format "{{index .Config.Labels \"$OWNER_LABEL\"}}" | sort -u); do
+      [ -d "/proc/$owner" ] || remove_owned "$OWNER_LABEL=$owner"
+    done
+  fi
 }
 sweep_orphans
 
@@ -122,37 +230,71 @@ record() {
   printf '{"case": "%s", "tool": "%s", "round": %s, "seconds": %s%s}\n' "$1" "$2" "$3" "$4" "$extra" >>"$RAW"
 }
 
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # ---------------------------------------------------------------------------------------------
-# Clusters: kind-like nodes as tests/support/mod.rs makes them.
+# Clusters: kind-like nodes as tests/support/mod.rs makes them. PROVIDER hosts them (docker
+# unless a case sets podman).
+
+PROVIDER=docker
+# Podman 4.3's default limits exceed this machine's hard limits (tests/testbed/README.md).
+podman_run_args() { [ "$PROVIDER" != podman ] || printf '%s\n' --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --runtime runc; }
+
+# On a network, nodes get containerd's registry config_path = /etc/containerd/certs.d, as kind
+# node images since v0.27 do: a wrapper around the node image's own entrypoint appends it.
+CONFIG_PATH=/etc/containerd/certs.d
+# shellcheck disable=SC2016 # expanded by the node's shell
+ADD_CONFIG_PATH='printf "\n[%s]\n  config_path = \"%s\"\n" "$KINDLOAD_TEST_CONFIG_PATH_TABLE" "$KINDLOAD_TEST_CONFIG_PATH" >> /etc/containerd/config.toml && mkdir -p "$KINDLOAD_TEST_CONFIG_PATH" && exec /usr/local/bin/entrypoint'
+if [[ $containerd == 1.* ]]; then
+  CONFIG_PATH_TABLE='plugins."io.containerd.grpc.v1.cri".registry'
+else
+  CONFIG_PATH_TABLE='plugins."io.containerd.cri.v1.images".registry'
+fi
 
 cluster_seq=0
-# new_cluster NODES: starts a cluster of NODES nodes (control-plane + workers); sets CLUSTER, NODES.
+# new_cluster NODES [NETWORK]: starts a cluster of NODES nodes (control-plane + workers),
+# on NETWORK with config_path when given (else on no network); sets CLUSTER, NODES.
 new_cluster() {
-  local count=$1 name role node i
   cluster_seq=$((cluster_seq + 1))
-  name=$PREFIX-$cluster_seq
+  start_nodes "$PREFIX-$cluster_seq" "$1" "${2:-}"
+}
+
+# start_nodes NAME NODES [NETWORK]: the nodes of cluster NAME (again, after remove_cluster)
+start_nodes() {
+  local name=$1 count=$2 network=${3:-} role node i
   NODES=("$name-control-plane")
   for ((i = 1; i < count; i++)); do
     if [ "$i" = 1 ]; then NODES+=("$name-worker"); else NODES+=("$name-worker$i"); fi
   done
+  local extra=() cmd=()
+  mapfile -t extra < <(podman_run_args)
+  if [ -n "$network" ]; then
+    extra+=(--network "$network" --entrypoint /bin/sh
+      -e "KINDLOAD_TEST_CONFIG_PATH_TABLE=$CONFIG_PATH_TABLE" -e "KINDLOAD_TEST_CONFIG_PATH=$CONFIG_PATH")
+    cmd=(-c "$ADD_CONFIG_PATH")
+  else
+    extra+=(--network none)
+  fi
   for node in "${NODES[@]}"; do
     role=worker
     [[ $node == *-control-plane ]] && role=control-plane
-    docker run --detach --name "$node" --hostname "$node" \
+    $PROVIDER run --detach --name "$node" --hostname "$node" \
       --label "io.x-k8s.kind.cluster=$name" --label "io.x-k8s.kind.role=$role" --label "$LABEL" \
-      --network none --cap-add SYS_ADMIN \
-      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
       -v /var/lib/containerd --tmpfs /run --tmpfs /tmp \
-      -e "KINDLOAD_TEST_SNAPSHOTTER=$snapshotter" \
-      "$NODE_IMAGE" >/dev/null
+      -e "KINDLOAD_TEST_SNAPSHOTTER=$snapshotter" "${extra[@]}" \
+      "$NODE_IMAGE" "${cmd[@]}" >/dev/null 2>"$WORK/run.log" ||
+      { cat "$WORK/run.log" >&2; die "$PROVIDER run $node failed"; }
   done
   for node in "${NODES[@]}"; do
     local deadline=$((SECONDS + 60))
-    until docker exec "$node" ctr version >/dev/null 2>&1; do
+    until $PROVIDER exec "$node" ctr version >/dev/null 2>&1; do
       # a node that stopped (an interrupt reaches it through the docker CLI) will not come back
-      [ "$(docker inspect -f '{{.State.Running}}' "$node" 2>/dev/null)" = true ] ||
-        { docker logs --tail 30 "$node" >&2; die "node $node is not running"; }
-      [ $SECONDS -lt $deadline ] || { docker logs --tail 30 "$node" >&2; die "containerd in $node did not answer within 60 s"; }
+      [ "$($PROVIDER inspect -f '{{.State.Running}}' "$node" 2>/dev/null)" = true ] ||
+        { $PROVIDER logs --tail 30 "$node" >&2; die "node $node is not running"; }
+      [ $SECONDS -lt $deadline ] || { $PROVIDER logs --tail 30 "$node" >&2; die "containerd in $node did not answer within 60 s"; }
       sleep 0.2
     done
   done
@@ -160,7 +302,19 @@ new_cluster() {
 }
 
 remove_cluster() {
-  docker rm -f -v "${NODES[@]}" >/dev/null 2>&1 || true
+  $PROVIDER rm -f -v "${NODES[@]}" >/dev/null 2>&1 || true
+}
+
+network_seq=0
+# new_network: a user-defined network, as kind's `kind` network; sets NETWORK
+new_network() {
+  network_seq=$((network_seq + 1))
+  NETWORK=$PREFIX-net$network_seq
+  $PROVIDER network create --label "$LABEL" "$NETWORK" >/dev/null
+}
+
+remove_network() {
+  $PROVIDER network rm "$NETWORK" >/dev/null 2>&1 || true
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -179,14 +333,32 @@ make_context() {
   echo "COPY top.bin /top.bin" >>"$dir/Dockerfile"
 }
 
-# build_image DIR TAG [NEW_TOP_MB]: (re)builds; with NEW_TOP_MB the top layer gets new random
-# bytes first, so only that layer changes (the others come from the build cache).
+# engine SOURCE ARGS...: the CLI of an image source
+engine() {
+  local source=$1
+  shift
+  case $source in
+    docker) docker "$@" ;;
+    containerd-store) docker --host "$STORE_HOST" "$@" ;;
+    podman) podman "$@" ;;
+  esac
+}
+
+# build_image DIR TAG [NEW_TOP_MB [SOURCE]]: (re)builds; with NEW_TOP_MB the top layer gets new
+# random bytes first, so only that layer changes (the others come from the build cache).
+# A build that fails is tried twice more: Podman 4.3's build cache lookup fails with "layer
+# not known" when another process removes an image meanwhile (seen with tests running).
 build_image() {
-  local dir=$1 tag=$2
+  local dir=$1 tag=$2 source=${4:-docker} attempt
   [ -z "${3:-}" ] || head -c "${3}M" /dev/urandom >"$dir/top.bin"
-  # quiet unless it fails (the legacy builder warns on stderr at every build)
-  docker build -q --label "$LABEL" -t "$tag" "$dir" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; die "docker build -t $tag failed"; }
+  for attempt in 1 2 3; do
+    # quiet unless it fails (the legacy builder warns on stderr at every build)
+    engine "$source" build -q --label "$LABEL" -t "$tag" "$dir" >"$WORK/build.log" 2>&1 && return 0
+    log "$source build -t $tag failed (attempt $attempt of 3): $(tail -n 1 "$WORK/build.log")"
+    sleep 1
+  done
+  cat "$WORK/build.log" >&2
+  die "$source build -t $tag failed"
 }
 
 # What the kubelet resolves a reference to.
@@ -199,6 +371,16 @@ normalize() {
   fi
   [[ ${ref##*/} == *:* || $ref == *@* ]] || ref=$ref:latest
   printf '%s' "$ref"
+}
+
+# expected_id SOURCE IMAGE: the id CRI must report (the config digest) where the engine says it
+# plainly; empty for the containerd store, whose .Id is the manifest digest.
+expected_id() {
+  case $1 in
+    docker) docker image inspect -f '{{.Id}}' "$2" ;;
+    podman) printf 'sha256:%s' "$(podman image inspect -f '{{.Id}}' "$2")" ;;
+    *) ;;
+  esac
 }
 
 LOCAL_FLAG=()
@@ -257,25 +439,37 @@ run_kind() {
 
 # ---------------------------------------------------------------------------------------------
 # kindload, timed by bench/measure.py, which also samples the temporary files it holds.
+# Its state (the registry CA, the record of loaded images) stays in the work directory.
 
 KL_TMP=$WORK/kindload-tmp
+KL_STATE=$WORK/kindload-state
+CONTAINERS_CONF_FILE=$WORK/containers.conf # for the registries kindload runs on Podman
+printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n\n[engine]\nruntime = "runc"\n' \
+  >"$CONTAINERS_CONF_FILE"
+KL_ENV=(KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE") # cases set more
+KL_SOURCE=docker  # the engine kindload reads images from (for the verification)
+KL_FIELDS=        # more JSON fields for the record
 
 # run_kindload CASE ROUND IMAGE CLUSTER [kindload args]
 run_kindload() {
   local case=$1 round=$2 image=$3 cluster=$4
   shift 4
   rm -rf "$KL_TMP" && mkdir -p "$KL_TMP"
-  python3 "$BENCH_DIR/measure.py" --tmpdir "$KL_TMP" --out "$WORK/m.json" \
+  env "${KL_ENV[@]}" python3 "$BENCH_DIR/measure.py" --tmpdir "$KL_TMP" --out "$WORK/m.json" \
     --stdout "$WORK/kl.out" --stderr "$WORK/kl.err" -- \
     "$KINDLOAD" load "$image" --cluster "$cluster" --output json "$@"
   if ! python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["exit"])' "$WORK/m.json"; then
     cat "$WORK/kl.err" >&2
     die "kindload failed for case $case"
   fi
+  # every node must answer to the normalized name with the expected id: the report's proof
+  python3 "$BENCH_DIR/report.py" check "$WORK/kl.out" "$(normalize "$image")" \
+    "$(expected_id "$KL_SOURCE" "$image")" "${NODES[@]}" ||
+    { cat "$WORK/kl.err" >&2; die "kindload's load was not verified on every node (case $case)"; }
   local fields
   fields=$(python3 "$BENCH_DIR/report.py" kindload-fields "$WORK/m.json" "$WORK/kl.out" "$WORK/kl.err")
   record "$case" kindload "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/m.json")" \
-    "$fields, \"nodes\": ${#NODES[@]}"
+    "$fields, \"nodes\": ${#NODES[@]}${KL_FIELDS:+, $KL_FIELDS}"
 }
 
 # run_tool TOOL CASE ROUND IMAGE CLUSTER
@@ -286,7 +480,187 @@ run_tool() {
 }
 
 node_disk_bytes() { # NODE
-  docker exec "$1" du -sb /var/lib/containerd | awk '{ print $1 }'
+  $PROVIDER exec "$1" du -sb /var/lib/containerd | awk '{ print $1 }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Registries. kindload's: `kindload registry up` (TLS, kindload's CA) on the cluster's network.
+# The recipe's: kind's documented one, a plain-HTTP registry container on that network,
+# published on 127.0.0.1:<port>, and on each node a hosts.toml under certs.d/localhost:<port>/
+# mapping it to http://<registry container>:5000.
+
+registry_seq=0
+# kindload_registry_up: on CLUSTER/NODES; sets REG_NAME, REG_PORT and points KL_ENV at it
+kindload_registry_up() {
+  registry_seq=$((registry_seq + 1))
+  REG_NAME=$PREFIX-klreg-$registry_seq
+  REG_PORT=$(free_port)
+  printf '%s %s\n' "$PROVIDER" "$REG_NAME" >>"$KL_REGISTRIES"
+  kindload_registry_again
+}
+
+# kindload_registry_again: `registry up` once more (nodes recreated since)
+kindload_registry_again() {
+  env "${KL_ENV[@]}" KINDLOAD_REGISTRY="$REG_NAME" "$KINDLOAD" registry up --cluster "$CLUSTER" \
+    --provider "$PROVIDER" --image "$REGISTRY_IMAGE" --port "$REG_PORT" >"$WORK/up.log" 2>&1 ||
+    { cat "$WORK/up.log" >&2; die "kindload registry up failed"; }
+}
+
+# recipe_registry_up: on NETWORK; sets REG_NAME, REG_PORT
+recipe_registry_up() {
+  registry_seq=$((registry_seq + 1))
+  REG_NAME=$PREFIX-reg$registry_seq
+  REG_PORT=$(free_port)
+  local extra=()
+  mapfile -t extra < <(podman_run_args)
+  $PROVIDER run --detach --name "$REG_NAME" --label "$LABEL" --network "$NETWORK" \
+    -p "127.0.0.1:$REG_PORT:5000" "${extra[@]}" "$REGISTRY_IMAGE" >/dev/null 2>"$WORK/run.log" ||
+    { cat "$WORK/run.log" >&2; die "$PROVIDER run $REG_NAME failed"; }
+  local deadline=$((SECONDS + 30))
+  until curl -fsS --max-time 2 "http://127.0.0.1:$REG_PORT/v2/" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { $PROVIDER logs --tail 20 "$REG_NAME" >&2; die "registry $REG_NAME did not answer on 127.0.0.1:$REG_PORT"; }
+    sleep 0.2
+  done
+}
+
+# recipe_hosts: kind's hosts.toml on every node of NODES
+recipe_hosts() {
+  local node dir="$CONFIG_PATH/localhost:$REG_PORT"
+  for node in "${NODES[@]}"; do
+    printf '[host."http://%s:5000"]\n' "$REG_NAME" |
+      $PROVIDER exec -i "$node" sh -c "mkdir -p '$dir' && cat > '$dir/hosts.toml'"
+  done
+}
+
+# recipe_push SOURCE IMAGE: the engine tags IMAGE as localhost:<port>/IMAGE and pushes it;
+# Docker treats 127.0.0.0/8 as an insecure registry, so plain HTTP needs no setting; Podman
+# needs --tls-verify=false.
+recipe_push() {
+  local source=$1 ref=localhost:$REG_PORT/$2
+  case $source in
+    podman) podman push -q --tls-verify=false "$ref" >"$WORK/push.log" 2>&1 ;;
+    *) engine "$source" push -q "$ref" >"$WORK/push.log" 2>&1 ;;
+  esac || { cat "$WORK/push.log" >&2; die "$source push $ref failed"; }
+}
+
+# recipe_pull IMAGE: every node pulls localhost:<port>/IMAGE at once, as `crictl pull` would
+# through config_path (the test nodes have no crictl: ctr with --hosts-dir stands in)
+recipe_pull() {
+  local ref=localhost:$REG_PORT/$1 node pids=() rc=0 i=0
+  for node in "${NODES[@]}"; do
+    i=$((i + 1))
+    $PROVIDER exec "$node" ctr -n k8s.io images pull --hosts-dir "$CONFIG_PATH" "$ref" >"$WORK/pull$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  [ $rc = 0 ] || { cat "$WORK"/pull*.log >&2; die "a node failed to pull $ref"; }
+}
+
+# run_recipe CASE ROUND SOURCE IMAGE: tag (untimed, a user builds under the registry's name),
+# then push + pulls, timed
+run_recipe() {
+  local case=$1 round=$2 source=$3 image=$4 t0 t1 t2
+  engine "$source" tag "$image" "localhost:$REG_PORT/$image"
+  t0=$(now)
+  recipe_push "$source" "$image"
+  t1=$(now)
+  recipe_pull "$image"
+  t2=$(now)
+  record "$case" recipe "$round" "$(elapsed "$t0" "$t2")" \
+    "\"source\": \"$source\", \"push_seconds\": $(elapsed "$t0" "$t1"), \"pull_seconds\": $(elapsed "$t1" "$t2"), \"nodes\": ${#NODES[@]}, \"transport\": \"push+pull\""
+}
+
+# set_source SOURCE: the node provider and kindload's environment and flags for an image source.
+# The containerd-store daemon is reached through DOCKER_HOST, which kindload would also take
+# for its docker provider, so that source's nodes run on Podman (as in tests/).
+KL_ARGS=()
+set_source() {
+  KL_SOURCE=$1
+  KL_ENV=(KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE")
+  KL_FIELDS="\"source\": \"$1\""
+  PROVIDER=docker
+  KL_ARGS=()
+  case $1 in
+    podman) KL_ARGS=(--engine podman) ;;
+    containerd-store)
+      PROVIDER=podman
+      KL_ARGS=(--provider podman)
+      KL_ENV+=(DOCKER_HOST="$STORE_HOST")
+      ;;
+  esac
+}
+
+reset_source() {
+  set_source docker
+  KL_ARGS=()
+  KL_FIELDS=
+}
+
+# 8. One side of the registry cases for one source, on fresh clusters of 3 nodes:
+#   reg_first_empty  first load, empty registry
+#   reg_reload_1mb   the 1 MiB top layer changed, same tag, same cluster
+#   reg_noop         the same image again
+#   reg_first_base   first load into fresh nodes, the registry already holding the base layers
+#                    (an image sharing the 4 big layers, another top layer, pushed before, untimed)
+# registry_side SIDE SOURCE ROUND
+registry_side() {
+  local side=$1 source=$2 round=$3
+  set_source "$source"
+  new_network
+  new_cluster 3 "$NETWORK"
+  if [ "$side" = recipe ]; then
+    recipe_registry_up
+    recipe_hosts
+    run_recipe reg_first_empty "$round" "$source" "$REG"
+    build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$source"
+    run_recipe reg_reload_1mb "$round" "$source" "$REG"
+    run_recipe reg_noop "$round" "$source" "$REG"
+  else
+    kindload_registry_up
+    KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+    run_kindload reg_first_empty "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+    build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$source"
+    run_kindload reg_reload_1mb "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+    run_kindload reg_noop "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+  fi
+  remove_cluster
+  [ "$side" = recipe ] || remove_kindload_registry "$PROVIDER" "$REG_NAME"
+  [ "$side" != recipe ] || $PROVIDER rm -f -v "$REG_NAME" >/dev/null 2>&1
+  remove_network
+
+  # the registry holds the base layers: REG_BASE shares them, with its own top layer
+  build_image "$WORK/ctx-reg" "$REG_BASE" "$app_mb" "$source"
+  set_source "$source"
+  new_network
+  if [ "$side" = recipe ]; then
+    recipe_registry_up
+    engine "$source" tag "$REG_BASE" "localhost:$REG_PORT/$REG_BASE"
+    recipe_push "$source" "$REG_BASE"
+    new_cluster 3 "$NETWORK"
+    recipe_hosts
+    run_recipe reg_first_base "$round" "$source" "$REG"
+  else
+    # kindload loads REG_BASE as it loads anything (through the registry, if that is how it
+    # loads, so the registry holds the base layers in the form kindload pushes them), then
+    # the nodes are made again, empty, and `registry up` configures them
+    new_cluster 3 "$NETWORK"
+    kindload_registry_up
+    KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+    env "${KL_ENV[@]}" "$KINDLOAD" load --cluster "$CLUSTER" --output json "${KL_ARGS[@]}" "$REG_BASE" \
+      >"$WORK/base.json" 2>"$WORK/base.log" || { cat "$WORK/base.log" >&2; die "kindload load $REG_BASE failed"; }
+    local base_transport
+    base_transport=$(python3 "$BENCH_DIR/report.py" transport "$WORK/base.json")
+    remove_cluster
+    start_nodes "$CLUSTER" 3 "$NETWORK"
+    kindload_registry_again
+    KL_FIELDS+=", \"base_transport\": \"$base_transport\""
+    run_kindload reg_first_base "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+  fi
+  remove_cluster
+  [ "$side" = recipe ] || remove_kindload_registry "$PROVIDER" "$REG_NAME"
+  [ "$side" != recipe ] || $PROVIDER rm -f -v "$REG_NAME" >/dev/null 2>&1
+  remove_network
+  reset_source
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -294,92 +668,166 @@ node_disk_bytes() { # NODE
 BIG=kindload-bench-$$/app:v1
 GROWTH=kindload-bench-$$/growth:v1
 RSS=kindload-bench-$$/big:v1
+REG=kindload-bench-$$/reg:v1 # case 8, in each source's own store
+REG_BASE=kindload-bench-$$/reg:base
 
-log "work dir $WORK; containerd $containerd nodes; $rounds round(s)$([ "$quick" = 1 ] && echo ', quick')"
-log "building images: $big_layers x $big_layer_mb MiB + $app_mb MiB; $rss_layers x $rss_layer_mb MiB"
-make_context "$WORK/ctx-big" "$big_layers" "$big_layer_mb" "$app_mb"
-build_image "$WORK/ctx-big" "$BIG"
-make_context "$WORK/ctx-rss" "$rss_layers" "$rss_layer_mb" 1
-build_image "$WORK/ctx-rss" "$RSS"
-rm -f "$WORK"/ctx-rss/l* # the image is built; the context is not needed again
+log "work dir $WORK; containerd $containerd nodes; $rounds round(s)$([ "$quick" = 1 ] && echo ', quick'); cases $cases$(selected registry && echo "; sources $sources")"
+if selected kind || selected floor || selected registry; then
+  log "building images: $big_layers x $big_layer_mb MiB + $app_mb MiB"
+  make_context "$WORK/ctx-big" "$big_layers" "$big_layer_mb" "$app_mb"
+  if selected kind || selected floor; then build_image "$WORK/ctx-big" "$BIG"; fi
+fi
+if selected rss; then
+  log "building images: $rss_layers x $rss_layer_mb MiB + 1 MiB"
+  make_context "$WORK/ctx-rss" "$rss_layers" "$rss_layer_mb" 1
+  build_image "$WORK/ctx-rss" "$RSS"
+  rm -f "$WORK"/ctx-rss/l* # the image is built; the context is not needed again
+fi
+if selected registry; then
+  # the same big layers as case 1's image, a top layer of its own; built in every source
+  mkdir -p "$WORK/ctx-reg"
+  ln "$WORK"/ctx-big/l* "$WORK"/ctx-big/Dockerfile "$WORK/ctx-reg/"
+  head -c "${app_mb}M" /dev/urandom >"$WORK/ctx-reg/top.bin"
+  for source in "${SOURCES[@]}"; do
+    log "building $REG in $source"
+    build_image "$WORK/ctx-reg" "$REG" "" "$source"
+  done
+fi
 
 for ((round = 1; round <= rounds; round++)); do
   if ((round % 2)); then order=(kind kindload); else order=(kindload kind); fi
-  log "round $round/$rounds: ${order[*]}"
-  for tool in "${order[@]}"; do
-    # 1. first load into 1 node, then into 3 nodes; each on a fresh cluster
-    new_cluster 1
-    run_tool "$tool" first_load_1node "$round" "$BIG" "$CLUSTER"
-    remove_cluster
+  if selected kind; then
+    log "round $round/$rounds: ${order[*]}"
+    for tool in "${order[@]}"; do
+      # 1. first load into 1 node, then into 3 nodes; each on a fresh cluster
+      new_cluster 1
+      run_tool "$tool" first_load_1node "$round" "$BIG" "$CLUSTER"
+      remove_cluster
+      new_cluster 3
+      run_tool "$tool" first_load_3nodes "$round" "$BIG" "$CLUSTER"
+      # 2. reload after a change of the 1 MiB top layer only
+      build_image "$WORK/ctx-big" "$BIG" "$app_mb"
+      run_tool "$tool" reload_1mb_change "$round" "$BIG" "$CLUSTER"
+      # 3. no-op reload
+      run_tool "$tool" noop_reload "$round" "$BIG" "$CLUSTER"
+      remove_cluster
+      log "  $tool: first loads, reload, no-op done"
+    done
+  fi
+
+  if selected registry; then
+    # 8. kind's registry recipe against kindload, per source; which side goes first alternates
+    i=0
+    for source in "${SOURCES[@]}"; do
+      if (((round + i) % 2)); then sides=(recipe kindload); else sides=(kindload recipe); fi
+      i=$((i + 1))
+      for side in "${sides[@]}"; do
+        registry_side "$side" "$source" "$round"
+      done
+      log "  registry cases, $source: ${sides[*]} done"
+    done
+  fi
+
+  if selected floor; then
+    # 7. floor of a first load: docker save alone, then the concurrent imports of that archive
+    mkdir -p "$WORK/floor"
+    t0=$(now)
+    docker save -o "$WORK/floor/images.tar" "$BIG"
+    t1=$(now)
+    record floor_save floor "$round" "$(elapsed "$t0" "$t1")" "\"temp_bytes\": $(stat -c %s "$WORK/floor/images.tar")"
     new_cluster 3
-    run_tool "$tool" first_load_3nodes "$round" "$BIG" "$CLUSTER"
-    # 2. reload after a change of the 1 MiB top layer only
-    build_image "$WORK/ctx-big" "$BIG" "$app_mb"
-    run_tool "$tool" reload_1mb_change "$round" "$BIG" "$CLUSTER"
-    # 3. no-op reload
-    run_tool "$tool" noop_reload "$round" "$BIG" "$CLUSTER"
+    t0=$(now)
+    pids=()
+    for node in "${NODES[@]}"; do
+      docker exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
+        --all-platforms --digests --snapshotter="$snapshotter" - <"$WORK/floor/images.tar" >/dev/null &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || die "floor import failed"; done
+    t1=$(now)
+    record floor_import floor "$round" "$(elapsed "$t0" "$t1")" "\"nodes\": ${#NODES[@]}"
     remove_cluster
-    log "  $tool: first loads, reload, no-op done"
-  done
+    rm -rf "$WORK/floor"
+    log "  floor done"
+  fi
 
-  # 7. floor of a first load: docker save alone, then the concurrent imports of that archive
-  mkdir -p "$WORK/floor"
-  t0=$(now)
-  docker save -o "$WORK/floor/images.tar" "$BIG"
-  t1=$(now)
-  record floor_save floor "$round" "$(elapsed "$t0" "$t1")" "\"temp_bytes\": $(stat -c %s "$WORK/floor/images.tar")"
-  new_cluster 3
-  t0=$(now)
-  pids=()
-  for node in "${NODES[@]}"; do
-    docker exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
-      --all-platforms --digests --snapshotter="$snapshotter" - <"$WORK/floor/images.tar" >/dev/null &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || die "floor import failed"; done
-  t1=$(now)
-  record floor_import floor "$round" "$(elapsed "$t0" "$t1")" "\"nodes\": ${#NODES[@]}"
-  remove_cluster
-  rm -rf "$WORK/floor"
-
-  # 5. kindload's own peak RSS, 1 GiB image, first load into 3 nodes
-  new_cluster 3
-  run_kindload rss_first_load_1gib "$round" "$RSS" "$CLUSTER" -v
-  remove_cluster
-  log "  floor and peak RSS done"
-done
-
-# 4. node disk growth over repeated reloads of an image whose top layer changes every time
-log "disk growth: $growth_reloads reloads of $growth_base_mb MiB + $growth_top_mb MiB (changing), per tool"
-make_context "$WORK/ctx-growth" 1 "$growth_base_mb" "$growth_top_mb"
-for tool in kind kindload; do
-  new_cluster 3
-  before=()
-  for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
-  for ((i = 1; i <= growth_reloads; i++)); do
-    build_image "$WORK/ctx-growth" "$GROWTH" "$growth_top_mb"
-    run_tool "$tool" growth_reload "$i" "$GROWTH" "$CLUSTER"
-    if [ "$i" = 1 ]; then
-      sleep 2 # let containerd's garbage collector settle before measuring
-      first=()
-      for node in "${NODES[@]}"; do first+=("$(node_disk_bytes "$node")"); done
+  if selected rss; then
+    # 5. kindload's own peak RSS, 1 GiB image, first load into 3 nodes; again with the
+    # cluster's registry up (kindload then loads the way it does when there is one)
+    new_cluster 3
+    run_kindload rss_first_load_1gib "$round" "$RSS" "$CLUSTER" -v
+    remove_cluster
+    if [ "$with_registry" = 1 ]; then
+      new_network
+      new_cluster 3 "$NETWORK"
+      kindload_registry_up
+      KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+      run_kindload rss_first_load_1gib_registry "$round" "$RSS" "$CLUSTER" -v
+      remove_cluster
+      remove_kindload_registry "$PROVIDER" "$REG_NAME"
+      remove_network
+      reset_source
     fi
-  done
-  sleep 2
-  after=()
-  for node in "${NODES[@]}"; do after+=("$(node_disk_bytes "$node")"); done
-  printf '{"case": "disk_growth", "tool": "%s", "reloads": %s, "base_mib": %s, "top_mib": %s, "before": [%s], "after_first": [%s], "after_last": [%s]}\n' \
-    "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
-    "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
-  remove_cluster
-  log "  $tool done"
+    log "  peak RSS done"
+  fi
 done
+
+if selected growth; then
+  # 4. node disk growth over repeated reloads of an image whose top layer changes every time;
+  # kindload also with the cluster's registry up
+  log "disk growth: $growth_reloads reloads of $growth_base_mb MiB + $growth_top_mb MiB (changing), per tool"
+  make_context "$WORK/ctx-growth" 1 "$growth_base_mb" "$growth_top_mb"
+  tools=(kind kindload)
+  [ "$with_registry" = 0 ] || tools+=(kindload+registry)
+  for tool in "${tools[@]}"; do
+    if [ "$tool" = kindload+registry ]; then
+      new_network
+      new_cluster 3 "$NETWORK"
+      kindload_registry_up
+      KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+      KL_FIELDS="\"registry\": true"
+    else
+      new_cluster 3
+    fi
+    before=()
+    for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
+    for ((i = 1; i <= growth_reloads; i++)); do
+      build_image "$WORK/ctx-growth" "$GROWTH" "$growth_top_mb"
+      if [ "$tool" = kindload+registry ]; then
+        run_kindload growth_reload_registry "$i" "$GROWTH" "$CLUSTER"
+      else
+        run_tool "$tool" growth_reload "$i" "$GROWTH" "$CLUSTER"
+      fi
+      if [ "$i" = 1 ]; then
+        sleep 2 # let containerd's garbage collector settle before measuring
+        first=()
+        for node in "${NODES[@]}"; do first+=("$(node_disk_bytes "$node")"); done
+      fi
+    done
+    sleep 2
+    after=()
+    for node in "${NODES[@]}"; do after+=("$(node_disk_bytes "$node")"); done
+    printf '{"case": "disk_growth", "tool": "%s", "reloads": %s, "base_mib": %s, "top_mib": %s, "before": [%s], "after_first": [%s], "after_last": [%s]}\n' \
+      "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
+      "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
+    remove_cluster
+    if [ "$tool" = kindload+registry ]; then
+      remove_kindload_registry "$PROVIDER" "$REG_NAME"
+      remove_network
+      reset_source
+    fi
+    log "  $tool done"
+  done
+fi
 
 # ---------------------------------------------------------------------------------------------
 
 mkdir -p "$(dirname "$results")"
-python3 "$BENCH_DIR/report.py" summary "$RAW" "$results" \
+BENCH_STORE_HOST=$(! uses_source containerd-store || echo "$STORE_HOST") \
+  BENCH_PODMAN=$(! uses_source podman && ! uses_source containerd-store || echo 1) \
+  python3 "$BENCH_DIR/report.py" summary "$RAW" "$results" \
   --containerd "$containerd" --rounds "$rounds" --quick "$quick" \
+  --cases "$cases" --sources "$(selected registry && echo "$sources" || echo)" \
   --big "$big_layers x $big_layer_mb MiB + $app_mb MiB" \
   --rss-image "$rss_layers x $rss_layer_mb MiB + 1 MiB" \
   --kindload-version "$("$KINDLOAD" --version 2>/dev/null || echo unknown)" \
