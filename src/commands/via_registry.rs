@@ -325,23 +325,7 @@ mod tests {
     const CONFIG: &str = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
 
     fn node(crictl: bool, config_path: Option<&str>) -> Node {
-        Node {
-            name: "kind-worker".into(),
-            role: "worker".into(),
-            provider: "docker",
-            running: true,
-            state: "running".into(),
-            containerd_version: Some("2.1.9".into()),
-            config_version: Some(3),
-            snapshotter: Some("overlayfs".into()),
-            config_path: config_path.map(str::to_string),
-            crictl,
-            platform: None,
-            warnings: vec![],
-            holds: None,
-            cri_answers: vec![],
-            registry_hosts: vec![],
-        }
+        Node { crictl, config_path: config_path.map(str::to_string), ..Node::for_tests("kind-worker") }
     }
 
     fn pushed() -> Pushed {

@@ -33,22 +33,7 @@ pub fn find(runner: &dyn Runner, provider: Provider, name: &str) -> Option<Found
 
 /// Every registry container kindload made on `provider`.
 pub fn find_ours(runner: &dyn Runner, provider: Provider) -> Vec<Found> {
-    let list = Cmd::new(provider.name()).args([
-        "ps",
-        "--all",
-        "--filter",
-        &format!("label={LABEL}"),
-        "--format",
-        "{{.Names}}",
-    ]);
-    let names: Vec<String> = runner
-        .stdout(&list)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
+    let names = provider.labelled(runner, LABEL).unwrap_or_default();
     if names.is_empty() {
         return Vec::new();
     }

@@ -199,6 +199,29 @@ impl Node {
         }
     }
 
+    /// A running containerd 2.1 node with `config_path` set and nothing surveyed, as unit
+    /// tests start from.
+    #[cfg(test)]
+    pub fn for_tests(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            role: "worker".into(),
+            provider: "docker",
+            running: true,
+            state: "running".into(),
+            containerd_version: Some("2.1.9".into()),
+            config_version: Some(3),
+            snapshotter: Some("overlayfs".into()),
+            config_path: Some("/etc/containerd/certs.d".into()),
+            crictl: false,
+            platform: None,
+            warnings: vec![],
+            holds: None,
+            cri_answers: vec![],
+            registry_hosts: vec![],
+        }
+    }
+
     /// What the node holds, or why it cannot take part.
     pub fn holdings(&self) -> std::result::Result<&Holdings, String> {
         match &self.holds {

@@ -34,17 +34,6 @@ impl Provider {
         self.kind.program()
     }
 
-    pub fn list_cmd(&self, cluster: &str) -> Cmd {
-        Cmd::new(self.name()).args([
-            "ps",
-            "--all",
-            "--filter",
-            &format!("label={CLUSTER_LABEL}={cluster}"),
-            "--format",
-            "{{.Names}}",
-        ])
-    }
-
     pub fn inspect_cmd(&self, names: &[String]) -> Cmd {
         Cmd::new(self.name()).arg("inspect").args(names)
     }
@@ -59,15 +48,22 @@ impl Provider {
         Cmd::new(self.name()).args(["exec", "-i", node]).args(argv)
     }
 
+    /// The names of the containers, running or not, that carry `label` (`key` or `key=value`).
+    pub fn labelled(&self, runner: &dyn Runner, label: &str) -> Result<Vec<String>> {
+        let list = Cmd::new(self.name()).args([
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        Ok(runner.stdout(&list)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+    }
+
     /// The cluster's control-plane and worker nodes, control-plane first, then by name.
     pub fn nodes(&self, runner: &dyn Runner, cluster: &str) -> Result<Vec<NodeContainer>> {
-        let names: Vec<String> = runner
-            .stdout(&self.list_cmd(cluster))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
+        let names = self.labelled(runner, &format!("{CLUSTER_LABEL}={cluster}"))?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -82,16 +78,7 @@ impl Provider {
 impl Provider {
     /// Every kind cluster with a node container on this provider, sorted.
     pub fn clusters(&self, runner: &dyn Runner) -> Result<Vec<String>> {
-        let list = Cmd::new(self.name()).args([
-            "ps",
-            "--all",
-            "--filter",
-            &format!("label={CLUSTER_LABEL}"),
-            "--format",
-            "{{.Names}}",
-        ]);
-        let names: Vec<String> =
-            runner.stdout(&list)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let names = self.labelled(runner, CLUSTER_LABEL)?;
         if names.is_empty() {
             return Ok(Vec::new());
         }

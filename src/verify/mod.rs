@@ -179,21 +179,11 @@ mod tests {
 
     fn node(crictl: bool) -> Node {
         Node {
-            name: "kind-worker".into(),
-            role: "worker".into(),
-            provider: "docker",
-            running: true,
-            state: "running".into(),
             containerd_version: None,
             config_version: Some(2),
-            snapshotter: Some("overlayfs".into()),
             config_path: None,
             crictl,
-            platform: None,
-            warnings: vec![],
-            holds: None,
-            cri_answers: vec![],
-            registry_hosts: vec![],
+            ..Node::for_tests("kind-worker")
         }
     }
 

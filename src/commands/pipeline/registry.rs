@@ -390,21 +390,9 @@ mod tests {
 
     fn node(version: &str, snapshotter: &str) -> Node {
         Node {
-            name: "kind-worker".into(),
-            role: "worker".into(),
-            provider: "docker",
-            running: true,
-            state: "running".into(),
             containerd_version: Some(version.into()),
-            config_version: Some(3),
             snapshotter: Some(snapshotter.into()),
-            config_path: Some("/etc/containerd/certs.d".into()),
-            crictl: false,
-            platform: None,
-            warnings: vec![],
-            holds: None,
-            cri_answers: vec![],
-            registry_hosts: vec![],
+            ..Node::for_tests("kind-worker")
         }
     }
 

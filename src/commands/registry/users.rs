@@ -72,23 +72,8 @@ mod tests {
     use crate::resolve::engine::EngineKind;
 
     fn node(name: &str, running: bool) -> Node {
-        Node {
-            name: name.into(),
-            role: "worker".into(),
-            provider: "docker",
-            running,
-            state: if running { "running" } else { "exited" }.into(),
-            containerd_version: None,
-            config_version: Some(3),
-            snapshotter: None,
-            config_path: Some("/etc/containerd/certs.d".into()),
-            crictl: false,
-            platform: None,
-            warnings: vec![],
-            holds: None,
-            cri_answers: vec![],
-            registry_hosts: vec![],
-        }
+        let state = if running { "running" } else { "exited" };
+        Node { running, state: state.into(), ..Node::for_tests(name) }
     }
 
     #[test]
