@@ -17,7 +17,10 @@ pub fn doctor(ctx: &Context, provider: Provider, nodes: &[Node]) -> Vec<(Option<
     let Some(found) = container::find(ctx.runner(), provider, &name) else {
         lines.push((
             None,
-            format!("note  no kindload registry {name} on {} (optional: `kindload registry up`)", provider.name()),
+            format!(
+                "note  no kindload registry {name} on {} (optional: `kindload registry up` makes loads go through it, a reload costing what changed)",
+                provider.name()
+            ),
             None,
         ));
         return lines;
