@@ -307,26 +307,29 @@ impl NodePull {
 }
 
 /// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
-/// transfer service unpacks only for the default one), moves every name onto the image,
-/// makes CRI's id record, removes the superseded records, then prints what the node holds,
-/// as the survey does, for verification. The names move only once the pull succeeded: a
-/// failed pull leaves the node as it was. Everything named arrives as arguments.
-const PULL: &str = r#"set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; id=$5; ndoomed=$6; shift 6
+/// transfer service unpacks only for the default one), moves every name and CRI's id record
+/// onto the image in one `tag`, removes the superseded records in one `rm`, then prints what
+/// the node holds, as the survey does, for verification. The names move only once the pull
+/// succeeded: a failed pull leaves the node as it was. Everything named arrives as
+/// arguments; each `ctr` costs a process start in the node, so there are four.
+const PULL: &str = r#"set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; shift 5
 if [ "$local" = yes ]; then
   ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
 else
   ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
 fi
-i=0; for a; do i=$((i + 1)); if [ "$i" -gt "$ndoomed" ]; then ctr -n k8s.io images tag --force "$ref" "$a" >/dev/null; fi; done
-if [ "$id" != - ]; then ctr -n k8s.io images tag --force "$ref" "$id" >/dev/null; fi
-i=0; for a; do i=$((i + 1)); if [ "$i" -le "$ndoomed" ]; then ctr -n k8s.io images rm --sync "$a" >/dev/null; fi; done
+ctr -n k8s.io images tag --force "$ref" "$@" >/dev/null
+if [ -n "$doomed" ]; then
+  set -f; IFS='
+'; ctr -n k8s.io images rm --sync $doomed >/dev/null; unset IFS; set +f
+fi
 set +e
 o=$(ctr -n k8s.io images ls 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
-  i=0; for a; do i=$((i + 1)); if [ "$i" -gt "$ndoomed" ]; then
+  for a; do case $a in sha256:*) continue ;; esac
     o=$(crictl inspecti -o json "$a" 2>/dev/null); printf '@@kindload inspecti:%s %s\n%s\n' "$a" "$?" "$o"
-  fi; done
+  done
 fi
 exit 0"#;
 
@@ -334,10 +337,10 @@ fn pull_argv(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> 
     let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
     let mut argv: Vec<String> = ["sh", "-c", PULL, "kindload-pull"].map(String::from).to_vec();
     argv.extend([hosts_dir, reference, node.import_snapshotter(), local].map(String::from));
-    argv.push(plan.id_record.clone().unwrap_or_else(|| "-".into()));
-    argv.push(plan.doomed.len().to_string());
-    argv.extend(plan.doomed.iter().cloned());
+    // Record names hold no line breaks: one argument, split on them by the script.
+    argv.push(plan.doomed.join("\n"));
     argv.extend(plan.names.iter().cloned());
+    argv.extend(plan.id_record.iter().cloned());
     argv
 }
 
@@ -399,20 +402,21 @@ mod tests {
     #[test]
     fn the_pull_takes_user_input_as_arguments_only() {
         let names = vec!["docker.io/library/app:dev".to_string(), "docker.io/library/app:$(reboot)".to_string()];
-        let plan =
-            NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed: vec!["sha256:old".into()] };
+        let doomed = vec!["sha256:old".to_string(), "sha256:older".to_string()];
+        let plan = NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed };
         let argv = pull_argv(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &plan);
         assert_eq!(argv[..4], ["sh", "-c", PULL, "kindload-pull"]);
         assert_eq!(
-            argv[4..10],
-            ["/etc/containerd/certs.d", "localhost:5001/app:dev", "native", "yes", "sha256:c", "1"]
+            argv[4..9],
+            ["/etc/containerd/certs.d", "localhost:5001/app:dev", "native", "yes", "sha256:old\nsha256:older"]
         );
-        assert_eq!(argv[10], "sha256:old");
-        assert_eq!(argv[11..], names);
+        assert_eq!(argv[9..11], names[..]);
+        assert_eq!(argv[11], "sha256:c", "CRI's id record is tagged with the names");
         assert!(!PULL.contains("app"), "the script is constant");
         let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![] };
         let old = pull_argv(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
-        assert_eq!(old[6..10], ["overlayfs", "no", "-", "0"], "no --local before containerd 2, no id record");
+        assert_eq!(old[6..9], ["overlayfs", "no", ""], "no --local before containerd 2, nothing superseded");
+        assert_eq!(old[9..], names[..], "and no id record");
     }
 
     #[test]
