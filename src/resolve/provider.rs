@@ -82,8 +82,10 @@ impl Provider {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let json = runner.stdout(&self.inspect_cmd(&names))?;
-        Ok(parse_cluster_labels(&json))
+        // A container removed between the listing and the inspect (a cluster being deleted)
+        // fails the inspect; the others are still printed.
+        let out = runner.output(&self.inspect_cmd(&names))?;
+        Ok(parse_cluster_labels(&out.stdout))
     }
 }
 

@@ -37,7 +37,12 @@ pub(super) fn clusters_using(
 ) -> Result<Vec<User>> {
     let mut users = Vec::new();
     for cluster in provider.clusters(runner)?.into_iter().filter(|c| Some(c.as_str()) != except) {
-        let nodes = node::probe_all(runner, provider, provider.nodes(runner, &cluster)?, Depth::Full, &[]);
+        // A cluster being deleted while we look fails one listing: the second tells what is left.
+        let containers = match provider.nodes(runner, &cluster).or_else(|_| provider.nodes(runner, &cluster))? {
+            gone if gone.is_empty() => continue,
+            containers => containers,
+        };
+        let nodes = node::probe_all(runner, provider, containers, Depth::Full, &[]);
         if let Some(unsure) = uses(runner, provider, &nodes, name, port) {
             users.push(User { cluster, unsure, nodes });
         }
