@@ -49,8 +49,6 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_dashes_unknowns() {
         let row = |name: &str, running: bool| Node {
-            name: name.into(),
-            role: "worker".into(),
             provider: "podman",
             running,
             state: if running { "running" } else { "exited" }.into(),
@@ -58,12 +56,7 @@ mod tests {
             config_version: running.then_some(2),
             snapshotter: running.then(|| "native".into()),
             config_path: None,
-            crictl: false,
-            platform: None,
-            warnings: vec![],
-            holds: None,
-            cri_answers: vec![],
-            registry_hosts: vec![],
+            ..Node::for_tests(name)
         };
         let text = table(&[row("dev-worker", true), row("dev-worker2", false)]);
         let lines: Vec<&str> = text.lines().collect();

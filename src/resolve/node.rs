@@ -148,8 +148,6 @@ impl Node {
         }
         if depth == Depth::Full {
             self.learn_containerd(sections);
-        } else if section(sections, "config").is_some() {
-            self.learn_config(sections);
         }
         self.learn_registry_hosts(sections);
         self.holds = Some(
