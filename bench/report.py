@@ -237,6 +237,7 @@ def summary(raw_path, out_path, opts):
         for case, title in REGISTRY_CASES:
             rec = stats(values(case, "recipe", source=source))
             kl = stats(values(case, "kindload", source=source))
+            chk = stats(values(case, "checked", source=source))
             if not rec and not kl:
                 continue
             transports = sorted({r.get("transport", "sideload") for r in reg_rows
@@ -249,6 +250,9 @@ def summary(raw_path, out_path, opts):
                            and r.get("base_transport")})
             per[case] = {"recipe": rec, "recipe_push": push, "recipe_pulls": pull, "kindload": kl,
                          "kindload_transport": transports, "ratio": ratio, "target_ratio": target}
+            if chk:
+                per[case]["recipe_checked"] = chk
+                per[case]["ratio_to_checked"] = kl["median"] / chk["median"] if kl and chk["median"] > 0 else None
             if base:
                 per[case]["kindload_base_transport"] = base
             if rec:
@@ -256,12 +260,18 @@ def summary(raw_path, out_path, opts):
                 w(f"{source if first else '':<17} {title:<34} {'recipe':<9} {rec['median']:>9.2f} {rec['min']:>7.2f} "
                   f"{rec['max']:>7.2f} {rec['n']:>2}  {'push+pull':<13}{split}")
                 first = False
+            if chk:
+                w(f"{source if first else '':<17} {'':<34} {'+check':<9} {chk['median']:>9.2f} {chk['min']:>7.2f} "
+                  f"{chk['max']:>7.2f} {chk['n']:>2}  {'push+pull':<13}  (the least a verified load adds)")
+                first = False
             if kl:
                 tail = ""
                 if ratio is not None:
                     tail = f"{ratio:.2f}" + ("" if target is None else f"  (target <= {target}: {verdict(ratio <= target)})")
                     if base:
                         tail += f"  (the base image went by {','.join(base)})"
+                    if chk and chk["median"] > 0:
+                        tail += f"  ({kl['median'] / chk['median']:.2f} x +check)"
                     if target is not None:
                         targets.append((f"{title} <= {target} x recipe, {source}",
                                         f"{ratio:.2f} x ({kl['median']:.2f} s vs {rec['median']:.2f} s; {','.join(transports)})",
@@ -272,7 +282,9 @@ def summary(raw_path, out_path, opts):
     if registry:
         result["cases"]["registry"] = registry
         w("  (recipe: `docker push` / `podman push --tls-verify=false`, then `ctr -n k8s.io images pull --hosts-dir` on")
-        w("   every node at once, standing in for crictl pull; containerd-store: nodes on Podman, both sides)")
+        w("   every node at once, standing in for crictl pull; containerd-store: nodes on Podman, both sides;")
+        w("   +check: the recipe plus the image and nodes looked up, the user's name tagged, and each node's")
+        w("   record read back in its pull's exec: the least a load that keeps names and verifies adds)")
 
     # 7. floor
     saves = {r["round"]: r["seconds"] for r in timed if r["case"] == "floor_save"}

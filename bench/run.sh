@@ -543,13 +543,20 @@ recipe_push() {
   esac || { cat "$WORK/push.log" >&2; die "$source push $ref failed"; }
 }
 
-# recipe_pull IMAGE: every node pulls localhost:<port>/IMAGE at once, as `crictl pull` would
-# through config_path (the test nodes have no crictl: ctr with --hosts-dir stands in)
+# recipe_pull IMAGE [check]: every node pulls localhost:<port>/IMAGE at once, as `crictl pull`
+# would through config_path (the test nodes have no crictl: ctr with --hosts-dir stands in);
+# with check, each node then lists its record of the image in the same exec
 recipe_pull() {
-  local ref=localhost:$REG_PORT/$1 node pids=() rc=0 i=0
+  local ref=localhost:$REG_PORT/$1 node pids=() rc=0 i=0 check=${2:-}
   for node in "${NODES[@]}"; do
     i=$((i + 1))
-    $PROVIDER exec "$node" ctr -n k8s.io images pull --hosts-dir "$CONFIG_PATH" "$ref" >"$WORK/pull$i.log" 2>&1 &
+    if [ -n "$check" ]; then
+      # shellcheck disable=SC2016 # expanded by the node's shell
+      $PROVIDER exec "$node" sh -c 'ctr -n k8s.io images pull --hosts-dir "$1" "$2" >/dev/null && ctr -n k8s.io images ls "name==$2"' \
+        check "$CONFIG_PATH" "$ref" >"$WORK/pull$i.log" 2>&1 &
+    else
+      $PROVIDER exec "$node" ctr -n k8s.io images pull --hosts-dir "$CONFIG_PATH" "$ref" >"$WORK/pull$i.log" 2>&1 &
+    fi
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
@@ -568,6 +575,25 @@ run_recipe() {
   t2=$(now)
   record "$case" recipe "$round" "$(elapsed "$t0" "$t2")" \
     "\"source\": \"$source\", \"push_seconds\": $(elapsed "$t0" "$t1"), \"pull_seconds\": $(elapsed "$t1" "$t2"), \"nodes\": ${#NODES[@]}, \"transport\": \"push+pull\""
+}
+
+# run_checked CASE ROUND SOURCE IMAGE: the recipe plus the least a load that keeps the user's
+# name and proves every node holds it must add: the image and the cluster's nodes looked up,
+# the user's name given the registry name, and each node's record read back after its pull,
+# in the pull's exec. kindload does this and more (trust, names, id, superseded), so it
+# measures how far kindload is from the floor of what it promises rather than from the recipe.
+run_checked() {
+  local case=$1 round=$2 source=$3 image=$4 t0 t1
+  t0=$(now)
+  engine "$source" image inspect "$image" >/dev/null
+  $PROVIDER ps --all --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}' >/dev/null
+  $PROVIDER inspect "${NODES[@]}" >/dev/null
+  engine "$source" tag "$image" "localhost:$REG_PORT/$image"
+  recipe_push "$source" "$image"
+  recipe_pull "$image" check
+  t1=$(now)
+  record "$case" checked "$round" "$(elapsed "$t0" "$t1")" \
+    "\"source\": \"$source\", \"nodes\": ${#NODES[@]}, \"transport\": \"push+pull+check\""
 }
 
 # set_source SOURCE: the node provider and kindload's environment and flags for an image source.
@@ -615,6 +641,9 @@ registry_side() {
     build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$source"
     run_recipe reg_reload_1mb "$round" "$source" "$REG"
     run_recipe reg_noop "$round" "$source" "$REG"
+    build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$source"
+    run_checked reg_reload_1mb "$round" "$source" "$REG"
+    run_checked reg_noop "$round" "$source" "$REG"
   else
     kindload_registry_up
     KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")

@@ -309,6 +309,82 @@ impl StderrDrain {
     }
 }
 
+/// A child kept open for a conversation: it prints until a marker line, is told more on
+/// its stdin, and ends when its stdin closes. A node session uses it to survey and then
+/// pull without a second `exec`.
+pub struct Session {
+    cmd: Cmd,
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    stderr: StderrDrain,
+}
+
+impl Session {
+    pub fn start(cmd: &Cmd) -> Result<Session, ExecError> {
+        let mut child = spawn(cmd, true, true)?;
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stderr = drain(child.stderr.take());
+        Ok(Session { cmd: cmd.clone(), child, stdin, stdout, stderr })
+    }
+
+    /// What the child prints up to a line equal to `marker` (left out). A child that ends
+    /// first is an error carrying its exit status and stderr.
+    pub fn read_until(&mut self, marker: &str) -> Result<String, ExecError> {
+        use std::io::BufRead;
+        let mut text = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap_or(0);
+            if read == 0 {
+                return Err(self.ended());
+            }
+            if line.trim_end_matches('\n') == marker {
+                return Ok(text);
+            }
+            text.push_str(&line);
+        }
+    }
+
+    /// Writes `lines` to the child's stdin, each ended by a line break.
+    pub fn send(&mut self, lines: &[String]) -> Result<(), ExecError> {
+        use std::io::Write;
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let written = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()),
+            None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        };
+        written.map_err(|_| self.ended())
+    }
+
+    /// Closes stdin and waits for the child to end; a bad exit is an error with its stderr.
+    pub fn close(mut self) -> Result<(), ExecError> {
+        self.stdin.take();
+        std::io::copy(&mut self.stdout, &mut std::io::sink()).ok();
+        finish(self.child, &self.cmd, self.stderr)
+    }
+
+    /// Closes stdin and lets the child end on its own, reaped on a thread of its own: a
+    /// session whose work is done costs no wait.
+    pub fn end(self) {
+        std::thread::spawn(move || self.close());
+    }
+
+    /// The child ended (or its pipes broke) early: why, from its exit and stderr.
+    fn ended(&mut self) -> ExecError {
+        self.stdin.take();
+        let code = self.child.wait().ok().and_then(|status| status.code());
+        let _ = settle(&self.cmd, &[self.child.id()], false);
+        let mut stderr = std::mem::replace(&mut self.stderr, StderrDrain(None)).finish();
+        if code == Some(0) {
+            stderr = format!("it ended before it was done. {stderr}");
+        }
+        ExecError::Exited { cmd: self.cmd.to_string(), code, stderr }
+    }
+}
+
 fn register(pids: &[u32]) {
     CHILDREN.lock().unwrap().extend(pids);
 }

@@ -8,18 +8,27 @@ use crate::exec::{ExecError, Runner};
 use crate::resolve::provider::Provider;
 use crate::resolve::records::{parse_ctr_images, CtrImage};
 
-/// The survey run on each node. Fixed text: the names to ask crictl about arrive as
-/// positional arguments, never inside the script. Each section is printed as
-/// `@@kindload <name> <exit status>` followed by the command's output (stdout and stderr;
-/// stdout alone for crictl's JSON). A light survey reads what deciding and verifying a
-/// load needs (image records, CRI's answers, the platform); a full one adds containerd's
-/// version and config, and the content and snapshots a transfer is planned with. Registry
-/// hosts asked about (`localhost:5001`, ...) add, from the hosts directory the registry
-/// `config_path` in containerd's config.toml names (where kind sets it; read directly, as
-/// `containerd config dump` costs a tenth of a second), each host's `hosts.toml` and
-/// kindload's CA file.
-pub const SURVEY: &str = r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
+/// The survey as shell functions: `survey DEPTH NHOSTS HOSTS... NAMES...`. A macro, so that
+/// scripts which survey and then do more (a node session) are built from the same text.
+macro_rules! survey_functions {
+    () => {
+        r#"s() { n=$1; shift; o=$("$@" 2>&1); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
 j() { n=$1; shift; o=$("$@" 2>/dev/null); r=$?; printf '@@kindload %s %s\n%s\n' "$n" "$r" "$o"; }
+records() {
+  n=$#
+  for a; do
+    case $a in sha256:*) set -- "$@" "name==\"$a\"" "target.digest==$a" ;; *) set -- "$@" "name==\"$a\"" ;; esac
+  done
+  shift "$n"
+  first=$(ctr --namespace=k8s.io images ls "$@" 'name~="^import-"' 2>&1) || { printf '@@kindload images 1\n%s\n' "$first"; return 0; }
+  set --
+  for t in $(printf '%s\n' "$first" | while read -r _ _ d _; do case $d in sha256:*) echo "$d" ;; esac; done); do
+    set -- "$@" "target.digest==$t"
+  done
+  if [ $# -eq 0 ]; then printf '@@kindload images 0\n%s\n' "$first"; return 0; fi
+  s images ctr --namespace=k8s.io images ls "$@"
+}
+survey() {
 depth=$1; nhosts=$2; shift 2
 if [ "$nhosts" -gt 0 ]; then
   dir=$(sed -n "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*[\"']\([^\"':]*\).*/\1/p" /etc/containerd/config.toml 2>/dev/null | head -n 1)
@@ -29,20 +38,44 @@ if [ "$nhosts" -gt 0 ]; then
     if [ -n "$dir" ]; then s "hosts:$h" cat "$dir/$h/hosts.toml"; s "ca:$h" cat "$dir/$h/kindload-ca.crt"; fi
   done
 fi
+nrec=$1; shift; recs=
+while [ "$nrec" -gt 0 ]; do nrec=$((nrec - 1)); recs="$recs $1"; shift; done
 s arch uname -m
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
   for name in "$@"; do j "inspecti:$name" crictl inspecti -o json "$name"; done
 fi
-s images ctr --namespace=k8s.io images ls
-[ "$depth" = full ] || exit 0
+if [ -n "$recs$*" ]; then set -f; records $recs "$@"; set +f; else s images ctr --namespace=k8s.io images ls; fi
+[ "$depth" = full ] || return 0
 s version containerd --version
 cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
 s content ctr --namespace=k8s.io content ls
 for sn in $( (echo overlayfs; printf '%s\n' "$cfg" | sed -n "s/^[[:space:]]*snapshotter[[:space:]]*=[[:space:]]*[\"']\([A-Za-z0-9._-]*\)[\"'].*/\1/p") | sort -u); do
   s "snapshots:$sn" ctr --namespace=k8s.io snapshots --snapshotter "$sn" ls
 done
-"#;
+}
+"#
+    };
+}
+pub(crate) use survey_functions;
+
+/// The survey run on each node. Fixed text: the names to ask crictl about arrive as
+/// positional arguments, never inside the script. Each section is printed as
+/// `@@kindload <name> <exit status>` followed by the command's output (stdout and stderr;
+/// stdout alone for crictl's JSON). A light survey reads what deciding and verifying a
+/// load needs (image records, CRI's answers, the platform); a full one adds containerd's
+/// version and config, and the content and snapshots a transfer is planned with. Registry
+/// hosts asked about (`localhost:5001`, ...) add, from the hosts directory the registry
+/// `config_path` in containerd's config.toml names (where kind sets it; read directly, as
+/// `containerd config dump` costs a tenth of a second), each host's `hosts.toml` and
+/// kindload's CA file. Listing every record costs containerd a walk of each image's
+/// content, so when names or records (digests, registry names) are asked about, the listing
+/// holds only what a load reads: those records (a digest also as a target), `import-*`
+/// leftovers, and every record naming the same content as them.
+pub const SURVEY: &str = concat!(survey_functions!(), "survey \"$@\"\n");
+
+/// The line a node session prints when it waits for work.
+pub const READY: &str = "@@kindload ready 0";
 
 /// How much a survey reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,17 +86,37 @@ pub enum Depth {
     Full,
 }
 
-/// The argv that runs the survey inside a node: the depth, the registry hosts to read, and
-/// the image names to ask crictl about, all as arguments.
-pub fn survey_argv(depth: Depth, hosts: &[String], names: &[String]) -> Vec<String> {
+/// What a survey asks about, besides what every survey reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    /// Registry hosts whose `hosts.toml` and CA to read.
+    pub hosts: &'a [String],
+    /// Image names: CRI is asked about them, and their records listed.
+    pub names: &'a [String],
+    /// More records to list: digests (as names and as targets) and registry names.
+    pub records: &'a [String],
+}
+
+impl Asked<'_> {
+    /// The survey's arguments after the depth: each list counted, but the names, which end it.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![self.hosts.len().to_string()];
+        args.extend(self.hosts.iter().cloned());
+        args.push(self.records.len().to_string());
+        args.extend(self.records.iter().cloned());
+        args.extend(self.names.iter().cloned());
+        args
+    }
+}
+
+/// The argv that runs the survey inside a node: the depth and what is asked, as arguments.
+pub fn survey_argv(depth: Depth, asked: &Asked) -> Vec<String> {
     let depth = match depth {
         Depth::Light => "light",
         Depth::Full => "full",
     };
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into(), depth.into()];
-    argv.push(hosts.len().to_string());
-    argv.extend(hosts.iter().cloned());
-    argv.extend(names.iter().cloned());
+    argv.extend(asked.args());
     argv
 }
 
@@ -217,11 +270,46 @@ k8s.io/5/abc sha256:9a695234dd2c5bbbcee2dc7d5c0d76629f325c7ae0d14502a6955b7f4e11
     }
 
     #[test]
+    fn the_listing_asks_for_the_records_then_for_all_naming_their_content() {
+        // A stand-in ctr, as a shell function, that prints its filters to fd 3 (the listing's
+        // own stderr is captured) and, for the first listing, two records.
+        let script = concat!(
+            "exec 3>&2\nctr() { shift 3; for a; do echo \"arg $a\" >&3; done\n",
+            "echo 'REF TYPE DIGEST SIZE PLATFORMS LABELS'\n",
+            "case $1 in target*) echo 'other:v0 t sha256:old 1 linux/amd64 -' ;;\n",
+            "*) echo 'docker.io/library/app:v1 t sha256:old 1 linux/amd64 -'; echo 'sha256:cfg t sha256:new 1 linux/amd64 -' ;; esac; }\n",
+            survey_functions!(),
+            "records \"$@\"\n"
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", script, "test", "sha256:cfg", "docker.io/library/app:v1"])
+            .output()
+            .unwrap();
+        let asked: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+        assert_eq!(
+            asked,
+            [
+                "arg name==\"sha256:cfg\"",
+                "arg target.digest==sha256:cfg",
+                "arg name==\"docker.io/library/app:v1\"",
+                "arg name~=\"^import-\"",
+                "arg target.digest==sha256:old",
+                "arg target.digest==sha256:new",
+            ]
+        );
+        let sections = parse_survey(&String::from_utf8_lossy(&out.stdout));
+        let images = section(&sections, "images").unwrap();
+        assert!(images.ok() && images.body.contains("other:v0"), "the second listing is the one printed");
+    }
+
+    #[test]
     fn names_are_arguments_not_script() {
-        let argv = survey_argv(Depth::Light, &[], &["docker.io/library/app:dev;rm -rf /".to_string()]);
+        let names = ["docker.io/library/app:dev;rm -rf /".to_string()];
+        let argv = survey_argv(Depth::Light, &Asked { names: &names, ..Default::default() });
         assert_eq!(argv[2], SURVEY);
-        assert_eq!(argv[4..], ["light", "0", "docker.io/library/app:dev;rm -rf /"]);
-        let argv = survey_argv(Depth::Light, &["localhost:5001".into(), "r:5000".into()], &["app".into()]);
-        assert_eq!(argv[4..], ["light", "2", "localhost:5001", "r:5000", "app"]);
+        assert_eq!(argv[4..], ["light", "0", "0", "docker.io/library/app:dev;rm -rf /"]);
+        let (hosts, names, records) = (["localhost:5001".into(), "r:5000".into()], ["app".into()], ["sha256:c".into()]);
+        let argv = survey_argv(Depth::Light, &Asked { hosts: &hosts, names: &names, records: &records });
+        assert_eq!(argv[4..], ["light", "2", "localhost:5001", "r:5000", "1", "sha256:c", "app"]);
     }
 }

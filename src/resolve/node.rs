@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::exec::Runner;
+use crate::exec::{Runner, Session};
 use crate::resolve::containerd::{lenient_version, parse_config_dump, parse_containerd_version};
-use crate::resolve::holdings::{parse_survey, section, survey_argv, Depth, Holdings, Section};
+use crate::resolve::holdings::{parse_survey, section, survey_argv, Asked, Depth, Holdings, Section, READY};
 use crate::resolve::platform;
 use crate::resolve::provider::{NodeContainer, Provider};
 
@@ -57,23 +57,20 @@ pub fn probe_all(
     depth: Depth,
     names: &[String],
 ) -> Vec<Node> {
-    probe_all_asking(runner, provider, containers, depth, &[], names)
+    probe_all_asking(runner, provider, containers, depth, &Asked { names, ..Default::default() })
 }
 
-/// As `probe_all`, also reading each node's files for the registry `hosts`.
+/// As `probe_all`, asking what `asked` says (registry hosts, the records to list).
 pub fn probe_all_asking(
     runner: &dyn Runner,
     provider: Provider,
     containers: Vec<NodeContainer>,
     depth: Depth,
-    hosts: &[String],
-    names: &[String],
+    asked: &Asked,
 ) -> Vec<Node> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = containers
-            .into_iter()
-            .map(|c| scope.spawn(move || probe(runner, provider, c, depth, hosts, names)))
-            .collect();
+        let handles: Vec<_> =
+            containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, depth, asked))).collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
 }
@@ -82,60 +79,101 @@ pub fn probe_all_asking(
 pub fn survey_fully(runner: &dyn Runner, provider: Provider, nodes: &mut [&mut Node]) {
     std::thread::scope(|scope| {
         for node in nodes.iter_mut() {
-            scope.spawn(move || node.survey(runner, provider, Depth::Full, &[], &[]));
+            scope.spawn(move || node.survey(runner, provider, Depth::Full, &Asked::default()));
         }
     });
 }
 
-pub fn probe(
-    runner: &dyn Runner,
-    provider: Provider,
-    container: NodeContainer,
-    depth: Depth,
-    hosts: &[String],
-    names: &[String],
-) -> Node {
-    let mut node = Node {
-        name: container.name,
-        role: container.role,
-        provider: provider.name(),
-        running: container.running,
-        state: container.state,
-        containerd_version: None,
-        config_version: None,
-        snapshotter: None,
-        config_path: None,
-        crictl: false,
-        platform: None,
-        warnings: Vec::new(),
-        holds: None,
-        cri_answers: Vec::new(),
-        registry_hosts: Vec::new(),
-    };
-    if !node.running {
-        node.warnings.push(format!(
-            "node {} is {}: start it with `{} start {}`",
-            node.name,
-            node.state,
-            provider.name(),
-            node.name
-        ));
-        return node;
+pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, depth: Depth, asked: &Asked) -> Node {
+    let mut node = Node::unsurveyed(provider, container);
+    if node.running {
+        node.survey(runner, provider, depth, asked);
     }
-    node.survey(runner, provider, depth, hosts, names);
     node
 }
 
+/// As `probe_all_asking` at light depth, through a session per node that stays open after
+/// the survey: `script` defines the survey functions, runs `survey light "$@"`, then prints
+/// [`READY`] and waits on its stdin for more work. Each running node comes with its session.
+pub fn probe_all_held(
+    provider: Provider,
+    containers: Vec<NodeContainer>,
+    script: &str,
+    asked: &Asked,
+) -> Vec<(Node, Option<Session>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            containers.into_iter().map(|c| scope.spawn(move || hold(provider, c, script, asked))).collect();
+        handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
+    })
+}
+
+fn hold(provider: Provider, container: NodeContainer, script: &str, asked: &Asked) -> (Node, Option<Session>) {
+    let mut node = Node::unsurveyed(provider, container);
+    if !node.running {
+        return (node, None);
+    }
+    let args = asked.args();
+    let mut argv: Vec<&str> = vec!["sh", "-c", script, "kindload-session"];
+    argv.extend(args.iter().map(String::as_str));
+    let started = Session::start(&provider.exec_stdin(&node.name, &argv));
+    match started.and_then(|mut session| session.read_until(READY).map(|text| (session, text))) {
+        Ok((session, text)) => {
+            node.learn(&parse_survey(&text), Depth::Light);
+            (node, Some(session))
+        }
+        Err(e) => {
+            node.could_not_survey(&e);
+            (node, None)
+        }
+    }
+}
+
 impl Node {
-    fn survey(&mut self, runner: &dyn Runner, provider: Provider, depth: Depth, hosts: &[String], names: &[String]) {
-        let argv = survey_argv(depth, hosts, names);
+    /// A node as its container shows it, before any survey; a stopped one says how to start it.
+    fn unsurveyed(provider: Provider, container: NodeContainer) -> Node {
+        let mut node = Node {
+            name: container.name,
+            role: container.role,
+            provider: provider.name(),
+            running: container.running,
+            state: container.state,
+            containerd_version: None,
+            config_version: None,
+            snapshotter: None,
+            config_path: None,
+            crictl: false,
+            platform: None,
+            warnings: Vec::new(),
+            holds: None,
+            cri_answers: Vec::new(),
+            registry_hosts: Vec::new(),
+        };
+        if !node.running {
+            node.warnings.push(format!(
+                "node {} is {}: start it with `{} start {}`",
+                node.name,
+                node.state,
+                provider.name(),
+                node.name
+            ));
+        }
+        node
+    }
+
+    fn could_not_survey(&mut self, e: &dyn std::fmt::Display) {
+        self.holds = Some(Err(format!("cannot survey {}: {e}", self.name)));
+        self.warnings.push(format!("could not look inside node {}: {e}", self.name));
+    }
+}
+
+impl Node {
+    fn survey(&mut self, runner: &dyn Runner, provider: Provider, depth: Depth, asked: &Asked) {
+        let argv = survey_argv(depth, asked);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         match runner.run(&provider.exec(&self.name, &argv)) {
             Ok(out) => self.learn(&parse_survey(&out.stdout), depth),
-            Err(e) => {
-                self.holds = Some(Err(format!("cannot survey {}: {e}", self.name)));
-                self.warnings.push(format!("could not look inside node {}: {e}", self.name));
-            }
+            Err(e) => self.could_not_survey(&e),
         }
     }
 
@@ -269,7 +307,7 @@ mod tests {
             include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls.txt"),
         );
         let runner = FakeRunner::new().on(&["docker", "exec", "kind-control-plane", "sh", "-c"], 0, &survey, "");
-        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), Depth::Full, &[], &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Docker), container(true), Depth::Full, &Asked::default());
         assert_eq!(node.containerd_version.as_deref(), Some("2.1.9+unknown"));
         assert_eq!(node.config_version, Some(3));
         assert_eq!(node.snapshotter.as_deref(), Some("overlayfs"));
@@ -282,7 +320,7 @@ mod tests {
     #[test]
     fn stopped_node_is_not_probed_and_says_how_to_start_it() {
         let runner = FakeRunner::new();
-        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), Depth::Full, &[], &[]);
+        let node = probe(&runner, Provider::new(EngineKind::Podman), container(false), Depth::Full, &Asked::default());
         assert!(runner.seen.lock().unwrap().is_empty());
         assert_eq!(
             node.warnings,

@@ -20,9 +20,12 @@ use crate::exec::Runner;
 use crate::plan::Action;
 use crate::report::{LoadReport, Transport};
 use crate::request::cli::SelectArgs;
-use crate::resolve::holdings::Depth;
+use crate::resolve::cluster::ClusterName;
+use crate::resolve::engine::EngineKind;
+use crate::resolve::holdings::{Asked, Depth};
 use crate::resolve::image::Image;
 use crate::resolve::node::{self, Node};
+use crate::resolve::provider::NodeContainer;
 use crate::resolve::provider::Provider;
 use crate::resolve::records::CtrImage;
 use crate::resolve::reference::ImageRef;
@@ -106,27 +109,76 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
             names.push(name);
         }
     }
-    let (cluster, provider, containers) = ctx.cluster(&req.select.cluster)?;
-    // The registry is looked for before the survey, which then reads each node's trust in it.
-    let route = match &archive {
-        _ if !req.transfer || req.options.sideload => Err(None),
-        Some(_) => Err(None),
-        None => registry::find_route(ctx.runner(), provider),
+    let wants_route = req.transfer && !req.options.sideload && archive.is_none();
+    let ((cluster, provider, containers), route, early) = discover(ctx, &req.select, wants_route, &images)?;
+    // The survey lists the records the load reads: the images' digests, their registry names.
+    let mut records: Vec<String> =
+        images.iter().flat_map(|i| [i.identity.config.clone(), i.identity.manifest.clone()]).flatten().collect();
+    records.extend(registry::pushed_names(&route, &images));
+    // With a registry, each node is surveyed in a session that stays open for its pull.
+    let (nodes, sessions) = match &route {
+        Ok(route) => registry::survey_held(provider, containers, route, &names, &records),
+        Err(_) => {
+            let asked = Asked { names: &names, records: &records, ..Default::default() };
+            (node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &asked), Default::default())
+        }
     };
-    let hosts = route.as_ref().map(registry::Route::hosts).unwrap_or_default();
-    let early = registry::push_early(&route, &images);
-    let nodes = node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &hosts, &names);
     let nodes = match select_nodes(nodes, &req.select.nodes) {
         Ok(nodes) => nodes,
+        Err(e) => {
+            registry::close_sessions(&sessions);
+            registry::finish_early(&early);
+            return Err(e);
+        }
+    };
+    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options, route, early, sessions);
+    let result = pipeline.carry_out(images, archive, req.transfer, &req.wanted, &cluster.name);
+    registry::close_sessions(&pipeline.sessions);
+    registry::finish_early(&pipeline.early);
+    result
+}
+
+/// A cluster, its provider and its node containers.
+type Discovered = (ClusterName, Provider, Vec<NodeContainer>);
+
+/// The cluster and, for a load that may go through it, the registry route and the early
+/// pushes: looked up side by side, the registry on the provider the cluster is most likely
+/// on (looked up again when the cluster turns out to be elsewhere). A push is made ready
+/// meanwhile and sent once the cluster is found.
+fn discover(
+    ctx: &Context,
+    select: &SelectArgs,
+    wants_route: bool,
+    images: &[Image],
+) -> Result<(Discovered, registry::RouteLookup, registry::EarlyPushes)> {
+    if !wants_route {
+        return Ok((ctx.cluster(&select.cluster)?, Err(None), Default::default()));
+    }
+    let guess = ctx.provider_choice(&select.cluster)?.unwrap_or(EngineKind::Docker);
+    let runner = ctx.runner();
+    let gate = registry::Gate::default();
+    let (found, (route, early)) = std::thread::scope(|scope| {
+        let lookup = scope.spawn(|| {
+            let route = registry::find_route(runner, Provider::new(guess));
+            let early = registry::push_early(&route, images, &gate);
+            (route, early)
+        });
+        let found = ctx.cluster(&select.cluster);
+        gate.open(found.as_ref().is_ok_and(|(_, provider, _)| provider.kind == guess));
+        (found, lookup.join().expect("registry lookup panicked"))
+    });
+    let found = match found {
+        Ok(found) if found.1.kind != guess => found,
+        Ok(found) => return Ok((found, route, early)),
         Err(e) => {
             registry::finish_early(&early);
             return Err(e);
         }
     };
-    let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options, route, early);
-    let result = pipeline.carry_out(images, archive, req.transfer, &req.wanted, &cluster.name);
-    registry::finish_early(&pipeline.early);
-    result
+    registry::finish_early(&early);
+    let route = registry::find_route(runner, found.1);
+    let early = registry::push_early(&route, images, &registry::Gate::opened());
+    Ok((found, route, early))
 }
 
 impl Pipeline<'_> {
@@ -163,8 +215,9 @@ struct Pipeline<'a> {
     settle: Duration,
     options: LoadOptions,
     /// The cluster's registry, or why there is none to use (None: nothing to say).
-    route: std::result::Result<registry::Route, Option<String>>,
+    route: registry::RouteLookup,
     early: registry::EarlyPushes,
+    sessions: registry::Sessions,
 }
 
 impl<'a> Pipeline<'a> {
@@ -173,8 +226,9 @@ impl<'a> Pipeline<'a> {
         provider: Provider,
         nodes: Vec<Node>,
         options: LoadOptions,
-        route: std::result::Result<registry::Route, Option<String>>,
+        route: registry::RouteLookup,
         early: registry::EarlyPushes,
+        sessions: registry::Sessions,
     ) -> Self {
         let before = nodes
             .iter()
@@ -192,7 +246,7 @@ impl<'a> Pipeline<'a> {
             })
             .collect();
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-        Pipeline { ctx, provider, nodes, before, settle, options, route, early }
+        Pipeline { ctx, provider, nodes, before, settle, options, route, early, sessions }
     }
 
     fn runner(&self) -> &dyn Runner {

@@ -56,7 +56,9 @@ impl Pipeline<'_> {
         let needs = |i: usize, n: usize| matches!(steps[i][n], Some(Step::Transfer));
         let wanted: Vec<Vec<usize>> =
             (0..images.len()).map(|i| (0..self.nodes.len()).filter(|&n| needs(i, n)).collect()).collect();
-        let pulled = self.through_registry(images, &wanted, &mut outcomes)?;
+        let pulled = self.through_registry(images, &wanted, &mut outcomes);
+        super::registry::close_sessions(&self.sessions);
+        let pulled = pulled?;
         let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
         self.survey_fully(&receiving);

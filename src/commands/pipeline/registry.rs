@@ -12,14 +12,14 @@ use std::time::Instant;
 use super::{Outcome, Outcomes, Pipeline};
 use crate::commands::via_registry::registry_repo;
 use crate::error::{Error, Result};
-use crate::exec::Runner;
+use crate::exec::{Runner, Session};
 use crate::plan::Action;
 use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
 use crate::report::Transport;
 use crate::resolve::engine::EngineKind;
-use crate::resolve::holdings::{parse_survey, section, Holdings, Section};
+use crate::resolve::holdings::{parse_survey, section, survey_functions, Asked, Holdings, Section, READY};
 use crate::resolve::image::Image;
-use crate::resolve::node::Node;
+use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
 use crate::resolve::records::{parse_ctr_images, CtrImage};
 use crate::resolve::reference::ImageRef;
@@ -42,12 +42,15 @@ impl Route {
     }
 }
 
+/// The cluster's registry, or why there is none to use (None: nothing to say).
+pub(super) type RouteLookup = std::result::Result<Route, Option<String>>;
+
 /// Per image and node, whether the registry route handled it (the rest are sideloaded).
 type Routed = Vec<Vec<bool>>;
 
 /// The registry to use, or why none: none made by `registry up` (nothing to say), or one
 /// that is not running (said, and the load sideloads).
-pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> std::result::Result<Route, Option<String>> {
+pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> RouteLookup {
     let found = find_registry(runner, provider).ok_or(None)?;
     let name = found.name.clone();
     if !found.running {
@@ -140,33 +143,113 @@ impl Pipeline<'_> {
         Ok(handled)
     }
 
-    /// Every trusting node pulls, concurrently, in one exec each.
+    /// Every trusting node pulls, concurrently, each through the session it was surveyed in.
     fn pull_all(&self, route: &Route, image: &Image, reference: &str, nodes: &[usize]) -> Vec<(usize, Outcome)> {
-        let runner = self.runner();
-        let provider = self.provider;
         let keep = self.options.keep_superseded;
-        std::thread::scope(|scope| {
+        let mut sessions = self.sessions.lock().expect("sessions");
+        let outcomes = std::thread::scope(|scope| {
             let handles: Vec<_> = nodes
                 .iter()
                 .map(|&n| {
                     let node = &self.nodes[n];
                     let before = self.before[n].as_deref().unwrap_or_default();
                     let plan = NodePull::new(before, image, reference, keep);
-                    (n, scope.spawn(move || pull(runner, provider, node, route, image, reference, &plan)))
+                    let session = sessions.remove(&node.name);
+                    let handle = scope.spawn(move || {
+                        let mut session = session?;
+                        let outcome = pull(&mut session, node, route, image, reference, &plan);
+                        Some((session, outcome))
+                    });
+                    (n, handle)
                 })
                 .collect();
-            handles.into_iter().map(|(n, h)| (n, h.join().expect("pull panicked"))).collect()
-        })
+            handles.into_iter().map(|(n, h)| (n, h.join().expect("pull panicked"))).collect::<Vec<_>>()
+        });
+        outcomes
+            .into_iter()
+            .map(|(n, done)| match done {
+                Some((session, outcome)) => {
+                    sessions.insert(self.nodes[n].name.clone(), session);
+                    (n, outcome)
+                }
+                None => (n, Outcome::failed(format!("node {} has no session to pull in", self.nodes[n].name))),
+            })
+            .collect()
     }
+}
+
+/// Each node's open session, by node name, while the load may still pull through it.
+pub(super) type Sessions = std::sync::Mutex<std::collections::HashMap<String, Session>>;
+
+/// Ends every session: each node's shell reads the end of its stdin and exits, unwaited.
+pub(super) fn close_sessions(sessions: &Sessions) {
+    for (_, session) in sessions.lock().expect("sessions").drain() {
+        session.end();
+    }
+}
+
+/// Surveys the nodes through sessions kept open for the pulls: a pull then costs no `exec`.
+pub(super) fn survey_held(
+    provider: Provider,
+    containers: Vec<crate::resolve::provider::NodeContainer>,
+    route: &Route,
+    names: &[String],
+    records: &[String],
+) -> (Vec<Node>, Sessions) {
+    let hosts = route.hosts();
+    let asked = Asked { hosts: &hosts, names, records };
+    let mut sessions = std::collections::HashMap::new();
+    let mut nodes = Vec::new();
+    for (node, session) in node::probe_all_held(provider, containers, SESSION, &asked) {
+        if let Some(session) = session {
+            sessions.insert(node.name.clone(), session);
+        }
+        nodes.push(node);
+    }
+    (nodes, std::sync::Mutex::new(sessions))
+}
+
+/// The registry names the images would be pushed under: the survey lists their records,
+/// which a pull moves and so may supersede.
+pub(super) fn pushed_names(route: &RouteLookup, images: &[Image]) -> Vec<String> {
+    let Ok(route) = route else { return Vec::new() };
+    images.iter().filter(|i| unroutable(i).is_none()).map(|i| pushed_name(route, i)).collect()
 }
 
 /// Pushes started before the survey, for images the registry likely lacks, so the survey
 /// and the push overlap; joined by the route when a node needs the image, or at the end.
 pub(super) type EarlyPushes = std::sync::Mutex<Vec<Option<std::thread::JoinHandle<Result<String>>>>>;
 
+/// Lets early pushes send once the cluster is found: a push is made ready (registry asked,
+/// image named) while the cluster is looked up, and sent only for a cluster that exists.
+#[derive(Clone, Default)]
+pub(super) struct Gate(std::sync::Arc<(std::sync::Mutex<Option<bool>>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn opened() -> Gate {
+        let gate = Gate::default();
+        gate.open(true);
+        gate
+    }
+
+    /// Decides, once: `true` lets the pushes go, `false` ends them unsent.
+    pub fn open(&self, go: bool) {
+        let (decided, changed) = &*self.0;
+        decided.lock().expect("gate").get_or_insert(go);
+        changed.notify_all();
+    }
+
+    fn wait(&self) -> bool {
+        let (decided, changed) = &*self.0;
+        let guard = changed.wait_while(decided.lock().expect("gate"), |d| d.is_none()).expect("gate");
+        guard.unwrap_or(false)
+    }
+}
+
 /// Starts the push of every routable image whose engine does not yet name it in the
-/// registry (the name the last push left): a changed image, most likely needed.
-pub(super) fn push_early(route: &std::result::Result<Route, Option<String>>, images: &[Image]) -> EarlyPushes {
+/// registry (the name the last push left): a changed image, most likely needed. Each is
+/// made ready at once and sent when `gate` opens.
+pub(super) fn push_early(route: &RouteLookup, images: &[Image], gate: &Gate) -> EarlyPushes {
     let handles = images
         .iter()
         .map(|image| {
@@ -174,8 +257,15 @@ pub(super) fn push_early(route: &std::result::Result<Route, Option<String>>, ima
             if unroutable(image).is_some() || image.engine_names.contains(&pushed_name(route, image)) {
                 return None;
             }
-            let (route, image) = (route.clone(), image.clone());
-            Some(std::thread::spawn(move || push_image(&crate::exec::RealRunner, &route, &image)))
+            let (route, image, gate) = (route.clone(), image.clone(), gate.clone());
+            Some(std::thread::spawn(move || {
+                let runner = crate::exec::RealRunner;
+                let reference = ready_push(&runner, &route, &image)?;
+                if !gate.wait() {
+                    return Err(Error::failed("not pushed: the load ended first", ""));
+                }
+                send_push(&runner, &route, &image, &reference)
+            }))
         })
         .collect();
     std::sync::Mutex::new(handles)
@@ -199,21 +289,33 @@ fn pushed_name(route: &Route, image: &Image) -> String {
 /// records what the registry was last given, so an unchanged image is not pushed again
 /// before the survey.
 fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
+    let reference = ready_push(runner, route, image)?;
+    send_push(runner, route, image, &reference)
+}
+
+fn push_failed(route: &Route, image: &Image, e: String) -> Error {
+    Error::failed(
+        format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
+        "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
+    )
+}
+
+/// Asks the registry (one that does not answer is said at once, rather than after the
+/// engine's retries) and gives the image its push name; returns that name.
+fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
     let reference = pushed_name(route, image);
-    let failed = |e: String| {
-        Error::failed(
-            format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
-            "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
-        )
-    };
-    // A registry that does not answer is said at once, rather than after the engine's retries.
     crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem)
         .and_then(|client| client.ping())
-        .map_err(failed)?;
+        .map_err(|e| push_failed(route, image, e))?;
     if !image.engine_names.contains(&reference) && image.engine_ref != reference {
         runner.run(&engine.cmd().args(["tag", &image.engine_ref, &reference]))?;
     }
+    Ok(reference)
+}
+
+fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<String> {
+    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
     let mut push = engine.cmd().arg("push");
     if engine.kind == EngineKind::Podman {
         std::fs::create_dir_all(&route.cert_dir)
@@ -221,8 +323,8 @@ fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
             .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
         push = push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref());
     }
-    runner.run(&push.arg(&reference)).map_err(|e| failed(e.to_string()))?;
-    Ok(reference)
+    runner.run(&push.arg(reference)).map_err(|e| push_failed(route, image, e.to_string()))?;
+    Ok(reference.to_string())
 }
 
 /// Why an image cannot take the registry route, or None when it can.
@@ -287,6 +389,8 @@ struct NodePull {
     id_record: Option<String>,
     /// Records of the version the names moved away from.
     doomed: Vec<String>,
+    /// The image's id (config digest), when known: its record is read back with the names.
+    id: Option<String>,
 }
 
 impl NodePull {
@@ -302,86 +406,132 @@ impl NodePull {
             names: image.names.iter().map(ImageRef::normalized).collect(),
             id_record: import::id_records_to_make(before, &[&moved]).into_iter().next().map(|(_, id)| id),
             doomed: if keep { Vec::new() } else { import::superseded(before, &[&moved]) },
+            id: image.identity.config.clone(),
         }
     }
 }
 
+/// The pull, as a shell function: `pull HOSTS_DIR REF SNAPSHOTTER LOCAL DOOMED ID NAMES...`.
 /// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
 /// transfer service unpacks only for the default one), moves every name and CRI's id record
-/// onto the image in one `tag`, removes the superseded records in one `rm`, then prints what
-/// the node holds, as the survey does, for verification. The names move only once the pull
-/// succeeded: a failed pull leaves the node as it was. Everything named arrives as
-/// arguments; each `ctr` costs a process start in the node, so there are four.
-const PULL: &str = r#"set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; shift 5
+/// onto the image in one `tag`, removes the superseded records (DOOMED, space-separated) in
+/// one `rm` while it prints what verification reads: CRI's answer for each name where crictl
+/// exists, else the records of the names and of ID (all records when ID is unknown). The
+/// names move only once the pull succeeded: a failed pull leaves the node as it was. Each
+/// `ctr` costs a process start in the node, so there are four at most.
+macro_rules! pull_function {
+    () => {
+        r#"pull() {
+set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; id=$6; shift 6
 if [ "$local" = yes ]; then
   ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
 else
   ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
 fi
 ctr -n k8s.io images tag --force "$ref" "$@" >/dev/null
-if [ -n "$doomed" ]; then
-  set -f; IFS='
-'; ctr -n k8s.io images rm --sync $doomed >/dev/null; unset IFS; set +f
-fi
 set +e
-o=$(ctr -n k8s.io images ls 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
+if [ -n "$doomed" ]; then
+  gone=$(mktemp); set -f
+  { ctr -n k8s.io images rm --sync $doomed >"$gone" 2>&1; echo "$?" >>"$gone"; } &
+  set +f
+fi
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
   for a; do case $a in sha256:*) continue ;; esac
     o=$(crictl inspecti -o json "$a" 2>/dev/null); printf '@@kindload inspecti:%s %s\n%s\n' "$a" "$?" "$o"
   done
+else
+  if [ -n "$id" ]; then
+    n=$#; for a in "$@" "$id"; do set -- "$@" "name==\"$a\""; done; shift "$n"
+  else
+    set --
+  fi
+  o=$(ctr -n k8s.io images ls "$@" 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
 fi
-exit 0"#;
-
-fn pull_argv(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> Vec<String> {
-    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
-    let mut argv: Vec<String> = ["sh", "-c", PULL, "kindload-pull"].map(String::from).to_vec();
-    argv.extend([hosts_dir, reference, node.import_snapshotter(), local].map(String::from));
-    // Record names hold no line breaks: one argument, split on them by the script.
-    argv.push(plan.doomed.join("\n"));
-    argv.extend(plan.names.iter().cloned());
-    argv.extend(plan.id_record.iter().cloned());
-    argv
+if [ -n "$doomed" ]; then
+  wait; printf '@@kindload superseded %s\n%s\n' "$(tail -n 1 "$gone")" "$(sed '$d' "$gone")"; rm -f "$gone"
+fi
+}
+"#
+    };
 }
 
-fn pull(
-    runner: &dyn Runner,
-    provider: Provider,
-    node: &Node,
-    route: &Route,
-    image: &Image,
-    pushed: &str,
-    plan: &NodePull,
-) -> Outcome {
+/// A node's session: the light survey (with the registry hosts), then, for each pull it is
+/// told (its arguments one per line, then `@@end`), the pull's output under `@@kindload
+/// pulled <status>`, the status and any error first. It waits with [`READY`] before each.
+const SESSION: &str = concat!(
+    survey_functions!(),
+    pull_function!(),
+    r#"survey light "$@"
+while :; do
+  printf '@@kindload ready 0\n'
+  set --; a=
+  while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
+  [ "$a" = @@end ] || exit 0
+  o=$( (pull "$@") 2>&1 ); printf '@@kindload pulled %s\n%s\n' "$?" "$o"
+done
+"#
+);
+
+/// What a node is told for one pull: the lines its session reads as `pull`'s arguments.
+fn pull_lines(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> Vec<String> {
+    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
+    let mut lines: Vec<String> = [hosts_dir, reference, node.import_snapshotter(), local].map(String::from).to_vec();
+    // Record names hold no spaces: one line, split on them by the script.
+    lines.push(plan.doomed.join(" "));
+    lines.push(plan.id.clone().unwrap_or_default());
+    lines.extend(plan.names.iter().cloned());
+    lines.extend(plan.id_record.iter().cloned());
+    lines.push("@@end".into());
+    lines
+}
+
+fn pull(session: &mut Session, node: &Node, route: &Route, image: &Image, pushed: &str, plan: &NodePull) -> Outcome {
     let started = Instant::now();
     let host = format!("localhost:{}", route.port);
     let dir = node.registry_hosts.iter().find(|h| h.host == host).map(|h| h.dir.as_str()).unwrap_or_default();
-    let argv = pull_argv(node, dir, pushed, plan);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    match runner.run(&provider.exec(&node.name, &argv)) {
-        Ok(out) => Outcome {
+    let failed = |e: &dyn std::fmt::Display| Outcome {
+        transport: Some(Transport::Registry),
+        ..Outcome::failed(format!(
+            "pulling {pushed} from registry {} failed: {e}; the node keeps what it had",
+            route.name
+        ))
+    };
+    let said = session.send(&pull_lines(node, dir, pushed, plan)).and_then(|()| session.read_until(READY));
+    let sections = match said {
+        Ok(text) => parse_survey(&text),
+        Err(e) => return failed(&e),
+    };
+    let tidied = match section(&sections, "superseded") {
+        Some(s) if !s.ok() => Some(format!("{}: removing the superseded image failed: {}", node.name, s.body.trim())),
+        _ => None,
+    };
+    match section(&sections, "pulled") {
+        Some(s) if s.ok() => Outcome {
             seconds: started.elapsed().as_secs_f64(),
             transport: Some(Transport::Registry),
-            verdict: read_back(node, image, &parse_survey(&out.stdout)),
+            verdict: read_back(node, image, &sections),
+            error: tidied,
             ..Outcome::new(Action::Loaded)
         },
-        Err(e) => Outcome {
-            transport: Some(Transport::Registry),
-            ..Outcome::failed(format!(
-                "pulling {pushed} from registry {} failed: {e}; the node keeps what it had",
-                route.name
-            ))
-        },
+        Some(s) => failed(&s.body.trim()),
+        None => failed(&"the node printed no result"),
     }
 }
 
 /// The verdict from what the node printed after the pull, when it proves the load; else
 /// None, and verification asks the node again (CRI may index the image a moment later).
 fn read_back(node: &Node, image: &Image, sections: &[Section]) -> Option<crate::verify::Verdict> {
-    let images = section(sections, "images").filter(|s| s.ok())?;
+    let crictl = section(sections, "crictl").is_some();
+    // Where crictl answers, its answers are the proof and no listing is printed.
+    let images = match section(sections, "images") {
+        Some(s) if s.ok() => parse_ctr_images(&s.body),
+        None if crictl => Vec::new(),
+        _ => return None,
+    };
     let mut after = node.clone();
-    after.holds = Some(Ok(Holdings { images: parse_ctr_images(&images.body), ..Default::default() }));
-    after.crictl = section(sections, "crictl").is_some();
+    after.holds = Some(Ok(Holdings { images, ..Default::default() }));
+    after.crictl = crictl;
     after.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
     crate::verify::from_survey(&after, image)
 }
@@ -400,23 +550,56 @@ mod tests {
     }
 
     #[test]
-    fn the_pull_takes_user_input_as_arguments_only() {
+    fn the_pull_takes_user_input_as_lines_of_arguments_only() {
         let names = vec!["docker.io/library/app:dev".to_string(), "docker.io/library/app:$(reboot)".to_string()];
         let doomed = vec!["sha256:old".to_string(), "sha256:older".to_string()];
-        let plan = NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed };
-        let argv = pull_argv(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &plan);
-        assert_eq!(argv[..4], ["sh", "-c", PULL, "kindload-pull"]);
+        let plan =
+            NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed, id: Some("sha256:c".into()) };
+        let lines = pull_lines(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &plan);
         assert_eq!(
-            argv[4..9],
-            ["/etc/containerd/certs.d", "localhost:5001/app:dev", "native", "yes", "sha256:old\nsha256:older"]
+            lines[..6],
+            [
+                "/etc/containerd/certs.d",
+                "localhost:5001/app:dev",
+                "native",
+                "yes",
+                "sha256:old sha256:older",
+                "sha256:c"
+            ]
         );
-        assert_eq!(argv[9..11], names[..]);
-        assert_eq!(argv[11], "sha256:c", "CRI's id record is tagged with the names");
-        assert!(!PULL.contains("app"), "the script is constant");
-        let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![] };
-        let old = pull_argv(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
-        assert_eq!(old[6..9], ["overlayfs", "no", ""], "no --local before containerd 2, nothing superseded");
-        assert_eq!(old[9..], names[..], "and no id record");
+        assert_eq!(lines[6..8], names[..]);
+        assert_eq!(lines[8], "sha256:c", "CRI's id record is tagged with the names");
+        assert_eq!(lines[9], "@@end");
+        assert!(!SESSION.contains("app"), "the script is constant");
+        let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![], id: None };
+        let old = pull_lines(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
+        assert_eq!(old[2..6], ["overlayfs", "no", "", ""], "no --local before containerd 2, nothing superseded, no id");
+        assert_eq!(old[6..8], names[..], "and no id record");
+        assert_eq!(old.len(), 9);
+    }
+
+    #[test]
+    fn the_session_reads_its_arguments_one_per_line() {
+        // The loop's own reading, run by a real sh with `pull` replaced by a printer.
+        let script = SESSION.replace("survey light \"$@\"", "pull() { printf '[%s]' \"$@\"; }");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "kindload-session"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b"a b\n\n$(x) *\n@@end\none\n@@end\n")?;
+                child.wait_with_output()
+            })
+            .expect("sh runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text,
+            "@@kindload ready 0\n@@kindload pulled 0\n[a b][][$(x) *]\n@@kindload ready 0\n\
+             @@kindload pulled 0\n[one]\n@@kindload ready 0\n"
+        );
+        assert!(out.status.success(), "the end of stdin ends the session");
     }
 
     #[test]
