@@ -1,0 +1,291 @@
+//! The registry route. When `kindload registry up` has run for the cluster, an engine image
+//! reaches the nodes that trust the registry by the engine's own push (it sends only the
+//! layers the registry lacks and compresses only those) and one `exec` per node: the pull
+//! (containerd fetches only what the node lacks, sideloaded layers included), the user's
+//! names moved onto the image, the superseded version removed, and what the node then
+//! holds read back for verification. Nodes that do not trust it, and images the route
+//! cannot carry, are sideloaded, and the report says why.
+
+mod pull;
+mod push;
+
+use std::path::PathBuf;
+
+use super::{Outcome, Outcomes, Pipeline};
+use crate::commands::via_registry::registry_repo;
+use crate::error::Result;
+use crate::exec::Runner;
+use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
+use crate::resolve::image::Image;
+use crate::resolve::node::Node;
+use crate::resolve::provider::Provider;
+use pull::NodePull;
+use push::{push_image, pushed_name};
+
+pub(super) use pull::{close_sessions, survey_held, Sessions};
+pub(super) use push::{finish_early, push_early, EarlyPushes, Gate};
+
+/// The cluster's registry, running and made by kindload.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub name: String,
+    pub port: u16,
+    ca_pem: String,
+    /// A directory holding only the CA as `ca.crt`, for `podman push --cert-dir`.
+    cert_dir: PathBuf,
+}
+
+impl Route {
+    /// The host nodes pull from: its loopback address, mapped by their `hosts.toml`.
+    pub fn hosts(&self) -> Vec<String> {
+        vec![format!("localhost:{}", self.port)]
+    }
+}
+
+/// The cluster's registry, or why there is none to use (None: nothing to say).
+pub(crate) type RouteLookup = std::result::Result<Route, Option<String>>;
+
+/// Per image and node, whether the registry route handled it (the rest are sideloaded).
+type Routed = Vec<Vec<bool>>;
+
+/// The registry to use, or why none: none made by `registry up` (nothing to say), or one
+/// that is not running (said, and the load sideloads).
+pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> RouteLookup {
+    let found = find_registry(runner, provider).ok_or(None)?;
+    let name = found.name.clone();
+    if !found.running {
+        return Err(Some(format!(
+            "registry {name} is {}, so this load sideloads; `kindload registry up` starts it again",
+            found.state
+        )));
+    }
+    let state = crate::registry::state_dir().unwrap_or_default();
+    let ca_pem = crate::registry::ca::Store::new(&state).ca_pem().ok_or_else(|| {
+        Some(format!(
+            "kindload's CA is gone, so registry {name} cannot be trusted; `kindload registry up` makes it again"
+        ))
+    })?;
+    let cert_dir = state.join("registry").join("engine-certs");
+    Ok(Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir })
+}
+
+/// The registry named by KINDLOAD_REGISTRY, else the default one, else the one kindload
+/// registry on the provider (a running one first, when there are several).
+fn find_registry(runner: &dyn Runner, provider: Provider) -> Option<container::Found> {
+    if let Some(name) = crate::commands::context::env("KINDLOAD_REGISTRY") {
+        return container::find(runner, provider, &name).filter(|f| f.ours);
+    }
+    if let Some(found) = container::find(runner, provider, DEFAULT_NAME).filter(|f| f.ours) {
+        return Some(found);
+    }
+    let mut all = container::find_ours(runner, provider);
+    all.sort_by_key(|f| (!f.running, f.name.clone()));
+    all.into_iter().next()
+}
+
+impl Pipeline<'_> {
+    /// Sends what it can through the cluster's registry: for each engine image, to the nodes
+    /// in `targets[i]` that trust the registry. Returns, per image and node, whether it was
+    /// handled here (loaded, or failed for good).
+    pub(super) fn through_registry(
+        &self,
+        images: &mut [Image],
+        targets: &[Vec<usize>],
+        outcomes: &mut Outcomes,
+    ) -> Result<Routed> {
+        let mut handled = vec![vec![false; self.nodes.len()]; images.len()];
+        let route = match &self.route {
+            Ok(route) => route,
+            Err(why) => {
+                for (i, row) in targets.iter().enumerate() {
+                    for &n in row {
+                        outcomes[i][n].note = why.clone();
+                    }
+                }
+                return Ok(handled);
+            }
+        };
+        for (i, image) in images.iter_mut().enumerate() {
+            let mut trusting = Vec::new();
+            for &n in &targets[i] {
+                match distrust(&self.nodes[n], route) {
+                    None => trusting.push(n),
+                    why => outcomes[i][n].note = why,
+                }
+            }
+            if trusting.is_empty() {
+                continue;
+            }
+            if let Some(why) = unroutable(image) {
+                for &n in &trusting {
+                    outcomes[i][n].note = Some(why.clone());
+                }
+                continue;
+            }
+            let early = self.early.lock().expect("early pushes").get_mut(i).and_then(Option::take);
+            let reference = match early {
+                Some(handle) => handle.join().expect("push panicked")?,
+                None => push_image(self.runner(), route, image)?,
+            };
+            if image.identity.config.is_none() {
+                // Docker's containerd store knows the image by its index or manifest: the
+                // registry says which config the nodes will index it by.
+                let platforms = trusting.iter().filter_map(|&n| self.nodes[n].platform.as_deref());
+                image.identity.config =
+                    config_in_registry(route, image, platforms.collect::<Vec<_>>().first().copied());
+            }
+            let image = &*image;
+            for (n, outcome) in self.pull_all(route, image, &reference, &trusting) {
+                outcomes[i][n] = outcome;
+                handled[i][n] = true;
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Every trusting node pulls, concurrently, each through the session it was surveyed in.
+    fn pull_all(&self, route: &Route, image: &Image, reference: &str, nodes: &[usize]) -> Vec<(usize, Outcome)> {
+        let keep = self.options.keep_superseded;
+        let mut sessions = self.sessions.lock().expect("sessions");
+        let outcomes = std::thread::scope(|scope| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|&n| {
+                    let node = &self.nodes[n];
+                    let before = self.before[n].as_deref().unwrap_or_default();
+                    let plan = NodePull::new(before, image, reference, keep);
+                    let session = sessions.remove(&node.name);
+                    let handle = scope.spawn(move || {
+                        let mut session = session?;
+                        let outcome = pull::pull(&mut session, node, route, image, reference, &plan);
+                        Some((session, outcome))
+                    });
+                    (n, handle)
+                })
+                .collect();
+            handles.into_iter().map(|(n, h)| (n, h.join().expect("pull panicked"))).collect::<Vec<_>>()
+        });
+        outcomes
+            .into_iter()
+            .map(|(n, done)| match done {
+                Some((session, outcome)) => {
+                    sessions.insert(self.nodes[n].name.clone(), session);
+                    (n, outcome)
+                }
+                None => (n, Outcome::failed(format!("node {} has no session to pull in", self.nodes[n].name))),
+            })
+            .collect()
+    }
+}
+
+/// The registry names the images would be pushed under: the survey lists their records,
+/// which a pull moves and so may supersede.
+pub(super) fn pushed_names(route: &RouteLookup, images: &[Image]) -> Vec<String> {
+    let Ok(route) = route else { return Vec::new() };
+    images.iter().filter(|i| unroutable(i).is_none()).map(|i| pushed_name(route, i)).collect()
+}
+
+/// Why an image cannot take the registry route, or None when it can.
+fn unroutable(image: &Image) -> Option<String> {
+    if image.engine.is_none() {
+        return Some("an archive is sideloaded: the registry route pushes from an engine".into());
+    }
+    None
+}
+
+/// The config digest of the pushed image for `platform` (`os/arch[/variant]`), read from
+/// the registry: the manifest, or the index and then its manifest for the platform.
+fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> Option<String> {
+    let client = crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem).ok()?;
+    let first = &image.names[0];
+    let repo = registry_repo(first);
+    let (_, bytes) = client.get_manifest(&repo, first.tag().unwrap_or("latest")).ok()?;
+    if let Some(config) = crate::registry::push::config_of(&bytes) {
+        return Some(config);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let wanted = platform.unwrap_or("linux/amd64");
+    let digest = index["manifests"].as_array()?.iter().find_map(|m| {
+        let p = &m["platform"];
+        let name = match p["variant"].as_str() {
+            Some(v) => format!("{}/{}/{v}", p["os"].as_str()?, p["architecture"].as_str()?),
+            None => format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?),
+        };
+        (name == wanted || wanted.starts_with(&format!("{name}/"))).then(|| m["digest"].as_str().map(str::to_string))?
+    })?;
+    let (_, bytes) = client.get_manifest(&repo, &digest).ok()?;
+    crate::registry::push::config_of(&bytes)
+}
+
+/// Why `node` cannot pull from the registry, or None: judged from the survey, which read
+/// the node's `hosts.toml` and CA for the registry's address.
+fn distrust(node: &Node, route: &Route) -> Option<String> {
+    let host = format!("localhost:{}", route.port);
+    let held = node.registry_hosts.iter().find(|h| h.host == host);
+    let Some(dir) = held.map(|h| h.dir.as_str()).filter(|d| !d.is_empty()) else {
+        return Some(format!(
+            "sideloaded: containerd on {} sets no registry config_path, so it cannot pull from registry {} (see `kindload registry up`)",
+            node.name, route.name
+        ));
+    };
+    let wanted = hosts::wanted(dir, &route.name, route.port, &route.ca_pem);
+    let same =
+        |have: Option<&String>, want: &hosts::File| have.is_some_and(|h| h.trim_end() == want.content.trim_end());
+    match held {
+        Some(h) if same(h.hosts_toml.as_ref(), &wanted[0]) && same(h.ca.as_ref(), &wanted[1]) => None,
+        _ => Some(format!(
+            "sideloaded: {} does not trust registry {} yet; `kindload registry up` configures it",
+            node.name, route.name
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::engine::EngineKind;
+    use crate::resolve::image::Identity;
+
+    fn node(version: &str, snapshotter: &str) -> Node {
+        Node {
+            containerd_version: Some(version.into()),
+            snapshotter: Some(snapshotter.into()),
+            ..Node::for_tests("kind-worker")
+        }
+    }
+
+    #[test]
+    fn trust_is_the_hosts_files_registry_up_writes() {
+        let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
+        let mut n = node("2.1.9", "overlayfs");
+        let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
+        assert!(distrust(&n, &route).unwrap().contains("config_path"), "nothing read: no hosts directory");
+        n.registry_hosts = vec![crate::resolve::node::RegistryHost {
+            host: "localhost:5001".into(),
+            dir: "/etc/containerd/certs.d".into(),
+            hosts_toml: None,
+            ca: None,
+        }];
+        assert!(distrust(&n, &route).unwrap().contains("does not trust"), "no files there yet");
+        n.registry_hosts[0].hosts_toml = Some(wanted[0].content.clone());
+        n.registry_hosts[0].ca = Some(wanted[1].content.clone());
+        assert_eq!(distrust(&n, &route), None);
+        n.registry_hosts[0].ca = Some("OTHER CA".into());
+        assert!(distrust(&n, &route).is_some(), "another CA is no trust");
+        n.registry_hosts[0].dir = String::new();
+        assert!(distrust(&n, &route).unwrap().contains("config_path"));
+    }
+
+    #[test]
+    fn archives_are_sideloaded_engine_images_routed() {
+        let id =
+            |config: Option<&str>| Identity { config: config.map(String::from), manifest: Some("sha256:m".into()) };
+        let archived = Image::for_tests("app:dev", id(Some("sha256:c")));
+        assert!(unroutable(&archived).unwrap().contains("archive"));
+        let mut engine = archived.clone();
+        engine.engine = Some(crate::resolve::engine::Engine::unprobed(EngineKind::Docker, "test"));
+        assert_eq!(unroutable(&engine), None);
+        engine.identity = id(None);
+        assert_eq!(unroutable(&engine), None, "Docker's containerd store: the registry tells the config");
+    }
+}

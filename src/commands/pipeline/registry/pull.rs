@@ -1,0 +1,294 @@
+//! Each node's session: surveyed in one `exec` that stays open, then told on its stdin to
+//! pull, move the names, remove the superseded version and read back what it holds.
+
+use std::time::Instant;
+
+use super::{Outcome, Route};
+use crate::exec::Session;
+use crate::plan::Action;
+use crate::report::Transport;
+use crate::resolve::holdings::{parse_survey, section, survey_functions, Asked, Holdings, Section, READY};
+use crate::resolve::image::Image;
+use crate::resolve::node::{self, Node};
+use crate::resolve::provider::Provider;
+use crate::resolve::records::{parse_ctr_images, CtrImage};
+use crate::resolve::reference::ImageRef;
+use crate::transfer::import;
+
+/// Each node's open session, by node name, while the load may still pull through it.
+pub(crate) type Sessions = std::sync::Mutex<std::collections::HashMap<String, Session>>;
+
+/// Ends every session: each node's shell reads the end of its stdin and exits, unwaited.
+pub(crate) fn close_sessions(sessions: &Sessions) {
+    for (_, session) in sessions.lock().expect("sessions").drain() {
+        session.end();
+    }
+}
+
+/// Surveys the nodes through sessions kept open for the pulls: a pull then costs no `exec`.
+pub(crate) fn survey_held(
+    provider: Provider,
+    containers: Vec<crate::resolve::provider::NodeContainer>,
+    route: &Route,
+    names: &[String],
+    records: &[String],
+) -> (Vec<Node>, Sessions) {
+    let hosts = route.hosts();
+    let asked = Asked { hosts: &hosts, names, records };
+    let mut sessions = std::collections::HashMap::new();
+    let mut nodes = Vec::new();
+    for (node, session) in node::probe_all_held(provider, containers, SESSION, &asked) {
+        if let Some(session) = session {
+            sessions.insert(node.name.clone(), session);
+        }
+        nodes.push(node);
+    }
+    (nodes, std::sync::Mutex::new(sessions))
+}
+
+/// What one node's exec does besides the pull.
+pub(super) struct NodePull {
+    names: Vec<String>,
+    /// CRI's `sha256:<id>` record to make (CRI makes it only for names it has not seen).
+    id_record: Option<String>,
+    /// Records of the version the names moved away from.
+    doomed: Vec<String>,
+    /// The image's id (config digest), when known: its record is read back with the names.
+    id: Option<String>,
+}
+
+impl NodePull {
+    pub(super) fn new(before: &[CtrImage], image: &Image, reference: &str, keep: bool) -> NodePull {
+        let mut moved = image.clone();
+        // The registry name moves with the pull: what it named before is superseded too.
+        if let Ok(name) = ImageRef::parse(reference) {
+            if !moved.names.contains(&name) {
+                moved.names.push(name);
+            }
+        }
+        NodePull {
+            names: image.names.iter().map(ImageRef::normalized).collect(),
+            id_record: import::id_records_to_make(before, &[&moved]).into_iter().next().map(|(_, id)| id),
+            doomed: if keep { Vec::new() } else { import::superseded(before, &[&moved]) },
+            id: image.identity.config.clone(),
+        }
+    }
+}
+
+/// The pull, as a shell function: `pull HOSTS_DIR REF SNAPSHOTTER LOCAL DOOMED ID NAMES...`.
+/// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
+/// transfer service unpacks only for the default one), moves every name and CRI's id record
+/// onto the image in one `tag`, removes the superseded records (DOOMED, space-separated) in
+/// one `rm` while it prints what verification reads: CRI's answer for each name where crictl
+/// exists, else the records of the names and of ID (all records when ID is unknown). The
+/// names move only once the pull succeeded: a failed pull leaves the node as it was. Each
+/// `ctr` costs a process start in the node, so there are four at most.
+macro_rules! pull_function {
+    () => {
+        r#"pull() {
+set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; id=$6; shift 6
+if [ "$local" = yes ]; then
+  ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
+else
+  ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
+fi
+ctr -n k8s.io images tag --force "$ref" "$@" >/dev/null
+set +e
+if [ -n "$doomed" ]; then
+  gone=$(mktemp); set -f
+  { ctr -n k8s.io images rm --sync $doomed >"$gone" 2>&1; echo "$?" >>"$gone"; } &
+  set +f
+fi
+if command -v crictl >/dev/null 2>&1; then
+  printf '@@kindload crictl 0\n'
+  for a; do case $a in sha256:*) continue ;; esac
+    o=$(crictl inspecti -o json "$a" 2>/dev/null); printf '@@kindload inspecti:%s %s\n%s\n' "$a" "$?" "$o"
+  done
+else
+  if [ -n "$id" ]; then
+    n=$#; for a in "$@" "$id"; do set -- "$@" "name==\"$a\""; done; shift "$n"
+  else
+    set --
+  fi
+  o=$(ctr -n k8s.io images ls "$@" 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
+fi
+if [ -n "$doomed" ]; then
+  wait; printf '@@kindload superseded %s\n%s\n' "$(tail -n 1 "$gone")" "$(sed '$d' "$gone")"; rm -f "$gone"
+fi
+}
+"#
+    };
+}
+
+/// A node's session: the light survey (with the registry hosts), then, for each pull it is
+/// told (its arguments one per line, then `@@end`), the pull's output under `@@kindload
+/// pulled <status>`, the status and any error first. It waits with [`READY`] before each.
+const SESSION: &str = concat!(
+    survey_functions!(),
+    pull_function!(),
+    r#"survey light "$@"
+while :; do
+  printf '@@kindload ready 0\n'
+  set --; a=
+  while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
+  [ "$a" = @@end ] || exit 0
+  o=$( (pull "$@") 2>&1 ); printf '@@kindload pulled %s\n%s\n' "$?" "$o"
+done
+"#
+);
+
+/// What a node is told for one pull: the lines its session reads as `pull`'s arguments.
+fn pull_lines(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> Vec<String> {
+    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
+    let mut lines: Vec<String> = [hosts_dir, reference, node.import_snapshotter(), local].map(String::from).to_vec();
+    // Record names hold no spaces: one line, split on them by the script.
+    lines.push(plan.doomed.join(" "));
+    lines.push(plan.id.clone().unwrap_or_default());
+    lines.extend(plan.names.iter().cloned());
+    lines.extend(plan.id_record.iter().cloned());
+    lines.push("@@end".into());
+    lines
+}
+
+pub(super) fn pull(
+    session: &mut Session,
+    node: &Node,
+    route: &Route,
+    image: &Image,
+    pushed: &str,
+    plan: &NodePull,
+) -> Outcome {
+    let started = Instant::now();
+    let host = format!("localhost:{}", route.port);
+    let dir = node.registry_hosts.iter().find(|h| h.host == host).map(|h| h.dir.as_str()).unwrap_or_default();
+    let failed = |e: &dyn std::fmt::Display| Outcome {
+        transport: Some(Transport::Registry),
+        ..Outcome::failed(format!(
+            "pulling {pushed} from registry {} failed: {e}; the node keeps what it had",
+            route.name
+        ))
+    };
+    let said = session.send(&pull_lines(node, dir, pushed, plan)).and_then(|()| session.read_until(READY));
+    let sections = match said {
+        Ok(text) => parse_survey(&text),
+        Err(e) => return failed(&e),
+    };
+    let tidied = match section(&sections, "superseded") {
+        Some(s) if !s.ok() => Some(format!("{}: removing the superseded image failed: {}", node.name, s.body.trim())),
+        _ => None,
+    };
+    match section(&sections, "pulled") {
+        Some(s) if s.ok() => Outcome {
+            seconds: started.elapsed().as_secs_f64(),
+            transport: Some(Transport::Registry),
+            verdict: read_back(node, image, &sections),
+            error: tidied,
+            ..Outcome::new(Action::Loaded)
+        },
+        Some(s) => failed(&s.body.trim()),
+        None => failed(&"the node printed no result"),
+    }
+}
+
+/// The verdict from what the node printed after the pull, when it proves the load; else
+/// None, and verification asks the node again (CRI may index the image a moment later).
+fn read_back(node: &Node, image: &Image, sections: &[Section]) -> Option<crate::verify::Verdict> {
+    let crictl = section(sections, "crictl").is_some();
+    // Where crictl answers, its answers are the proof and no listing is printed.
+    let images = match section(sections, "images") {
+        Some(s) if s.ok() => parse_ctr_images(&s.body),
+        None if crictl => Vec::new(),
+        _ => return None,
+    };
+    let mut after = node.clone();
+    after.holds = Some(Ok(Holdings { images, ..Default::default() }));
+    after.crictl = crictl;
+    after.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
+    crate::verify::from_survey(&after, image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::image::Identity;
+
+    fn node(version: &str, snapshotter: &str) -> Node {
+        Node {
+            containerd_version: Some(version.into()),
+            snapshotter: Some(snapshotter.into()),
+            ..Node::for_tests("kind-worker")
+        }
+    }
+
+    #[test]
+    fn the_pull_takes_user_input_as_lines_of_arguments_only() {
+        let names = vec!["docker.io/library/app:dev".to_string(), "docker.io/library/app:$(reboot)".to_string()];
+        let doomed = vec!["sha256:old".to_string(), "sha256:older".to_string()];
+        let plan =
+            NodePull { names: names.clone(), id_record: Some("sha256:c".into()), doomed, id: Some("sha256:c".into()) };
+        let lines = pull_lines(&node("2.1.9", "native"), "/etc/containerd/certs.d", "localhost:5001/app:dev", &plan);
+        assert_eq!(
+            lines[..6],
+            [
+                "/etc/containerd/certs.d",
+                "localhost:5001/app:dev",
+                "native",
+                "yes",
+                "sha256:old sha256:older",
+                "sha256:c"
+            ]
+        );
+        assert_eq!(lines[6..8], names[..]);
+        assert_eq!(lines[8], "sha256:c", "CRI's id record is tagged with the names");
+        assert_eq!(lines[9], "@@end");
+        assert!(!SESSION.contains("app"), "the script is constant");
+        let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![], id: None };
+        let old = pull_lines(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
+        assert_eq!(old[2..6], ["overlayfs", "no", "", ""], "no --local before containerd 2, nothing superseded, no id");
+        assert_eq!(old[6..8], names[..], "and no id record");
+        assert_eq!(old.len(), 9);
+    }
+
+    #[test]
+    fn the_session_reads_its_arguments_one_per_line() {
+        // The loop's own reading, run by a real sh with `pull` replaced by a printer.
+        let script = SESSION.replace("survey light \"$@\"", "pull() { printf '[%s]' \"$@\"; }");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "kindload-session"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b"a b\n\n$(x) *\n@@end\none\n@@end\n")?;
+                child.wait_with_output()
+            })
+            .expect("sh runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text,
+            "@@kindload ready 0\n@@kindload pulled 0\n[a b][][$(x) *]\n@@kindload ready 0\n\
+             @@kindload pulled 0\n[one]\n@@kindload ready 0\n"
+        );
+        assert!(out.status.success(), "the end of stdin ends the session");
+    }
+
+    #[test]
+    fn a_reload_supersedes_what_the_names_and_the_registry_name_held() {
+        let before = crate::resolve::records::parse_ctr_images(
+            "REF TYPE DIGEST SIZE PLATFORMS LABELS\n\
+             docker.io/library/app:dev application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n\
+             localhost:5001/app:dev application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n\
+             sha256:oldconfig application/vnd.oci.image.manifest.v1+json sha256:old1 1.0 MiB linux/amd64 io.cri-containerd.image=managed\n",
+        );
+        let image = Image::for_tests(
+            "app:dev",
+            Identity { config: Some("sha256:newconfig".into()), manifest: Some("sha256:new1".into()) },
+        );
+        let plan = NodePull::new(&before, &image, "localhost:5001/app:dev", false);
+        assert_eq!(plan.names, ["docker.io/library/app:dev"]);
+        assert_eq!(plan.id_record.as_deref(), Some("sha256:newconfig"));
+        assert_eq!(plan.doomed, ["sha256:oldconfig"], "the old version goes once no name holds it");
+        assert!(NodePull::new(&before, &image, "localhost:5001/app:dev", true).doomed.is_empty());
+    }
+}
