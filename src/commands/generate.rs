@@ -57,6 +57,20 @@ fn unwritable(what: &str, e: std::io::Error) -> Error {
 mod tests {
     use super::*;
 
+    /// The committed schemas (`schemas/`), generated from the report and config types.
+    fn schemas() -> Vec<(&'static str, schemars::Schema)> {
+        vec![
+            ("load-report.schema.json", schemars::schema_for!(crate::report::LoadReport)),
+            ("nodes-report.schema.json", schemars::schema_for!(Vec<crate::resolve::node::Node>)),
+            ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
+            ("registry-status.schema.json", schemars::schema_for!(crate::registry::Status)),
+            (
+                "registry-load-report.schema.json",
+                schemars::schema_for!(crate::commands::via_registry::ViaRegistryReport),
+            ),
+        ]
+    }
+
     #[test]
     fn man_pages_cover_every_subcommand() {
         let dir = tempfile::tempdir().unwrap();
@@ -73,5 +87,29 @@ mod tests {
         let err = man_pages_into(&file.path().join("sub")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.fix().unwrap().contains("--dir"), "{err}");
+    }
+
+    #[test]
+    fn committed_schemas_match_the_types() {
+        for (file, schema) in schemas() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+            assert!(
+                committed == generated,
+                "schemas/{file} is out of date: regenerate with `KINDLOAD_WRITE_SCHEMAS=1 cargo test committed_schemas`"
+            );
+        }
+    }
+
+    #[test]
+    fn write_schemas_when_asked() {
+        if std::env::var_os("KINDLOAD_WRITE_SCHEMAS").is_none() {
+            return;
+        }
+        for (file, schema) in schemas() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+            std::fs::write(path, serde_json::to_string_pretty(&schema).unwrap() + "\n").unwrap();
+        }
     }
 }

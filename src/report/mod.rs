@@ -7,7 +7,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::plan::Action;
-use crate::resolve::node::Node;
 use crate::verify::VerifiedWith;
 
 /// `kindload load|verify|build --output json`.
@@ -119,17 +118,6 @@ pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -
     line
 }
 
-/// The committed schemas, generated from the report and config types (see `schemas/`).
-pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
-    vec![
-        ("load-report.schema.json", schemars::schema_for!(LoadReport)),
-        ("nodes-report.schema.json", schemars::schema_for!(Vec<Node>)),
-        ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
-        ("registry-status.schema.json", schemars::schema_for!(crate::registry::Status)),
-        ("registry-load-report.schema.json", schemars::schema_for!(crate::commands::via_registry::ViaRegistryReport)),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,29 +162,5 @@ mod tests {
     fn bytes_are_human() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 * 1024 * 1024 + 1024 * 512), "3.5 MiB");
-    }
-
-    #[test]
-    fn committed_schemas_match_the_types() {
-        for (file, schema) in schemas() {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-            assert!(
-                committed == generated,
-                "schemas/{file} is out of date: regenerate with `KINDLOAD_WRITE_SCHEMAS=1 cargo test committed_schemas`"
-            );
-        }
-    }
-
-    #[test]
-    fn write_schemas_when_asked() {
-        if std::env::var_os("KINDLOAD_WRITE_SCHEMAS").is_none() {
-            return;
-        }
-        for (file, schema) in schemas() {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
-            std::fs::write(path, serde_json::to_string_pretty(&schema).unwrap() + "\n").unwrap();
-        }
     }
 }

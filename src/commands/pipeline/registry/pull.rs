@@ -274,6 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn where_crictl_answers_its_answer_is_the_read_back() {
+        // What the pull prints on a kind node: no listing, CRI's answer for each name.
+        let present = include_str!("../../../../tests/fixtures/containerd-2.1/crictl-inspecti-present.json");
+        let id = "sha256:441c29fcf848420af9478385aa2c50f1aed261136929dd5df71cc8bd05f30e83";
+        let printed = format!(
+            "@@kindload pulled 0\n@@kindload crictl 0\n@@kindload inspecti:example.com/app/bb:dev 0\n{present}\n"
+        );
+        let sections = parse_survey(&printed);
+        let image = |config: &str| {
+            Image::for_tests(
+                "example.com/app/bb:dev",
+                Identity { config: Some(config.into()), manifest: Some("sha256:m".into()) },
+            )
+        };
+        let verdict = read_back(&Node::for_tests("kind-worker"), &image(id), &sections).expect("proved");
+        assert!(verdict.verified);
+        assert_eq!(verdict.with, crate::verify::VerifiedWith::Crictl);
+        assert_eq!(verdict.id.as_deref(), Some(id));
+        assert!(
+            read_back(&Node::for_tests("kind-worker"), &image("sha256:other"), &sections).is_none(),
+            "another id: ask again"
+        );
+        let missing = printed.replace("inspecti:example.com/app/bb:dev 0", "inspecti:example.com/app/bb:dev 1");
+        assert!(read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(&missing)).is_none());
+        let no_crictl = "@@kindload pulled 0\n";
+        assert!(
+            read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(no_crictl)).is_none(),
+            "nothing read"
+        );
+    }
+
+    #[test]
     fn a_reload_supersedes_what_the_names_and_the_registry_name_held() {
         let before = crate::resolve::records::parse_ctr_images(
             "REF TYPE DIGEST SIZE PLATFORMS LABELS\n\
