@@ -19,8 +19,3 @@ pub mod verify;
 /// `kindload --version`: the package version, and the commit when built from a git checkout
 /// (set by `build.rs`).
 pub const VERSION: &str = env!("KINDLOAD_VERSION");
-
-/// Parses the command line, runs the command, prints any error; returns the exit status.
-pub fn run() -> i32 {
-    commands::run()
-}

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(kindload::run());
+    std::process::exit(kindload::commands::run());
 }

@@ -87,16 +87,6 @@ fn custom_build_outside_skaffold_says_how_to_run_it() {
     assert!(stderr.contains("PUSH_IMAGE=false BUILD_CONTEXT=. kindload build"), "{stderr}");
 }
 
-/// Asks the registry for a repository's tags.
-fn registry_tags(registry: &str, repo: &str) -> String {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(registry).expect("registry answers");
-    write!(stream, "GET /v2/{repo}/tags/list HTTP/1.0\r\nHost: {registry}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 fn push(engine: &'static str) {
     if !engine_available(engine) {
         return;
@@ -116,7 +106,7 @@ fn push(engine: &'static str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tags = registry_tags(&registry, &repo);
+    let tags = support::registry_tags(&registry, &repo);
     assert!(tags.starts_with("HTTP/1.0 200") || tags.starts_with("HTTP/1.1 200"), "{tags}");
     assert!(tags.contains(&format!("\"{tag}\"")), "{tags}");
     remove_image(engine, &image);

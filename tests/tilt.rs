@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -170,16 +169,6 @@ fn tilt_example_loads_its_image_on_every_node() {
     remove_image("docker", &reference);
 }
 
-/// Asks the registry for a repository's tags.
-fn registry_tags(registry: &str, repo: &str) -> String {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(registry).expect("registry answers");
-    write!(stream, "GET /v2/{repo}/tags/list HTTP/1.0\r\nHost: {registry}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 /// With a registry (EXPECTED_REGISTRY) Tilt deploys from it, so the build pushes there.
 #[test]
 fn tilt_with_a_registry_pushes_expected_ref() {
@@ -199,7 +188,7 @@ fn tilt_with_a_registry_pushes_expected_ref() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tag = reference.rsplit_once(':').unwrap().1;
-    let tags = registry_tags(&registry, &repo);
+    let tags = support::registry_tags(&registry, &repo);
     assert!(tags.starts_with("HTTP/1.0 200") || tags.starts_with("HTTP/1.1 200"), "{tags}");
     assert!(tags.contains(&format!("\"{tag}\"")), "{tags}");
     remove_image("docker", &reference);

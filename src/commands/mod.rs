@@ -17,6 +17,7 @@ use crate::request::cli::{Cli, Command};
 
 pub use context::Context;
 
+/// Parses the command line, runs the command, prints any error; returns the exit status.
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -99,6 +99,16 @@ pub fn registry() -> Option<String> {
     }
 }
 
+/// Asks the test registry (plain HTTP) for a repository's tags: the raw response.
+pub fn registry_tags(registry: &str, repo: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(registry).expect("registry answers");
+    write!(stream, "GET /v2/{repo}/tags/list HTTP/1.0\r\nHost: {registry}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// A non-root user with subordinate ids, for rootless Podman.
 pub struct RootlessUser {
     pub name: String,

@@ -12,12 +12,15 @@ mod push;
 use std::path::PathBuf;
 
 use super::{Outcome, Outcomes, Pipeline};
+use crate::commands::registry::{host_address, loopback};
 use crate::commands::via_registry::registry_repo;
 use crate::error::Result;
 use crate::exec::Runner;
+use crate::registry::client::Client;
 use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
 use crate::resolve::image::Image;
-use crate::resolve::node::Node;
+use crate::resolve::node::{Node, RegistryHost};
+use crate::resolve::platform;
 use crate::resolve::provider::Provider;
 use pull::NodePull;
 use push::{push_image, pushed_name};
@@ -36,9 +39,26 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    /// The host nodes pull from: its loopback address, mapped by their `hosts.toml`.
+    /// The host engines push to and nodes pull from: `localhost:<port>`, which each node's
+    /// `hosts.toml` maps to the registry's container.
+    pub fn host(&self) -> String {
+        host_address(self.port)
+    }
+
+    /// The hosts a survey reads the node's trust in.
     pub fn hosts(&self) -> Vec<String> {
-        vec![format!("localhost:{}", self.port)]
+        vec![self.host()]
+    }
+
+    /// What the survey read of the node's files for this registry's host.
+    fn held<'a>(&self, node: &'a Node) -> Option<&'a RegistryHost> {
+        let host = self.host();
+        node.registry_hosts.iter().find(|h| h.host == host)
+    }
+
+    /// kindload's own client of the registry, at its published address.
+    fn client(&self) -> std::result::Result<Client, String> {
+        Client::new(&loopback(self.port), &self.ca_pem)
     }
 }
 
@@ -196,7 +216,7 @@ fn unroutable(image: &Image) -> Option<String> {
 /// The config digest of the pushed image for `platform` (`os/arch[/variant]`), read from
 /// the registry: the manifest, or the index and then its manifest for the platform.
 fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> Option<String> {
-    let client = crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem).ok()?;
+    let client = route.client().ok()?;
     let first = &image.names[0];
     let repo = registry_repo(first);
     let (_, bytes) = client.get_manifest(&repo, first.tag().unwrap_or("latest")).ok()?;
@@ -207,10 +227,7 @@ fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> O
     let wanted = platform.unwrap_or("linux/amd64");
     let digest = index["manifests"].as_array()?.iter().find_map(|m| {
         let p = &m["platform"];
-        let name = match p["variant"].as_str() {
-            Some(v) => format!("{}/{}/{v}", p["os"].as_str()?, p["architecture"].as_str()?),
-            None => format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?),
-        };
+        let name = platform::join(p["os"].as_str(), p["architecture"].as_str(), p["variant"].as_str())?;
         (name == wanted || wanted.starts_with(&format!("{name}/"))).then(|| m["digest"].as_str().map(str::to_string))?
     })?;
     let (_, bytes) = client.get_manifest(&repo, &digest).ok()?;
@@ -220,8 +237,7 @@ fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> O
 /// Why `node` cannot pull from the registry, or None: judged from the survey, which read
 /// the node's `hosts.toml` and CA for the registry's address.
 fn distrust(node: &Node, route: &Route) -> Option<String> {
-    let host = format!("localhost:{}", route.port);
-    let held = node.registry_hosts.iter().find(|h| h.host == host);
+    let held = route.held(node);
     let Some(dir) = held.map(|h| h.dir.as_str()).filter(|d| !d.is_empty()) else {
         return Some(format!(
             "sideloaded: containerd on {} sets no registry config_path, so it cannot pull from registry {} (see `kindload registry up`)",
@@ -246,18 +262,10 @@ mod tests {
     use crate::resolve::engine::EngineKind;
     use crate::resolve::image::Identity;
 
-    fn node(version: &str, snapshotter: &str) -> Node {
-        Node {
-            containerd_version: Some(version.into()),
-            snapshotter: Some(snapshotter.into()),
-            ..Node::for_tests("kind-worker")
-        }
-    }
-
     #[test]
     fn trust_is_the_hosts_files_registry_up_writes() {
         let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
-        let mut n = node("2.1.9", "overlayfs");
+        let mut n = Node::for_tests("kind-worker");
         let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
         assert!(distrust(&n, &route).unwrap().contains("config_path"), "nothing read: no hosts directory");
         n.registry_hosts = vec![crate::resolve::node::RegistryHost {

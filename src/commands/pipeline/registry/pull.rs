@@ -75,9 +75,10 @@ impl NodePull {
     }
 }
 
-/// The pull, as a shell function: `pull HOSTS_DIR REF SNAPSHOTTER LOCAL DOOMED ID NAMES...`.
-/// Pulls (unpacked for the node's CRI snapshotter; `--local` on containerd 2.x, whose
-/// transfer service unpacks only for the default one), moves every name and CRI's id record
+/// The pull, as a shell function: `pull HOSTS_DIR REF SNAPSHOTTER LOCAL DOOMED ID NAMES...`,
+/// printing as the survey does (its `s` and `j`). Pulls (unpacked for the node's CRI
+/// snapshotter; LOCAL is `--local` on containerd 2.x, whose transfer service unpacks only
+/// for the default one, else empty), moves every name and CRI's id record
 /// onto the image in one `tag`, removes the superseded records (DOOMED, space-separated) in
 /// one `rm` while it prints what verification reads: CRI's answer for each name where crictl
 /// exists, else the records of the names and of ID (all records when ID is unknown). The
@@ -87,34 +88,24 @@ macro_rules! pull_function {
     () => {
         r#"pull() {
 set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; id=$6; shift 6
-if [ "$local" = yes ]; then
-  ctr -n k8s.io images pull --local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
-else
-  ctr -n k8s.io images pull --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
-fi
+ctr -n k8s.io images pull $local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
 ctr -n k8s.io images tag --force "$ref" "$@" >/dev/null
 set +e
 if [ -n "$doomed" ]; then
-  gone=$(mktemp); set -f
-  { ctr -n k8s.io images rm --sync $doomed >"$gone" 2>&1; echo "$?" >>"$gone"; } &
-  set +f
+  gone=$(mktemp); set -f; s superseded ctr -n k8s.io images rm --sync $doomed >"$gone" & set +f
 fi
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
-  for a; do case $a in sha256:*) continue ;; esac
-    o=$(crictl inspecti -o json "$a" 2>/dev/null); printf '@@kindload inspecti:%s %s\n%s\n' "$a" "$?" "$o"
-  done
+  for a; do case $a in sha256:*) ;; *) j "inspecti:$a" crictl inspecti -o json "$a" ;; esac; done
 else
   if [ -n "$id" ]; then
     n=$#; for a in "$@" "$id"; do set -- "$@" "name==\"$a\""; done; shift "$n"
   else
     set --
   fi
-  o=$(ctr -n k8s.io images ls "$@" 2>&1); printf '@@kindload images %s\n%s\n' "$?" "$o"
+  s images ctr -n k8s.io images ls "$@"
 fi
-if [ -n "$doomed" ]; then
-  wait; printf '@@kindload superseded %s\n%s\n' "$(tail -n 1 "$gone")" "$(sed '$d' "$gone")"; rm -f "$gone"
-fi
+if [ -n "$doomed" ]; then wait; cat "$gone"; rm -f "$gone"; fi
 }
 "#
     };
@@ -139,7 +130,7 @@ done
 
 /// What a node is told for one pull: the lines its session reads as `pull`'s arguments.
 fn pull_lines(node: &Node, hosts_dir: &str, reference: &str, plan: &NodePull) -> Vec<String> {
-    let local = if node.containerd_major() >= Some(2) { "yes" } else { "no" };
+    let local = if node.containerd_major() >= Some(2) { "--local" } else { "" };
     let mut lines: Vec<String> = [hosts_dir, reference, node.import_snapshotter(), local].map(String::from).to_vec();
     // Record names hold no spaces: one line, split on them by the script.
     lines.push(plan.doomed.join(" "));
@@ -159,8 +150,7 @@ pub(super) fn pull(
     plan: &NodePull,
 ) -> Outcome {
     let started = Instant::now();
-    let host = format!("localhost:{}", route.port);
-    let dir = node.registry_hosts.iter().find(|h| h.host == host).map(|h| h.dir.as_str()).unwrap_or_default();
+    let dir = route.held(node).map(|h| h.dir.as_str()).unwrap_or_default();
     let failed = |e: &dyn std::fmt::Display| Outcome {
         transport: Some(Transport::Registry),
         ..Outcome::failed(format!(
@@ -233,7 +223,7 @@ mod tests {
                 "/etc/containerd/certs.d",
                 "localhost:5001/app:dev",
                 "native",
-                "yes",
+                "--local",
                 "sha256:old sha256:older",
                 "sha256:c"
             ]
@@ -244,9 +234,49 @@ mod tests {
         assert!(!SESSION.contains("app"), "the script is constant");
         let plan = NodePull { names: names.clone(), id_record: None, doomed: vec![], id: None };
         let old = pull_lines(&node("1.6.20", "overlayfs"), "/c", "localhost:5001/app:dev", &plan);
-        assert_eq!(old[2..6], ["overlayfs", "no", "", ""], "no --local before containerd 2, nothing superseded, no id");
+        assert_eq!(old[2..6], ["overlayfs", "", "", ""], "no --local before containerd 2, nothing superseded, no id");
         assert_eq!(old[6..8], names[..], "and no id record");
         assert_eq!(old.len(), 9);
+    }
+
+    #[test]
+    fn the_pull_runs_each_ctr_once_and_prints_what_verification_reads() {
+        // A stand-in ctr, as a shell function: each call's arguments to fd 3.
+        let script = concat!(
+            "exec 3>&2\nctr() { echo \"$*\" >&3; case $4 in ls) echo 'REF TYPE DIGEST';; rm) echo removed;; esac; }\n",
+            survey_functions!(),
+            pull_function!(),
+            "pull \"$@\"\n"
+        );
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("sh").args(["-c", script, "test"]).args(args).output().unwrap();
+            assert!(out.status.success());
+            (String::from_utf8_lossy(&out.stderr).into_owned(), parse_survey(&String::from_utf8_lossy(&out.stdout)))
+        };
+        let (calls, sections) = run(&[
+            "/certs",
+            "localhost:5001/app:v2",
+            "overlayfs",
+            "--local",
+            "sha256:a sha256:b",
+            "sha256:c",
+            "app:v2",
+        ]);
+        let calls: Vec<&str> = calls.lines().collect();
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!(
+            calls[0],
+            "-n k8s.io images pull --local --snapshotter overlayfs --hosts-dir /certs localhost:5001/app:v2"
+        );
+        assert_eq!(calls[1], "-n k8s.io images tag --force localhost:5001/app:v2 app:v2");
+        assert!(calls[2..].contains(&"-n k8s.io images rm --sync sha256:a sha256:b"), "{calls:?}");
+        assert!(calls[2..].contains(&"-n k8s.io images ls name==\"app:v2\" name==\"sha256:c\""), "{calls:?}");
+        assert!(section(&sections, "images").is_some_and(|s| s.ok() && s.body.starts_with("REF")));
+        assert!(section(&sections, "superseded").is_some_and(|s| s.ok() && s.body.trim() == "removed"));
+        let (calls, sections) = run(&["/certs", "localhost:5001/app:v2", "overlayfs", "", "", "", "app:v2"]);
+        assert!(calls.starts_with("-n k8s.io images pull --snapshotter"), "no --local: {calls}");
+        assert!(calls.lines().any(|c| c == "-n k8s.io images ls"), "no id known: every record is listed: {calls}");
+        assert!(section(&sections, "superseded").is_none(), "nothing to remove");
     }
 
     #[test]

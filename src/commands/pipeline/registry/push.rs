@@ -73,7 +73,7 @@ pub(crate) fn finish_early(early: &EarlyPushes) {
 /// The registry name an image is pushed under: its path and tag at the registry's loopback address.
 pub(super) fn pushed_name(route: &Route, image: &Image) -> String {
     let first = &image.names[0];
-    format!("localhost:{}/{}:{}", route.port, registry_repo(first), first.tag().unwrap_or("latest"))
+    format!("{}/{}:{}", route.host(), registry_repo(first), first.tag().unwrap_or("latest"))
 }
 
 /// The engine's own push to the registry's loopback address: it skips the layers the
@@ -97,9 +97,7 @@ fn push_failed(route: &Route, image: &Image, e: String) -> Error {
 fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
     let reference = pushed_name(route, image);
-    crate::registry::client::Client::new(&format!("127.0.0.1:{}", route.port), &route.ca_pem)
-        .and_then(|client| client.ping())
-        .map_err(|e| push_failed(route, image, e))?;
+    route.client().and_then(|client| client.ping()).map_err(|e| push_failed(route, image, e))?;
     if !image.engine_names.contains(&reference) && image.engine_ref != reference {
         runner.run(&engine.cmd().args(["tag", &image.engine_ref, &reference]))?;
     }
