@@ -54,6 +54,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let ctx = Context::new(cli.quiet, cli.config.as_deref())?;
+    let stall = cli.stall_timeout.or(ctx.config.stall_timeout_seconds).filter(|&s| s > 0);
+    crate::exec::watch::set_limit(stall.map_or(crate::exec::watch::DEFAULT_STALL, std::time::Duration::from_secs));
     let code = match cli.command {
         Command::Load(args) => load::load(&ctx, args),
         Command::Verify(args) => load::verify(&ctx, args),

@@ -30,6 +30,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Stop and fail a step (a node's import, an engine's save or push, a node's pull, a wait
+    /// for another run's lock) that makes no progress for this long [default: kindload.yaml's
+    /// stall_timeout_seconds, else 60]
+    #[arg(long, global = true, value_name = "SECONDS", env = "KINDLOAD_STALL_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// When `kindload build` pulls base images: never, missing (default) or always; below --pull.
     pub pull: Option<PullPolicy>,
+    /// Seconds a step may make no progress before it is stopped and the load fails (default 60);
+    /// below --stall-timeout and KINDLOAD_STALL_TIMEOUT.
+    pub stall_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]

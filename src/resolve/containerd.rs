@@ -43,6 +43,8 @@ pub struct ConfigFacts {
     /// The CRI registry `config_path` (where `hosts.toml` files are read, per pull); None
     /// when the config sets none (kind node images before v0.27).
     pub config_path: Option<String>,
+    /// containerd's root directory, where its content store keeps ingests in progress.
+    pub root: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -97,7 +99,8 @@ pub fn parse_config_dump(dump: &str) -> Result<ConfigFacts, String> {
         ));
     }
     let config_path = CONFIG_PATH_PATHS.iter().find_map(|path| non_empty_string_at(&config, path));
-    Ok(ConfigFacts { version, snapshotter, config_path, warnings })
+    let root = non_empty_string_at(&config, &["root"]);
+    Ok(ConfigFacts { version, snapshotter, config_path, root, warnings })
 }
 
 fn non_empty_string_at(config: &Table, path: &[&str]) -> Option<String> {

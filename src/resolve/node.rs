@@ -22,6 +22,8 @@ pub struct Node {
     /// containerd's CRI registry `config_path`: where `hosts.toml` files are read on every pull.
     pub config_path: Option<String>,
     pub crictl: bool,
+    /// containerd's root directory (from its config dump).
+    pub root: Option<String>,
     /// The platform the node runs images for, as `os/arch[/variant]`.
     pub platform: Option<String>,
     /// Problems found while probing, each a sentence with its fix.
@@ -73,15 +75,6 @@ pub fn probe_all_asking(
             containers.into_iter().map(|c| scope.spawn(move || probe(runner, provider, c, depth, asked))).collect();
         handles.into_iter().map(|h| h.join().expect("node probe panicked")).collect()
     })
-}
-
-/// Completes a light survey of each node in `nodes` with the facts a transfer needs.
-pub fn survey_fully(runner: &dyn Runner, provider: Provider, nodes: &mut [&mut Node]) {
-    std::thread::scope(|scope| {
-        for node in nodes.iter_mut() {
-            scope.spawn(move || node.survey(runner, provider, Depth::Full, &Asked::default()));
-        }
-    });
 }
 
 pub fn probe(runner: &dyn Runner, provider: Provider, container: NodeContainer, depth: Depth, asked: &Asked) -> Node {
@@ -143,6 +136,7 @@ impl Node {
             snapshotter: None,
             config_path: None,
             crictl: false,
+            root: None,
             platform: None,
             warnings: Vec::new(),
             holds: None,
@@ -161,7 +155,7 @@ impl Node {
         node
     }
 
-    fn could_not_survey(&mut self, e: &dyn std::fmt::Display) {
+    pub(crate) fn could_not_survey(&mut self, e: &dyn std::fmt::Display) {
         self.holds = Some(Err(format!("cannot survey {}: {e}", self.name)));
         self.warnings.push(format!("could not look inside node {}: {e}", self.name));
     }
@@ -178,7 +172,7 @@ impl Node {
     }
 
     /// Takes in what the survey printed.
-    fn learn(&mut self, sections: &[Section], depth: Depth) {
+    pub(crate) fn learn(&mut self, sections: &[Section], depth: Depth) {
         self.platform = section(sections, "arch").filter(|s| s.ok()).and_then(|s| platform::from_uname(&s.body));
         if depth == Depth::Light {
             self.crictl = section(sections, "crictl").is_some_and(Section::ok);
@@ -226,6 +220,7 @@ impl Node {
                     self.config_version = facts.version;
                     self.snapshotter = facts.snapshotter;
                     self.config_path = facts.config_path;
+                    self.root = facts.root;
                     self.warnings.extend(facts.warnings);
                 }
                 Err(e) => self.warnings.push(format!("could not read `containerd config dump`: {e}")),
@@ -250,6 +245,7 @@ impl Node {
             snapshotter: Some("overlayfs".into()),
             config_path: Some("/etc/containerd/certs.d".into()),
             crictl: false,
+            root: None,
             platform: None,
             warnings: vec![],
             holds: None,

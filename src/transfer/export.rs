@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Child;
 
 use crate::error::{Error, Result};
-use crate::exec::{self, Cmd, StderrDrain};
+use crate::exec::{self, Cmd, StderrDrain, Watch};
 use crate::resolve::engine::Engine;
 
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Source {
 /// An open stream; `finish` reports how the producer ended.
 pub struct Export {
     pub reader: Box<dyn Read + Send>,
-    producer: Option<(Child, Cmd, StderrDrain)>,
+    producer: Option<(Child, Cmd, StderrDrain, Watch)>,
 }
 
 impl Export {
@@ -57,10 +57,11 @@ impl Export {
         match source {
             Source::Engine { engine, refs } => {
                 let cmd = Source::save_cmd(engine, refs);
-                let mut child = exec::spawn(&cmd, false, true)?;
+                let (mut child, watch) = exec::spawn(&cmd, false, true)?;
                 let stdout = child.stdout.take().expect("stdout is piped");
-                let stderr = exec::drain(child.stderr.take());
-                Ok(Export { reader: Box::new(stdout), producer: Some((child, cmd, stderr)) })
+                let stderr = exec::drain(child.stderr.take(), &watch);
+                let reader = Watched { inner: stdout, watch: watch.clone() };
+                Ok(Export { reader: Box::new(reader), producer: Some((child, cmd, stderr, watch)) })
             }
             Source::File(path) => {
                 let file = File::open(path).map_err(|e| {
@@ -78,9 +79,25 @@ impl Export {
     /// Waits for the producer; a failed `save` is an error carrying its stderr.
     pub fn finish(self) -> Result<()> {
         drop(self.reader);
-        if let Some((child, cmd, stderr)) = self.producer {
-            exec::finish(child, &cmd, stderr)?;
+        if let Some((child, cmd, stderr, watch)) = self.producer {
+            exec::finish(child, &cmd, stderr, &watch)?;
         }
         Ok(())
+    }
+}
+
+/// The producer's stdout, judged only while read: a reader held up by a slow node is not
+/// the producer's stall.
+struct Watched<R> {
+    inner: R,
+    watch: Watch,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _waiting = self.watch.waiting();
+        let n = self.inner.read(buf)?;
+        self.watch.touch();
+        Ok(n)
     }
 }

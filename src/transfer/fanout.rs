@@ -1,13 +1,17 @@
 //! One writer thread per node: the reader hands each node the chunks meant for it, shared
 //! not copied, through a bounded queue. A slow node holds the reader back only once its
 //! queue is full, so memory stays bounded (queue length × chunk size per node) and nodes
-//! that import at different speeds do not wait for each other chunk by chunk.
+//! that import at different speeds do not wait for each other chunk by chunk. Each write is
+//! a wait on the node, judged by the watchdog: a node that takes no bytes for the stall
+//! limit is cut loose (its import stopped), and the others go on.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use crate::exec::Watch;
 
 /// Chunks queued per node before the reader waits.
 const QUEUE: usize = 24;
@@ -23,7 +27,12 @@ pub struct NodeStream {
 }
 
 impl NodeStream {
-    pub fn start<W: Write + Send + 'static>(node: impl Into<String>, mut writer: W, sent: Arc<AtomicU64>) -> Self {
+    pub fn start<W: Write + Send + 'static>(
+        node: impl Into<String>,
+        mut writer: W,
+        sent: Arc<AtomicU64>,
+        watch: Option<Watch>,
+    ) -> Self {
         let (tx, rx) = sync_channel::<Chunk>(QUEUE);
         let counter = sent.clone();
         let handle = std::thread::spawn(move || {
@@ -33,12 +42,14 @@ impl NodeStream {
                     // The node stopped reading (its import failed): drain so the reader goes on.
                     continue;
                 }
-                match writer.write_all(&chunk) {
+                let waiting = watch.as_ref().map(Watch::waiting);
+                match write_watched(&mut writer, &chunk, watch.as_ref()) {
                     Ok(()) => {
                         counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     }
                     Err(e) => failed = Some(e),
                 }
+                drop(waiting);
             }
             drop(writer);
             failed.map_or(Ok(()), Err)
@@ -67,6 +78,24 @@ impl NodeStream {
             None => Ok(()),
         }
     }
+}
+
+/// Writes in pieces, each piece the node takes counting as its progress.
+fn write_watched(writer: &mut impl Write, mut bytes: &[u8], watch: Option<&Watch>) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match writer.write(bytes) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                if let Some(w) = watch {
+                    w.touch();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for NodeStream {
@@ -104,8 +133,8 @@ mod tests {
     #[test]
     fn every_chunk_arrives_in_order_and_a_dead_node_does_not_block_the_others() {
         let good = Shared::default();
-        let mut a = NodeStream::start("a", good.clone(), Arc::new(AtomicU64::new(0)));
-        let mut b = NodeStream::start("b", Failing, Arc::new(AtomicU64::new(0)));
+        let mut a = NodeStream::start("a", good.clone(), Arc::new(AtomicU64::new(0)), None);
+        let mut b = NodeStream::start("b", Failing, Arc::new(AtomicU64::new(0)), None);
         let mut expected = Vec::new();
         for i in 0..200u32 {
             let chunk: Chunk = Arc::new(vec![i as u8; 1000]);

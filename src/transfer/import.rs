@@ -2,12 +2,13 @@
 
 use std::process::{Child, ChildStdin};
 
-use crate::exec::{self, Cmd, ExecError, Runner, StderrDrain};
+use crate::exec::{self, Cmd, ExecError, Runner, StderrDrain, Watch};
 use crate::resolve::holdings::list_images_argv;
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
 use crate::resolve::records::{parse_ctr_images, CtrImage};
+use crate::transfer::layout;
 
 pub const NAMESPACE: &str = "--namespace=k8s.io";
 
@@ -38,12 +39,14 @@ pub fn remove_argv(names: &[String]) -> Vec<String> {
     argv
 }
 
-/// A running import on one node.
+/// A running import on one node. Its progress is the bytes it takes and what it prints.
 pub struct Import {
     pub node: String,
     child: Child,
     cmd: Cmd,
+    stdout: StderrDrain,
     stderr: StderrDrain,
+    pub watch: Watch,
 }
 
 impl Import {
@@ -51,14 +54,17 @@ impl Import {
         let argv = import_argv(node.import_snapshotter(), node.containerd_major() >= Some(2));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let cmd = provider.exec_stdin(&node.name, &argv);
-        let mut child = exec::spawn(&cmd, true, false)?;
+        let (mut child, watch) = exec::spawn(&cmd, true, true)?;
         let stdin = child.stdin.take().expect("stdin is piped");
-        let stderr = exec::drain(child.stderr.take());
-        Ok((Import { node: node.name.clone(), child, cmd, stderr }, stdin))
+        let stdout = exec::drain(child.stdout.take(), &watch);
+        let stderr = exec::drain(child.stderr.take(), &watch);
+        Ok((Import { node: node.name.clone(), child, cmd, stdout, stderr, watch }, stdin))
     }
 
     pub fn finish(self) -> Result<(), ExecError> {
-        exec::finish(self.child, &self.cmd, self.stderr)
+        let finished = exec::finish(self.child, &self.cmd, self.stderr, &self.watch);
+        self.stdout.finish();
+        finished
     }
 }
 
@@ -110,6 +116,31 @@ pub fn remove(runner: &dyn Runner, provider: Provider, node: &str, names: &[Stri
     runner.run(&provider.exec(node, &argv)).map(drop)
 }
 
+/// `ctr content active`: the ingests in progress on a node, one `REF SIZE AGE` row each.
+pub fn active_ingests_argv() -> [&'static str; 4] {
+    ["ctr", NAMESPACE, "content", "active"]
+}
+
+/// The rows of `ctr content active` (its header left out).
+pub fn parse_active_ingests(text: &str) -> Vec<String> {
+    text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect()
+}
+
+/// Removes the ingests containerd keeps for a failed import of this run: its content
+/// store's `ingest/<hash>` folders whose `ref` (`<namespace>/<n>/<ref>`) starts with `$2`.
+/// ctr has no command that aborts an ingest; removing the folder is what aborting does.
+const REMOVE_INGESTS: &str = r#"dir=$1/io.containerd.content.v1.content/ingest
+for d in "$dir"/*; do
+  [ -f "$d/ref" ] || continue
+  case $(cat "$d/ref") in */"$2"*) rm -rf "$d" && printf '%s
+' "$d" ;; esac
+done
+"#;
+
+pub fn remove_ingests_argv(root: &str, prefix: &str) -> Vec<String> {
+    ["sh", "-c", REMOVE_INGESTS, "kindload-ingests", root, prefix].map(String::from).to_vec()
+}
+
 /// Free KiB under containerd's root on the node (`df -Pk`), asked after an import ran out of space.
 pub fn free_space(runner: &dyn Runner, provider: Provider, node: &str) -> Result<u64, String> {
     let out = runner
@@ -134,24 +165,34 @@ pub fn leftovers(before: &[CtrImage], after: &[CtrImage], names: &[String]) -> V
         .collect()
 }
 
-/// Removes what a failed import left so nothing half-imported is visible. Runs even after
-/// a cancel: this is the tidying the cancel asks for.
+/// Removes what a failed import left so nothing half-imported is visible: the records it
+/// made, and the ingests of this run's files. Runs even after a cancel: this is the tidying
+/// the cancel asks for.
 pub fn clean_up(
     runner: &dyn Runner,
     provider: Provider,
-    node: &str,
+    node: &Node,
     before: &[CtrImage],
     names: &[String],
 ) -> Result<Vec<String>, ExecError> {
-    let after = parse_ctr_images(&runner.stdout(&provider.exec(node, &list_images_argv()).cleanup())?);
-    let removed = leftovers(before, &after, names);
+    let argv = remove_ingests_argv(node.root.as_deref().unwrap_or(DEFAULT_ROOT), &layout::ingest_prefix());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let ingests = runner.stdout(&provider.exec(&node.name, &argv).cleanup())?.lines().count();
+    let after = parse_ctr_images(&runner.stdout(&provider.exec(&node.name, &list_images_argv()).cleanup())?);
+    let mut removed = leftovers(before, &after, names);
     if !removed.is_empty() {
         let argv = remove_argv(&removed);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        runner.run(&provider.exec(node, &argv).cleanup())?;
+        runner.run(&provider.exec(&node.name, &argv).cleanup())?;
+    }
+    if ingests > 0 {
+        removed.push(format!("{ingests} partial blob(s) in containerd's ingest area"));
     }
     Ok(removed)
 }
+
+/// Where containerd keeps its state unless its config says otherwise (kind's nodes don't).
+const DEFAULT_ROOT: &str = "/var/lib/containerd";
 
 #[cfg(test)]
 mod tests {
@@ -197,6 +238,28 @@ mod tests {
         let id = format!("sha256:{}", "9".repeat(64));
         assert_eq!(id_records_to_make(&before, &[&app]), [("docker.io/library/app:dev".to_string(), id)]);
         assert!(id_records_to_make(&[], &[&app]).is_empty(), "CRI names what is new to it");
+    }
+
+    #[test]
+    fn active_ingests_are_the_rows_under_the_header() {
+        let text = "REF\t\t\t\tSIZE\tAGE\t\t\t\ntar-blobs/kindload-1-2/abc\t56.03MB\tLess than a second\t\n";
+        assert_eq!(parse_active_ingests(text), ["tar-blobs/kindload-1-2/abc 56.03MB Less than a second"]);
+        assert!(parse_active_ingests("REF\tSIZE\tAGE\t\n").is_empty());
+    }
+
+    #[test]
+    fn ingest_removal_takes_only_this_runs_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let ingest = root.path().join("io.containerd.content.v1.content/ingest");
+        for (dir, reference) in [("a", "k8s.io/1/tar-blobs/kindload-1-2/abc"), ("b", "k8s.io/1/layer-sha256:abc")] {
+            std::fs::create_dir_all(ingest.join(dir)).unwrap();
+            std::fs::write(ingest.join(dir).join("ref"), reference).unwrap();
+        }
+        let argv = remove_ingests_argv(&root.path().display().to_string(), "tar-blobs/kindload-1-2/");
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+        assert!(!ingest.join("a").exists() && ingest.join("b").exists(), "another's ingest stays");
     }
 
     #[test]

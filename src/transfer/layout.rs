@@ -2,13 +2,43 @@
 //! lacks, then `oci-layout` and an `index.json` naming every image under every name it
 //! must answer to. containerd's importer stores each file by the digest of its bytes and
 //! resolves the index against its content store, so blobs the node already has can be left out.
+//!
+//! Every file goes under a folder of this run's own (`blobs/kindload-<run>/`). containerd
+//! names an import's ingest after the file's path and lets one writer hold a name at a
+//! time: with shared paths, two runs sending the same base layer wait for each other's
+//! ingest on each node, and runs that feed several nodes in step deadlock. With paths of
+//! their own they never share an ingest, and a failed run's ingests can be found by name.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use super::archive::{ArchiveImage, Descriptor};
 
 const BLOCK: u64 = 512;
+
+/// This run's folder in every layout it sends: the process id and the start time, so two
+/// runs (on one host or several) never share it.
+pub fn run_folder() -> &'static str {
+    static FOLDER: OnceLock<String> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        format!("blobs/kindload-{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+    })
+}
+
+/// Where a file is put in this run's layout: a blob by its digest's hex, or a file whose
+/// digest only its bytes tell by a name made from its archive path.
+pub fn blob(name: &str) -> String {
+    let name = name.split_once(':').map_or(name, |(_, hex)| hex);
+    format!("{}/{}", run_folder(), name.replace('/', "_"))
+}
+
+/// The ingest name containerd gives a file of this run's layouts (`tar-` and its path):
+/// what a failed run looks for among a node's active ingests.
+pub fn ingest_prefix() -> String {
+    format!("tar-{}/", run_folder())
+}
 
 /// The tar header of a regular file.
 pub fn header(path: &str, size: u64) -> Vec<u8> {
@@ -69,7 +99,7 @@ pub fn closing(entries: &[Entry]) -> Vec<u8> {
     for entry in entries {
         if let Some(manifest) = &entry.image.written_manifest {
             if written.insert(&entry.image.target.digest) {
-                out.extend(file(&format!("blobs/sha256/{}", &entry.image.target.digest[7..]), manifest));
+                out.extend(file(&blob(&entry.image.target.digest), manifest));
             }
         }
     }
@@ -128,7 +158,10 @@ mod tests {
             seen.push((entry.path().unwrap().display().to_string(), text));
         }
         let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["blobs/sha256/x", &format!("blobs/sha256/{}", "a".repeat(64)), "oci-layout", "index.json"]);
+        let manifest = blob(&format!("sha256:{}", "a".repeat(64)));
+        assert_eq!(paths, ["blobs/sha256/x", manifest.as_str(), "oci-layout", "index.json"]);
+        assert!(manifest.starts_with("blobs/kindload-") && manifest.ends_with(&"a".repeat(64)), "{manifest}");
+        assert_eq!(manifest.matches('/').count(), 2, "one folder of the run's own: {manifest}");
         let index: serde_json::Value = serde_json::from_str(&seen[3].1).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
         assert_eq!(index["manifests"][1]["annotations"]["io.containerd.image.name"], "x/y:z");

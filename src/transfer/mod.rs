@@ -6,6 +6,7 @@ pub mod export;
 pub mod fanout;
 pub mod import;
 pub mod layout;
+pub mod lock;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, Write};
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::plan::layers::{LayerHints, Need, NodeNeeds};
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use archive::{blob_path, clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents};
+use archive::{clean_path, digest_from_path, is_metadata, named_tar_digest, ArchiveImage, Contents};
 use export::{Export, Source};
 use fanout::NodeStream;
 use import::Import;
@@ -46,6 +47,8 @@ pub struct NodeResult {
     /// A layer was left out by a guess the bytes proved wrong: send again, deciding by
     /// `Transferred::paths`.
     pub again: bool,
+    /// The node took no bytes and made no progress for the stall limit.
+    pub stalled: bool,
 }
 
 /// How one streamed archive went.
@@ -126,7 +129,8 @@ pub fn stream(
             };
             match Import::start(provider, t.node) {
                 Ok((import, stdin)) => {
-                    lane.stream = Some(NodeStream::start(t.node.name.clone(), stdin, t.sent));
+                    let watch = Some(import.watch.clone());
+                    lane.stream = Some(NodeStream::start(t.node.name.clone(), stdin, t.sent, watch));
                     lane.import = Some(import);
                 }
                 Err(e) => lane.failed = Some(e.to_string()),
@@ -222,13 +226,14 @@ fn finish(lanes: Vec<Lane>) -> Vec<NodeResult> {
             let written = lane.stream.as_mut().map(NodeStream::close);
             let sent = lane.stream.as_ref().map_or(0, |s| s.sent.load(std::sync::atomic::Ordering::Relaxed));
             let imported = lane.import.take().map(Import::finish);
+            let stalled = matches!(&imported, Some(Err(e)) if e.is_stall());
             let result = match (lane.failed.take(), imported, written) {
                 (Some(why), _, _) => Err(why),
                 (None, Some(Err(e)), _) => Err(e.to_string()),
                 (None, _, Some(Err(e))) => Err(format!("writing to the import failed: {e}")),
                 (None, _, _) => Ok(()),
             };
-            NodeResult { node: lane.node, result, sent, had: lane.had, again: lane.again }
+            NodeResult { node: lane.node, result, sent, had: lane.had, again: lane.again, stalled }
         })
         .collect()
 }
@@ -269,7 +274,7 @@ fn repack(reader: impl Read, lanes: &mut [Lane], hints: &LayerHints, options: &O
             hasher.update(&bytes);
             let fact = hasher.fact();
             if !is_metadata(&path) {
-                let file = Arc::new(layout::file(&blob_path(&fact.digest).expect("a digest"), &bytes));
+                let file = Arc::new(layout::file(&layout::blob(&fact.digest), &bytes));
                 for lane in lanes.iter_mut().filter(|l| l.live()) {
                     lane.send_chunk(&file);
                     lane.sent_blobs.insert(fact.digest.clone());
@@ -316,8 +321,7 @@ fn send_layer(
     if spool.is_none() {
         needs.iter_mut().filter(|n| **n == Need::Undecided).for_each(|n| *n = Need::Send);
     }
-    let out_path =
-        known.as_deref().and_then(blob_path).unwrap_or_else(|| format!("blobs/unnamed/{}", path.replace('/', "_")));
+    let out_path = layout::blob(known.as_deref().unwrap_or(path));
     for (lane, _) in lanes.iter_mut().zip(&needs).filter(|(_, n)| **n == Need::Send) {
         lane.send(layout::header(&out_path, size));
     }
@@ -352,7 +356,7 @@ fn send_layer(
             if *need == Need::Send {
                 let file = spool.as_mut().expect("undecided layers are spooled");
                 file.rewind()?;
-                lane.send(layout::header(&blob_path(&fact.digest).expect("a digest"), size));
+                lane.send(layout::header(&layout::blob(&fact.digest), size));
                 loop {
                     let piece = read_chunk(file)?;
                     if piece.is_empty() {

@@ -218,6 +218,8 @@ struct Pipeline<'a> {
     route: registry::RouteLookup,
     early: registry::EarlyPushes,
     sessions: registry::Sessions,
+    /// The import locks of the nodes this run is sending to (see `transfer::lock`).
+    locks: std::sync::Mutex<crate::transfer::lock::NodeLocks>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -246,7 +248,7 @@ impl<'a> Pipeline<'a> {
             })
             .collect();
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-        Pipeline { ctx, provider, nodes, before, settle, options, route, early, sessions }
+        Pipeline { ctx, provider, nodes, before, settle, options, route, early, sessions, locks: Default::default() }
     }
 
     fn runner(&self) -> &dyn Runner {

@@ -9,11 +9,11 @@ use crate::error::{Error, Result};
 use crate::plan::layers::LayerHints;
 use crate::plan::{platform, Action, Step};
 use crate::resolve::image::Image;
-use crate::resolve::node::{self, Node};
+use crate::resolve::node::Node;
 use crate::resolve::records::CtrImage;
 use crate::transfer::archive::ArchiveImage;
 use crate::transfer::export::Source;
-use crate::transfer::import;
+use crate::transfer::{import, lock};
 
 impl Pipeline<'_> {
     /// Plans every image on every node, retags, streams each source once to the nodes
@@ -61,7 +61,7 @@ impl Pipeline<'_> {
         let pulled = pulled?;
         let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
-        self.survey_fully(&receiving);
+        self.take_turns(&receiving, &names_of(&images.iter().collect::<Vec<_>>()));
         for (source, members) in sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n))) {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
@@ -81,21 +81,27 @@ impl Pipeline<'_> {
                 }
             }
         }
+        self.let_go();
         self.tidy(images, &mut outcomes);
         Ok(outcomes)
     }
 
-    /// What a transfer is planned with (containerd's config, blobs, snapshots), read for
-    /// the nodes that will receive something: a node that needs nothing costs one light survey.
-    pub(super) fn survey_fully(&mut self, which: &[usize]) {
-        let mut nodes: Vec<&mut Node> = self
-            .nodes
-            .iter_mut()
-            .enumerate()
-            .filter(|(n, node)| which.contains(n) && !node.holdings().is_ok_and(|h| h.complete))
-            .map(|(_, node)| node)
-            .collect();
-        node::survey_fully(self.ctx.runner(), self.provider, &mut nodes);
+    /// Takes the import lock of the nodes that will receive something and reads, under it,
+    /// what a transfer is planned with (containerd's config, blobs, snapshots): what other
+    /// runs imported meanwhile is not sent again. A node that needs nothing costs one light survey.
+    pub(super) fn take_turns(&mut self, which: &[usize], loading: &[String]) {
+        let mut nodes: Vec<&mut Node> =
+            self.nodes.iter_mut().enumerate().filter(|(n, _)| which.contains(n)).map(|(_, node)| node).collect();
+        if nodes.is_empty() {
+            return;
+        }
+        let who = lock::describe_run(&loading.join(", "));
+        *self.locks.get_mut().unwrap() = lock::lock_and_survey(self.provider, &mut nodes, &who);
+    }
+
+    /// Gives back every node's import lock.
+    pub(super) fn let_go(&mut self) {
+        *self.locks.get_mut().unwrap() = lock::NodeLocks::default();
     }
 
     /// Per image and node: why the node cannot run the image, judged by platform before

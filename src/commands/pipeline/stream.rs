@@ -2,6 +2,10 @@
 //! receiving only what it lacks; a failed import is explained and cleaned up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::images::{images_from_archive, learn_identity, same_image};
 use super::{Outcome, Outcomes, Pipeline};
@@ -21,7 +25,7 @@ impl Pipeline<'_> {
     /// node gets it, and the images are known afterwards.
     pub(super) fn load_stdin(&mut self, wanted: &[String]) -> Result<(Vec<Image>, Outcomes)> {
         let targets = self.usable();
-        self.survey_fully(&targets);
+        self.take_turns(&targets, &["an archive from stdin".to_string()]);
         let chosen: std::cell::RefCell<Vec<Image>> = Default::default();
         let namer = |found: &[ArchiveImage]| {
             let mut images = images_from_archive(found, wanted, "stdin")?;
@@ -55,6 +59,7 @@ impl Pipeline<'_> {
                     .collect()
             })
             .collect();
+        self.let_go();
         self.tidy(&images, &mut outcomes);
         Ok((images, outcomes))
     }
@@ -71,6 +76,16 @@ impl Pipeline<'_> {
         wanted_names: &[String],
     ) -> Result<(Vec<ArchiveImage>, HashMap<usize, Outcome>)> {
         let mut per_node = HashMap::new();
+        // A node whose lock could not be had (a stuck run holds it) is not sent to.
+        let locks = self.locks.lock().unwrap();
+        let (targets, locked_out): (Vec<usize>, Vec<usize>) =
+            targets.iter().partition(|&&n| locks.holds(&self.nodes[n].name));
+        drop(locks);
+        for n in locked_out {
+            let why = self.nodes[n].holdings().err().unwrap_or_else(|| "its import lock was not taken".into());
+            per_node.insert(n, Outcome::failed(why));
+        }
+        let targets = &targets[..];
         if targets.is_empty() {
             return Ok((Vec::new(), per_node));
         }
@@ -121,7 +136,7 @@ impl Pipeline<'_> {
                 Err(e) => Outcome::failed(format!(
                     "import into {} failed: {e}{}{}",
                     result.node,
-                    self.explain(n, &e),
+                    self.explain(n, &e, result.stalled),
                     self.clean_up(n, &names)
                 )),
             };
@@ -164,9 +179,36 @@ impl Pipeline<'_> {
             .map(|((&n, needs), sent)| Target { node: &self.nodes[n], needs, sent: sent.clone() })
             .collect();
         let options = transfer::Options { spool_max: self.options.spool_max, known };
-        let result = transfer::stream(self.provider, lanes, source, hints, &options, namer);
+        let nodes: Vec<&str> = targets.iter().map(|&n| self.nodes[n].name.as_str()).collect();
+        let result = self.telling_waiters(&nodes, &progress.counters, || {
+            transfer::stream(self.provider, lanes, source, hints, &options, namer)
+        });
         progress.finish();
         result
+    }
+
+    /// Runs `work` while telling the runs waiting for these nodes' locks, twice a second,
+    /// how many bytes each node has taken: their wait is judged by this progress.
+    fn telling_waiters<T>(&self, nodes: &[&str], sent: &[Arc<AtomicU64>], work: impl FnOnce() -> T) -> T {
+        let (done, ticks) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut told = vec![u64::MAX; nodes.len()];
+                while let Err(RecvTimeoutError::Timeout) = ticks.recv_timeout(Duration::from_millis(500)) {
+                    let mut locks = self.locks.lock().unwrap();
+                    for ((node, counter), told) in nodes.iter().zip(sent).zip(told.iter_mut()) {
+                        let now = counter.load(Ordering::Relaxed);
+                        if now != *told {
+                            *told = now;
+                            locks.tell(node, &format!("has sent it {}", crate::report::human_bytes(now)));
+                        }
+                    }
+                }
+            });
+            let result = work();
+            drop(done);
+            result
+        })
     }
 
     /// What node `n` is expected to receive: the export's size less the layers it holds.
@@ -177,8 +219,30 @@ impl Pipeline<'_> {
     }
 
     /// What an import's bare error means, for the failures with a known cause.
-    fn explain(&self, n: usize, error: &str) -> String {
+    fn explain(&self, n: usize, error: &str, stalled: bool) -> String {
         let node = &self.nodes[n];
+        if stalled {
+            let argv = import::active_ingests_argv();
+            let ingests = match self.runner().stdout(&self.provider.exec(&node.name, &argv).cleanup()) {
+                Ok(text) => {
+                    let ours = crate::transfer::layout::ingest_prefix();
+                    let others: Vec<String> =
+                        import::parse_active_ingests(&text).into_iter().filter(|i| !i.starts_with(&ours)).collect();
+                    match others.is_empty() {
+                        true => "no other ingest in progress there".to_string(),
+                        false => format!("ingests in progress there: {}", others.join("; ")),
+                    }
+                }
+                Err(e) => format!("its ingests could not be listed: {e}"),
+            };
+            return format!(
+                "; {} took no bytes and made no progress ({ingests}): check that its containerd answers \
+                 (`{} exec {} ctr version`) and that the disk under it is not full or frozen, then load again",
+                node.name,
+                self.provider.name(),
+                node.name
+            );
+        }
         if error.contains("no space left on device") {
             let free = import::free_space(self.runner(), self.provider, &node.name)
                 .map(|kib| format!("{} free", crate::report::human_bytes(kib * 1024)))
@@ -205,7 +269,7 @@ impl Pipeline<'_> {
     /// Removes image records a failed import left on node `n`; says what it did.
     fn clean_up(&self, n: usize, names: &[String]) -> String {
         let before = self.before[n].as_ref().map(Vec::as_slice).unwrap_or_default();
-        match import::clean_up(self.runner(), self.provider, &self.nodes[n].name, before, names) {
+        match import::clean_up(self.runner(), self.provider, &self.nodes[n], before, names) {
             Ok(removed) if !removed.is_empty() => format!(" (removed what it left: {})", removed.join(", ")),
             Ok(_) => String::new(),
             Err(e) => format!(" (and removing what it left failed: {e})"),

@@ -82,13 +82,19 @@ impl NodePull {
 /// onto the image in one `tag`, removes the superseded records (DOOMED, space-separated) in
 /// one `rm` while it prints what verification reads: CRI's answer for each name where crictl
 /// exists, else the records of the names and of ID (all records when ID is unknown). The
-/// names move only once the pull succeeded: a failed pull leaves the node as it was. Each
+/// names move only once the pull succeeded: a failed pull leaves the node as it was. A
+/// failed pull is tried twice more, 1 and 2 s later: a registry answers 500 to a manifest
+/// read while another run pushes the same tag (seen with eight runs at once). Each
 /// `ctr` costs a process start in the node, so there are four at most.
 macro_rules! pull_function {
     () => {
         r#"pull() {
 set -e; hosts=$1; ref=$2; snapshotter=$3; local=$4; doomed=$5; id=$6; shift 6
-ctr -n k8s.io images pull $local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null
+tries=1
+until ctr -n k8s.io images pull $local --snapshotter "$snapshotter" --hosts-dir "$hosts" "$ref" >/dev/null; do
+  [ "$tries" -lt 3 ] || return 1
+  sleep "$tries"; tries=$((tries + 1))
+done
 ctr -n k8s.io images tag --force "$ref" "$@" >/dev/null
 set +e
 if [ -n "$doomed" ]; then
@@ -277,6 +283,30 @@ mod tests {
         assert!(calls.starts_with("-n k8s.io images pull --snapshotter"), "no --local: {calls}");
         assert!(calls.lines().any(|c| c == "-n k8s.io images ls"), "no id known: every record is listed: {calls}");
         assert!(section(&sections, "superseded").is_none(), "nothing to remove");
+    }
+
+    #[test]
+    fn a_failed_pull_is_tried_twice_more_then_given_up() {
+        // A stand-in ctr whose pull fails the first `$1` times; a file counts the tries.
+        let script = concat!(
+            "n=$(cat \"$T\" 2>/dev/null || echo 0)\n",
+            "ctr() { case $4 in pull) n=$((n + 1)); echo $n > \"$T\"; [ $n -gt \"$FAILS\" ] || { echo 'HTTP 500' >&2; return 1; };; esac; }\n",
+            survey_functions!(),
+            pull_function!(),
+            "pull \"$@\"\n"
+        );
+        for (fails, ok, tries) in [("2", true, "3"), ("3", false, "3")] {
+            let dir = tempfile::tempdir().unwrap();
+            let count = dir.path().join("tries");
+            let out = std::process::Command::new("sh")
+                .args(["-c", script, "test", "/c", "localhost:5001/app:v2", "overlayfs", "", "", "", "app:v2"])
+                .env("T", &count)
+                .env("FAILS", fails)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.success(), ok, "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), tries);
+        }
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! The one way kindload starts child processes: argv only, logged with `-v`, registered so
-//! a signal can kill them, and failing with the command and its stderr in the error.
+//! a signal can kill them, watched so that no wait on them is silent (`watch`), and failing
+//! with the command and its stderr in the error.
+
+pub mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+
+pub use watch::Watch;
 
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 static CANCELLED: AtomicBool = AtomicBool::new(false);
@@ -128,6 +133,9 @@ pub enum ExecError {
     Exited { cmd: String, code: Option<i32>, stderr: String },
     #[error("cancelled while running `{cmd}`")]
     Cancelled { cmd: String },
+    /// Waited on, it made no progress for the stall limit and was stopped.
+    #[error("`{cmd}` made no progress for {} s and was stopped{}", .limit.as_secs(), stderr_text(.stderr))]
+    Stalled { cmd: String, limit: std::time::Duration, stderr: String },
 }
 
 fn exit_text(code: Option<i32>) -> String {
@@ -165,8 +173,17 @@ impl ExecError {
                 let program = cmd.split_whitespace().next().unwrap_or(cmd);
                 Some(format!("install `{program}` or put the directory holding it on PATH (`command -v {program}` finds nothing)"))
             }
+            ExecError::Stalled { .. } => Some(format!(
+                "find what holds it up (a frozen engine or node, a full disk, a lock another program keeps); \
+                 if it is only slow, allow more with --stall-timeout SECONDS or KINDLOAD_STALL_TIMEOUT (now {} s)",
+                watch::limit().as_secs()
+            )),
             _ => None,
         }
+    }
+
+    pub fn is_stall(&self) -> bool {
+        matches!(self, ExecError::Stalled { .. })
     }
 }
 
@@ -209,17 +226,32 @@ pub trait Runner: Send + Sync {
 pub struct RealRunner;
 
 impl Runner for RealRunner {
-    /// duct feeds stdin and drains stdout and stderr on its own threads.
+    /// stdin is fed and stdout and stderr drained on threads of their own; each byte the
+    /// child gives counts as progress.
     fn output(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let out = one_shot(cmd, |expr| {
-            let expr = expr.stdout_capture().stderr_capture();
-            match &cmd.stdin_data {
-                Some(data) => expr.stdin_bytes(data.clone()),
-                None => expr.stdin_null(),
-            }
-        })?;
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        Ok(Output { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr) })
+        let (mut child, watch) = spawn(cmd, cmd.stdin_data.is_some(), true)?;
+        let feeder = child.stdin.take().zip(cmd.stdin_data.clone()).map(|(mut stdin, data)| {
+            std::thread::spawn(move || {
+                // A child that exits without reading it all says so through its status.
+                let _ = stdin.write_all(&data);
+            })
+        });
+        let stdout = read_all(child.stdout.take(), &watch);
+        let stderr = drain(child.stderr.take(), &watch);
+        let waiting = watch.waiting();
+        let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source });
+        drop(waiting);
+        if let Some(feeder) = feeder {
+            let _ = feeder.join();
+        }
+        let stdout = stdout.finish();
+        let stderr = stderr.finish();
+        let status = status?;
+        settle(cmd, &[child.id()], status.success())?;
+        if watch.stalled() {
+            return Err(ExecError::Stalled { cmd: cmd.to_string(), limit: watch.limit(), stderr });
+        }
+        Ok(Output { code: status.code(), stdout, stderr })
     }
 }
 
@@ -248,7 +280,7 @@ fn one_shot(
 
 /// For streams, std pipes: spawns with stderr piped (and stdin, stdout when asked), logged and
 /// registered for cancellation; the caller moves the bytes and ends with [`finish`].
-pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, ExecError> {
+pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<(Child, Watch), ExecError> {
     let piped = |yes| if yes { Stdio::piped() } else { Stdio::null() };
     announce(cmd)?;
     let child = Command::new(&cmd.program)
@@ -260,7 +292,8 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<Child, 
         .spawn()
         .map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
     register(&[child.id()]);
-    Ok(child)
+    let watch = Watch::new(&[child.id()]);
+    Ok((child, watch))
 }
 
 /// What every start does first: refuse after a cancel (but for cleanup), then log the argv.
@@ -283,21 +316,46 @@ fn settle(cmd: &Cmd, pids: &[u32], success: bool) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Waits for a spawned child and turns a bad exit into an error carrying the drained stderr.
-pub fn finish(mut child: Child, cmd: &Cmd, stderr: StderrDrain) -> Result<(), ExecError> {
-    let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source })?;
+/// Waits for a spawned child (judged by its progress) and turns a bad exit into an error
+/// carrying the drained stderr.
+pub fn finish(mut child: Child, cmd: &Cmd, stderr: StderrDrain, watch: &Watch) -> Result<(), ExecError> {
+    let waiting = watch.waiting();
+    let status = child.wait().map_err(|source| ExecError::CouldNotStart { cmd: cmd.to_string(), source });
+    drop(waiting);
+    let status = status?;
     settle(cmd, &[child.id()], status.success())?;
-    exited(cmd, status.code(), stderr.finish())
+    let stderr = stderr.finish();
+    if watch.stalled() {
+        return Err(ExecError::Stalled { cmd: cmd.to_string(), limit: watch.limit(), stderr });
+    }
+    exited(cmd, status.code(), stderr)
 }
 
 /// Reads a child's stderr on its own thread so a chatty child never blocks on a full pipe.
 pub struct StderrDrain(Option<JoinHandle<String>>);
 
-pub fn drain(stderr: Option<impl Read + Send + 'static>) -> StderrDrain {
-    StderrDrain(stderr.map(|mut s| {
+/// Drains stderr; every byte counts as the child's progress.
+pub fn drain(stderr: Option<impl Read + Send + 'static>, watch: &Watch) -> StderrDrain {
+    read_all(stderr, watch)
+}
+
+fn read_all(pipe: Option<impl Read + Send + 'static>, watch: &Watch) -> StderrDrain {
+    let watch = watch.clone();
+    StderrDrain(pipe.map(|mut pipe| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            let _ = s.read_to_end(&mut bytes);
+            let mut buf = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        watch.touch();
+                        bytes.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
             String::from_utf8_lossy(&bytes).into_owned()
         })
     }))
@@ -318,39 +376,56 @@ pub struct Session {
     stdin: Option<std::process::ChildStdin>,
     stdout: std::io::BufReader<std::process::ChildStdout>,
     stderr: StderrDrain,
+    watch: Watch,
 }
 
 impl Session {
     pub fn start(cmd: &Cmd) -> Result<Session, ExecError> {
-        let mut child = spawn(cmd, true, true)?;
+        let (mut child, watch) = spawn(cmd, true, true)?;
         let stdin = child.stdin.take();
         let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let stderr = drain(child.stderr.take());
-        Ok(Session { cmd: cmd.clone(), child, stdin, stdout, stderr })
+        let stderr = drain(child.stderr.take(), &watch);
+        Ok(Session { cmd: cmd.clone(), child, stdin, stdout, stderr, watch })
     }
 
     /// What the child prints up to a line equal to `marker` (left out). A child that ends
-    /// first is an error carrying its exit status and stderr.
+    /// first is an error carrying its exit status and stderr; each line is progress.
     pub fn read_until(&mut self, marker: &str) -> Result<String, ExecError> {
-        use std::io::BufRead;
         let mut text = String::new();
-        let mut line = String::new();
         loop {
-            line.clear();
-            let read = self.stdout.read_line(&mut line).unwrap_or(0);
-            if read == 0 {
-                return Err(self.ended());
-            }
-            if line.trim_end_matches('\n') == marker {
+            let line = self.read_line(true)?;
+            if line == marker {
                 return Ok(text);
             }
             text.push_str(&line);
+            text.push('\n');
         }
+    }
+
+    /// The next line the child prints (without its line break). `progress`: whether a line
+    /// counts as progress; a caller judging progress by what the lines say touches
+    /// [`Session::watch`] itself.
+    pub fn read_line(&mut self, progress: bool) -> Result<String, ExecError> {
+        use std::io::BufRead;
+        let _waiting = self.watch.waiting();
+        let mut line = String::new();
+        let read = self.stdout.read_line(&mut line).unwrap_or(0);
+        if read == 0 {
+            return Err(self.ended());
+        }
+        if progress {
+            self.watch.touch();
+        }
+        Ok(line.trim_end_matches('\n').to_string())
+    }
+
+    pub fn watch(&self) -> &Watch {
+        &self.watch
     }
 
     /// Writes `lines` to the child's stdin, each ended by a line break.
     pub fn send(&mut self, lines: &[String]) -> Result<(), ExecError> {
-        use std::io::Write;
+        let _waiting = self.watch.waiting();
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         let written = match self.stdin.as_mut() {
             Some(stdin) => stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()),
@@ -362,8 +437,10 @@ impl Session {
     /// Closes stdin and waits for the child to end; a bad exit is an error with its stderr.
     pub fn close(mut self) -> Result<(), ExecError> {
         self.stdin.take();
+        let waiting = self.watch.waiting();
         std::io::copy(&mut self.stdout, &mut std::io::sink()).ok();
-        finish(self.child, &self.cmd, self.stderr)
+        drop(waiting);
+        finish(self.child, &self.cmd, self.stderr, &self.watch)
     }
 
     /// Closes stdin and lets the child end on its own, reaped on a thread of its own: a
@@ -378,6 +455,9 @@ impl Session {
         let code = self.child.wait().ok().and_then(|status| status.code());
         let _ = settle(&self.cmd, &[self.child.id()], false);
         let mut stderr = std::mem::replace(&mut self.stderr, StderrDrain(None)).finish();
+        if self.watch.stalled() {
+            return ExecError::Stalled { cmd: self.cmd.to_string(), limit: self.watch.limit(), stderr };
+        }
         if code == Some(0) {
             stderr = format!("it ended before it was done. {stderr}");
         }
