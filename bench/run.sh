@@ -5,7 +5,8 @@
 # See README.md, section "Benchmark".
 #
 #   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick] [--results FILE]
-#                [--cases kind,floor,rss,growth,registry] [--sources docker,containerd-store,podman]
+#                [--cases kind,floor,rss,growth,registry,parallel] [--sources docker,containerd-store,podman]
+#                [--soak N]
 #
 # Needs the test bed (run `tests/run.sh` once first): Docker, the node image
 # kindload-testnode:<containerd version>, and for the registry cases the registry image
@@ -21,11 +22,12 @@ containerd=2.1
 quick=0
 snapshotter=overlayfs
 results=$BENCH_DIR/results/latest.json
-cases=kind,floor,rss,growth,registry
+cases=kind,floor,rss,growth,registry,parallel
 sources=docker,containerd-store,podman
+soak=
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -42,6 +44,8 @@ while [ $# -gt 0 ]; do
     --cases=*) cases=${1#*=}; shift ;;
     --sources) sources=${2:?--sources needs a list}; shift 2 ;;
     --sources=*) sources=${1#*=}; shift ;;
+    --soak) soak=${2:?--soak needs a number}; shift 2 ;;
+    --soak=*) soak=${1#*=}; shift ;;
     -h | --help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
@@ -51,7 +55,7 @@ case $containerd in 1.6 | 1.7 | 2.1) ;; *) echo "--containerd must be 1.6, 1.7 o
 IFS=, read -r -a CASES <<<"$cases"
 IFS=, read -r -a SOURCES <<<"$sources"
 for c in "${CASES[@]}"; do
-  case $c in kind | floor | rss | growth | registry) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, registry)" >&2; exit 2 ;; esac
+  case $c in kind | floor | rss | growth | registry | parallel) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, registry, parallel)" >&2; exit 2 ;; esac
 done
 for s in "${SOURCES[@]}"; do
   case $s in docker | containerd-store | podman) ;; *) echo "--sources: unknown source '$s' (docker, containerd-store, podman)" >&2; exit 2 ;; esac
@@ -66,12 +70,17 @@ if [ "$quick" = 1 ]; then
   big_layers=4 big_layer_mb=10 app_mb=1 # case 1-3, 7 and 8: 4 x 10 MiB + 1 MiB
   growth_base_mb=10 growth_top_mb=5 growth_reloads=5
   rss_layers=4 rss_layer_mb=25 # case 5: 100 MiB
+  par_base_mb=10 par_app_mb=1 # case 9
+  : "${soak:=3}"
 else
   : "${rounds:=3}"
   big_layers=4 big_layer_mb=100 app_mb=1 # 4 x 100 MiB + 1 MiB
   growth_base_mb=100 growth_top_mb=20 growth_reloads=20
   rss_layers=8 rss_layer_mb=128 # 1 GiB
+  par_base_mb=60 par_app_mb=5 # case 9: three images FROM one 60 MiB base, 5 MiB each
+  : "${soak:=20}"
 fi
+[[ $soak =~ ^[0-9]+$ ]] || { echo "--soak must be a number" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive number" >&2; exit 2; }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -693,6 +702,74 @@ registry_side() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# 9. Parallel loads: three loads started at once into 3 fresh nodes, of three images built FROM
+# one base no node holds (what Tilt does on the first `tilt up`), by sideload.
+
+PAR_BASE=kindload-bench-$$/par:base
+PAR_IMAGES=(kindload-bench-$$/par1:v1 kindload-bench-$$/par2:v1 kindload-bench-$$/par3:v1)
+PAR_LIMIT=300 # seconds; a run still going then is counted as hung and killed
+
+build_parallel_images() {
+  local i
+  mkdir -p "$WORK/ctx-par-base"
+  head -c "${par_base_mb}M" /dev/urandom >"$WORK/ctx-par-base/base.bin"
+  printf 'FROM scratch\nCOPY base.bin /base.bin\n' >"$WORK/ctx-par-base/Dockerfile"
+  build_image "$WORK/ctx-par-base" "$PAR_BASE"
+  for i in 0 1 2; do
+    mkdir -p "$WORK/ctx-par-$i"
+    printf 'FROM %s\nCOPY top.bin /top.bin\n' "$PAR_BASE" >"$WORK/ctx-par-$i/Dockerfile"
+    build_image "$WORK/ctx-par-$i" "${PAR_IMAGES[$i]}" "$par_app_mb"
+  done
+}
+
+# parallel_round CASE TOOL ROUND: the three loads at once on a fresh cluster; records the wall
+# time, and for kindload the runs that hung, the reports that do not prove the right id on every
+# node, the leftovers (import-* records, ingests in progress, the import lock) and the most bytes
+# any node received.
+parallel_round() {
+  local case=$1 tool=$2 round=$3 i node pids=() hung=0 wrong=0 leftovers=0 rc t0 t1 most=0
+  new_cluster 3
+  t0=$(now)
+  for i in 0 1 2; do
+    if [ "$tool" = kind ]; then
+      (kind_load "${PAR_IMAGES[$i]}" "$CLUSTER") >"$WORK/par-$i.out" 2>"$WORK/par-$i.err" &
+    else
+      env "${KL_ENV[@]}" timeout -s KILL "$PAR_LIMIT" "$KINDLOAD" load "${PAR_IMAGES[$i]}" --cluster "$CLUSTER" \
+        --output json >"$WORK/par-$i.out" 2>"$WORK/par-$i.err" &
+    fi
+    pids+=($!)
+  done
+  for i in 0 1 2; do
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    if [ "$rc" = 137 ]; then
+      hung=$((hung + 1))
+    elif [ "$rc" != 0 ]; then
+      cat "$WORK/par-$i.err" >&2
+      [ "$tool" = kindload ] || die "kind's algorithm failed in case $case"
+      wrong=$((wrong + 1))
+    fi
+  done
+  t1=$(now)
+  if [ "$tool" = kindload ]; then
+    for i in 0 1 2; do
+      [ -s "$WORK/par-$i.out" ] || continue
+      python3 "$BENCH_DIR/report.py" check "$WORK/par-$i.out" "$(normalize "${PAR_IMAGES[$i]}")" \
+        "$(expected_id docker "${PAR_IMAGES[$i]}")" "${NODES[@]}" 2>>"$WORK/par-check.log" || wrong=$((wrong + 1))
+    done
+    most=$(python3 "$BENCH_DIR/report.py" node-bytes "$WORK"/par-[012].out)
+    for node in "${NODES[@]}"; do
+      leftovers=$((leftovers + $(docker exec "$node" ctr -n k8s.io images ls -q | grep -c '^import-' || true)))
+      leftovers=$((leftovers + $(docker exec "$node" ctr -n k8s.io content active | tail -n +2 | grep -c . || true)))
+      ! docker exec "$node" test -e /run/kindload/import.lock || leftovers=$((leftovers + 1))
+    done
+  fi
+  record "$case" "$tool" "$round" "$(elapsed "$t0" "$t1")" \
+    "\"nodes\": ${#NODES[@]}, \"hung\": $hung, \"wrong\": $wrong, \"leftovers\": $leftovers, \"max_node_bytes\": $most, \"base_mib\": $par_base_mb, \"app_mib\": $par_app_mb"
+  remove_cluster
+}
+
+# ---------------------------------------------------------------------------------------------
 
 BIG=kindload-bench-$$/app:v1
 GROWTH=kindload-bench-$$/growth:v1
@@ -723,6 +800,11 @@ if selected registry; then
   done
 fi
 
+if selected parallel; then
+  log "building images: $par_base_mb MiB base, three apps of $par_app_mb MiB on it"
+  build_parallel_images
+fi
+
 for ((round = 1; round <= rounds; round++)); do
   if ((round % 2)); then order=(kind kindload); else order=(kindload kind); fi
   if selected kind; then
@@ -742,6 +824,11 @@ for ((round = 1; round <= rounds; round++)); do
       remove_cluster
       log "  $tool: first loads, reload, no-op done"
     done
+  fi
+
+  if selected parallel; then
+    log "round $round/$rounds: three parallel loads, ${order[*]}"
+    for tool in "${order[@]}"; do parallel_round parallel_3loads "$tool" "$round"; done
   fi
 
   if selected registry; then
@@ -800,6 +887,12 @@ for ((round = 1; round <= rounds; round++)); do
     log "  peak RSS done"
   fi
 done
+
+if selected parallel && [ "$soak" -gt 0 ]; then
+  # 9b. the same three parallel loads, kindload alone, round after round on fresh clusters
+  log "parallel soak: $soak rounds of three parallel loads"
+  for ((i = 1; i <= soak; i++)); do parallel_round parallel_soak kindload "$i"; done
+fi
 
 if selected growth; then
   # 4. node disk growth over repeated reloads of an image whose top layer changes every time;

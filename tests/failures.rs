@@ -98,6 +98,10 @@ fn a_node_out_of_disk_says_so_and_keeps_nothing() {
     assert!(error.contains(" free)"), "says how much is free: {error}");
     assert!(error.contains(&format!("docker exec {node} crictl rmi --prune")), "names the fix: {error}");
     assert_eq!(names_on(&cluster, &node), before, "no half-imported record");
+    let active = cluster.exec(&node, &["ctr", "--namespace=k8s.io", "content", "active"]);
+    let active = String::from_utf8_lossy(&active.stdout);
+    assert_eq!(active.lines().skip(1).filter(|l| !l.trim().is_empty()).count(), 0, "no partial blob: {active}");
+    assert!(error.contains("partial blob(s) in containerd's ingest area"), "says what it removed: {error}");
     remove_image("docker", &tag);
 }
 

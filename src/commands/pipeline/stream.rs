@@ -237,7 +237,8 @@ impl Pipeline<'_> {
             };
             return format!(
                 "; {} took no bytes and made no progress ({ingests}): check that its containerd answers \
-                 (`{} exec {} ctr version`) and that the disk under it is not full or frozen, then load again",
+                 (`{} exec {} ctr version`) and that the disk under it is not full or frozen, then load again; \
+                 if it is only slow, allow more with --stall-timeout",
                 node.name,
                 self.provider.name(),
                 node.name

@@ -1,0 +1,185 @@
+//! The faults of a day of development, on the real test bed: a run killed while it holds a
+//! node's import lock, a node container restarted mid-load, a node whose containerd stops
+//! answering. Each ends in bounded time with exit 1 naming the node (or, for the killed
+//! run, does not hold up the next), and the next load succeeds and leaves nothing behind.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const MB: usize = 1 << 20;
+
+fn kindload_child(cluster: &TestCluster, image: &str, extra: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindload"));
+    for var in host_settings() {
+        cmd.env_remove(var);
+    }
+    cmd.env("KUBECONFIG", no_kubeconfig())
+        .args(["load", image, "--cluster", &cluster.name, "--provider", &cluster.provider, "--sideload"])
+        .args(["--output", "json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds; fails naming `what` after `limit`.
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for a child with a deadline: its exit code and its output (stdout, stderr).
+fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("kindload did not end within {limit:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn holds_lock(cluster: &TestCluster, node: &str) -> bool {
+    cluster.exec(node, &["test", "-d", "/run/kindload/import.lock"]).status.success()
+}
+
+/// No leftover on any node: no import lock, no ingest in progress, no `import-*` record.
+fn assert_clean(cluster: &TestCluster) {
+    for node in &cluster.nodes {
+        assert!(!holds_lock(cluster, node), "{node} still has the import lock");
+        let active = cluster.exec(node, &["ctr", "--namespace=k8s.io", "content", "active"]);
+        let active = String::from_utf8_lossy(&active.stdout);
+        assert_eq!(active.lines().skip(1).filter(|l| !l.trim().is_empty()).count(), 0, "{node}: {active}");
+        assert!(!cluster.ctr_images(node).contains("import-"), "{node} keeps an import-* record");
+    }
+}
+
+/// A load that must succeed and verify on every node with the image's id.
+fn load_ok(cluster: &TestCluster, image: &str, id: &str) {
+    let (code, stdout, stderr) =
+        finish(kindload_child(cluster, image, &["--stall-timeout", "30"]), Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+    for node in &cluster.nodes {
+        assert_eq!(cri_id(cluster, node, &format!("docker.io/{image}")).as_deref(), Some(id), "{node}");
+    }
+}
+
+fn container_pid(cluster: &TestCluster, node: &str) -> String {
+    run_ok(engine_command(&cluster.provider).args(["inspect", "--format", "{{.State.Pid}}", node])).trim().to_string()
+}
+
+#[test]
+fn a_run_killed_while_it_holds_a_nodes_lock_does_not_hold_up_the_next() {
+    if !engine_available("docker") {
+        return;
+    }
+    let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start("killedrun", spec);
+    let image = format!("kl-faults/killed-{}:v1", std::process::id());
+    build_random_image("docker", &image, 120 * MB);
+    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let mut first = kindload_child(&cluster, &image, &[]);
+    let node = cluster.nodes.last().unwrap().clone();
+    wait_until("the first run to take the last node's lock", Duration::from_secs(60), || holds_lock(&cluster, &node));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // the killed run's shells see their stdin close and give the locks back
+    wait_until("the killed run's locks to go", Duration::from_secs(10), || {
+        cluster.nodes.iter().all(|n| !holds_lock(&cluster, n))
+    });
+    load_ok(&cluster, &image, &id);
+    assert_clean(&cluster);
+    remove_image("docker", &image);
+}
+
+fn restarted_mid_load(provider: &'static str) {
+    if !engine_available(provider) {
+        return;
+    }
+    let spec = ClusterSpec { provider, containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start(&format!("restart{}", &provider[..1]), spec);
+    let image = format!("kl-faults/restart-{provider}-{}:v1", std::process::id());
+    build_random_image("docker", &image, 120 * MB);
+    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let worker = cluster.nodes[1].clone();
+    let load = kindload_child(&cluster, &image, &["--engine", "docker", "--stall-timeout", "20"]);
+    wait_until("the load to take the worker's lock", Duration::from_secs(60), || holds_lock(&cluster, &worker));
+    run_ok(engine_command(provider).args(["restart", "--time", "1", &worker]));
+    let (code, stdout, stderr) = finish(load, Duration::from_secs(120));
+    assert_eq!(code, Some(1), "a node restarted mid-load fails the load:\n{stderr}\n{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["ok"], false, "{json:#}");
+    let row = json["images"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == worker.as_str()).unwrap();
+    assert_eq!(row["verified"], false, "{json:#}");
+    assert!(row["error"].as_str().unwrap_or_default().contains(&worker), "the error names the node: {row:#}");
+    wait_until("containerd in the restarted node", Duration::from_secs(60), || {
+        cluster.exec(&worker, &["ctr", "version"]).status.success()
+    });
+    let (code, _, stderr) = finish(kindload_child(&cluster, &image, &["--engine", "docker"]), Duration::from_secs(120));
+    assert_eq!(code, Some(0), "the next load succeeds: {stderr}");
+    for node in &cluster.nodes {
+        assert_eq!(cri_id(&cluster, node, &format!("docker.io/{image}")).as_deref(), Some(id.as_str()), "{node}");
+    }
+    assert_clean(&cluster);
+    remove_image("docker", &image);
+}
+
+#[test]
+fn a_docker_node_restarted_mid_load_fails_naming_it_and_the_next_load_succeeds() {
+    restarted_mid_load("docker");
+}
+
+#[test]
+fn a_podman_node_restarted_mid_load_fails_naming_it_and_the_next_load_succeeds() {
+    restarted_mid_load("podman");
+}
+
+#[test]
+fn a_node_whose_containerd_stops_answering_is_a_stall_named_in_bounded_time() {
+    if !engine_available("docker") {
+        return;
+    }
+    let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start("frozen", spec);
+    let image = format!("kl-faults/frozen-{}:v1", std::process::id());
+    build_random_image("docker", &image, 120 * MB);
+    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let worker = cluster.nodes[1].clone();
+    let containerd = container_pid(&cluster, &worker);
+    let started = Instant::now();
+    let load = kindload_child(&cluster, &image, &["--stall-timeout", "4"]);
+    wait_until("the load to take the worker's lock", Duration::from_secs(60), || holds_lock(&cluster, &worker));
+    run_ok(Command::new("kill").args(["-STOP", &containerd]));
+    let (code, stdout, stderr) = finish(load, Duration::from_secs(90));
+    run_ok(Command::new("kill").args(["-CONT", &containerd]));
+    assert_eq!(code, Some(1), "{stderr}\n{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(80), "bounded by the stall limit, not hung");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let row = json["images"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == worker.as_str()).unwrap();
+    let error = row["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&worker) && error.contains("made no progress for 4 s"),
+        "names the node and the stall: {row:#}"
+    );
+    assert!(error.contains("--stall-timeout"), "says how to allow more: {error}");
+    load_ok(&cluster, &image, &id);
+    assert_clean(&cluster);
+    remove_image("docker", &image);
+}
