@@ -77,6 +77,17 @@ pub(super) fn start_new(ctx: &Context, provider: Provider, spec: &RunSpec, ca_pe
     }
     let volume_existed =
         runner.output(&Cmd::new(provider.name()).args(["volume", "inspect", &spec.volume])).is_ok_and(|o| o.success());
+    let image_present =
+        runner.output(&Cmd::new(provider.name()).args(["image", "inspect", spec.image])).is_ok_and(|o| o.success());
+    if !image_present {
+        // `run` pulls it first, which can take a while: say what the wait is.
+        ctx.say(format!(
+            "pulling {} with {} for registry {} (`run` waits for the pull)",
+            spec.image,
+            provider.name(),
+            spec.name
+        ));
+    }
     let run = runner.run(&container::run_cmd(provider, spec));
     if let Err(ExecError::Exited { stderr, .. }) = &run {
         if container::name_taken(stderr) {
