@@ -64,6 +64,26 @@ impl Client {
         expect(response, &[200, 401], "GET /v2/").map(drop)
     }
 
+    /// Pings until the registry answers or `deadline` passes; `waiting` is called once, with
+    /// the first failure, when it does not answer at once. Returns the last failure.
+    pub fn ping_until(&self, deadline: std::time::Instant, waiting: &mut dyn FnMut(&str)) -> Result<(), String> {
+        let mut said = false;
+        loop {
+            let failure = match self.ping() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(failure);
+            }
+            if !said {
+                waiting(&failure);
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn unreachable(&self, e: ureq::Error) -> String {
         format!("{} does not answer over TLS: {e}", self.base)
     }

@@ -49,7 +49,8 @@ pub fn dirs(config_path: &str, name: &str, port: u16) -> Vec<String> {
 }
 
 const READ: &str = r#"for f; do printf '@@kindload-file %s\n' "$f"; cat "$f" 2>/dev/null; done; exit 0"#;
-const WRITE: &str = r#"mkdir -p "$1" && cat > "$2""#;
+/// Written aside and renamed over: a pull, or another `up`, never reads a half-written file.
+const WRITE: &str = r#"mkdir -p "$1" && cat > "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2""#;
 const REMOVE: &str =
     r#"for d; do if grep -qs '^# written by kindload registry' "$d/hosts.toml"; then rm -rf -- "$d"; fi; done"#;
 

@@ -6,6 +6,7 @@ pub mod ca;
 pub mod client;
 pub mod container;
 pub mod hosts;
+pub mod lock;
 pub mod manifests;
 pub mod push;
 

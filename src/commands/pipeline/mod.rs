@@ -155,11 +155,10 @@ fn discover(
         return Ok((ctx.cluster(&select.cluster)?, Err(None), Default::default()));
     }
     let guess = ctx.provider_choice(&select.cluster)?.unwrap_or(EngineKind::Docker);
-    let runner = ctx.runner();
     let gate = registry::Gate::default();
     let (found, (route, early)) = std::thread::scope(|scope| {
         let lookup = scope.spawn(|| {
-            let route = registry::find_route(runner, Provider::new(guess));
+            let route = registry::find_route(ctx, Provider::new(guess));
             let early = registry::push_early(&route, images, &gate);
             (route, early)
         });
@@ -176,7 +175,7 @@ fn discover(
         }
     };
     registry::finish_early(&early);
-    let route = registry::find_route(runner, found.1);
+    let route = registry::find_route(ctx, found.1);
     let early = registry::push_early(&route, images, &registry::Gate::opened());
     Ok((found, route, early))
 }

@@ -1,6 +1,7 @@
 //! `registry down`: undo the registry for one cluster (or, with `--all`, every cluster), and
 //! remove its container only when no other cluster uses it; its images only on request.
 
+use super::hold_lock;
 use super::kube::delete_manifests;
 use super::status::{find_anywhere, locate};
 use super::trust::remove_trust;
@@ -15,6 +16,8 @@ use crate::resolve::node::Node;
 pub(super) fn down(ctx: &Context, args: RegistryDownArgs) -> Result<i32> {
     let name = &args.target.name;
     let runner = ctx.runner();
+    // One `up` or `down` at a time: a concurrent `up` must not see the container half gone.
+    let _lock = hold_lock(ctx, "registry down")?;
     let located = if args.all { find_anywhere(ctx, &args.target) } else { locate(ctx, &args.target)? };
     if let Some(found) = located.found.as_ref().filter(|f| !f.ours) {
         return Err(Error::input(

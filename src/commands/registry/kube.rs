@@ -4,6 +4,10 @@
 use crate::exec::{Cmd, Runner};
 use crate::registry::manifests;
 
+/// Each kubectl request is bounded: an API server that accepts and never answers is one
+/// that does not answer.
+const KUBECTL_TIMEOUT: &str = "10s";
+
 /// `kubectl apply` of the manifests when the cluster's API server answers; says what happened.
 pub(crate) fn apply_manifests(
     runner: &dyn Runner,
@@ -13,7 +17,15 @@ pub(crate) fn apply_manifests(
     ca_pem: &str,
 ) -> String {
     let context = format!("kind-{cluster}");
-    let ready = runner.output(&Cmd::new("kubectl").args(["--context", &context, "get", "--raw", "/readyz"]));
+    let ready = runner.output(&Cmd::new("kubectl").args([
+        "--context",
+        &context,
+        "get",
+        "--raw",
+        "/readyz",
+        "--request-timeout",
+        KUBECTL_TIMEOUT,
+    ]));
     match ready {
         Err(_) => return "kubectl is not installed: not applied the local-registry-hosting and CA ConfigMaps (`kindload registry manifests | kubectl apply -f -` does it later)".into(),
         Ok(out) if !out.success() => {
@@ -22,7 +34,9 @@ pub(crate) fn apply_manifests(
         Ok(_) => {}
     }
     let yaml = manifests::render(host, in_cluster, ca_pem, "kube-public");
-    let apply = Cmd::new("kubectl").args(["--context", &context, "apply", "-f", "-"]).stdin_bytes(yaml.into_bytes());
+    let apply = Cmd::new("kubectl")
+        .args(["--context", &context, "apply", "-f", "-", "--request-timeout", KUBECTL_TIMEOUT])
+        .stdin_bytes(yaml.into_bytes());
     match runner.run(&apply) {
         Ok(out) => format!("applied with kubectl ({context}): {}", out.stdout.trim().replace('\n', "; ")),
         Err(e) => format!("kubectl apply failed: {e}"),
@@ -46,7 +60,9 @@ pub(super) fn delete_manifests(runner: &dyn Runner, cluster: &str) -> String {
     ];
     let mut said = Vec::new();
     for argv in [&hosting[..], &ca_maps[..]] {
-        match runner.run(&Cmd::new("kubectl").args(["--context", &context]).args(argv)) {
+        match runner.run(
+            &Cmd::new("kubectl").args(["--context", &context]).args(argv).args(["--request-timeout", KUBECTL_TIMEOUT]),
+        ) {
             Ok(out) if !out.stdout.trim().is_empty() => said.push(out.stdout.trim().replace('\n', "; ")),
             Ok(_) => {}
             Err(e) => return format!("kubectl delete failed: {e}"),
@@ -60,7 +76,15 @@ pub(super) fn delete_manifests(runner: &dyn Runner, cluster: &str) -> String {
 
 /// Why kubectl cannot reach the cluster's API server, or None when it answers.
 fn unreachable(runner: &dyn Runner, context: &str) -> Option<String> {
-    match runner.output(&Cmd::new("kubectl").args(["--context", context, "get", "--raw", "/readyz"])) {
+    match runner.output(&Cmd::new("kubectl").args([
+        "--context",
+        context,
+        "get",
+        "--raw",
+        "/readyz",
+        "--request-timeout",
+        KUBECTL_TIMEOUT,
+    ])) {
         Err(_) => Some("kubectl is not installed".into()),
         Ok(out) if !out.success() => Some(format!("the API server of context {context} does not answer")),
         Ok(_) => None,

@@ -7,6 +7,7 @@
 mod doctor;
 mod down;
 mod kube;
+mod start;
 mod status;
 mod trust;
 mod up;
@@ -14,6 +15,7 @@ mod users;
 
 use crate::error::{Error, Result};
 use crate::registry::ca::Store;
+use crate::registry::lock;
 use crate::registry::CONTAINER_PORT;
 use crate::request::cli::RegistryCommand;
 use crate::resolve::engine::EngineKind;
@@ -38,6 +40,37 @@ pub fn registry(ctx: &Context, command: RegistryCommand) -> Result<i32> {
 pub(super) fn store() -> Result<Store> {
     crate::registry::state_dir().map(|d| Store::new(&d)).ok_or_else(|| {
         Error::usage("no state directory for kindload's CA", "set HOME, XDG_STATE_HOME or KINDLOAD_STATE_DIR")
+    })
+}
+
+/// kindload's registry lock, held while this run changes the registry (its container, the
+/// CA, the nodes' files): a concurrent `up` or `down` waits for it, saying on what, for at
+/// most `lock::WAIT`. `doing` tells a waiter what this run is.
+pub(super) fn hold_lock(ctx: &Context, doing: &str) -> Result<lock::Held> {
+    let dir = crate::registry::state_dir().ok_or_else(|| {
+        Error::usage("no state directory for kindload's CA", "set HOME, XDG_STATE_HOME or KINDLOAD_STATE_DIR")
+    })?;
+    let path = lock::path(&dir);
+    let mut waiting = |holder: &str| {
+        ctx.say(format!(
+            "waiting for {holder} to finish changing the registry: it holds {} (at most {} s)",
+            path.display(),
+            lock::WAIT.as_secs()
+        ))
+    };
+    lock::acquire(&path, doing, lock::WAIT, &mut waiting).map_err(|e| match e {
+        lock::LockError::TimedOut { path, holder, waited } => Error::input(
+            format!(
+                "{holder} held the registry lock {} for {} s, so this run changed nothing",
+                path.display(),
+                waited.as_secs()
+            ),
+            "let it finish and run this again; if it is stuck, end it (its pid is named above) and run this again",
+        ),
+        lock::LockError::Io(e) => Error::failed(
+            format!("cannot take the registry lock: {e}"),
+            "make kindload's state directory writable, or point KINDLOAD_STATE_DIR at one that is",
+        ),
     })
 }
 

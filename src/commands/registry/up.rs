@@ -1,23 +1,20 @@
 //! `registry up`: the registry container running on the nodes' network, answering over TLS,
 //! and every node of the cluster trusting it. A failed `up` leaves no container behind.
 
-use std::time::{Duration, Instant};
-
 use super::kube::apply_manifests;
+use super::start::{adopt, start_new, Started};
 use super::trust::ensure_trust;
-use super::{check_name, cluster_address, host_address, loopback, registry_image, store};
+use super::{check_name, cluster_address, hold_lock, host_address, registry_image, store};
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
-use crate::registry::client::Client;
+use crate::registry::ca::Store;
 use crate::registry::container::{self, Found, RunSpec};
 use crate::registry::{hosts, DEFAULT_PORT};
 use crate::request::cli::RegistryUpArgs;
 use crate::resolve::holdings::Depth;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
     let name = args.target.name.clone();
@@ -30,19 +27,15 @@ pub(super) fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
         // No node could trust it: refuse before anything is started or written.
         return Err(no_config_path_error(&running, &name));
     }
+    // From here on this run reads and changes shared state: one `up` or `down` at a time.
+    let _lock = hold_lock(ctx, &format!("registry up for cluster {}", cluster.name))?;
     let store = store()?;
     let mut existing = container::find(runner, provider, &name);
     if let Some(found) = existing.as_ref().filter(|f| !f.ours) {
-        return Err(Error::input(
-            format!("a container named {name:?} already exists on {} and kindload did not make it", provider.name()),
-            format!(
-                "pick another name with --name, or remove that container (`{} rm -f {name}`) if it is not needed (it runs {})",
-                provider.name(),
-                found.image
-            ),
-        ));
+        return Err(not_ours(provider, &name, found));
     }
-    let port = port_to_use(&name, existing.as_ref(), args.port)?;
+    let remembered = remembered_port(&store, &name);
+    let mut port = port_to_use(&name, existing.as_ref(), args.port, remembered)?;
     let (files, cert_made) = store
         .ensure_server(&name, &cert_names(&name))
         .map_err(|e| Error::failed(format!("cannot make the registry's certificate: {e}"), ""))?;
@@ -54,35 +47,31 @@ pub(super) fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
         changes.push(format!("removed {name}, which was {} and never started", found.state));
         existing = None;
     }
-    let client = Client::new(&loopback(port), &ca_pem).map_err(|e| Error::failed(e, ""))?;
-    match existing {
-        None => {
-            let image = registry_image(provider, &args.image);
-            let spec = RunSpec {
-                name: &name,
-                port,
-                image: &image,
-                network: &network,
-                certs_dir: &files.dir.to_string_lossy(),
-                volume: container::volume_name(&name),
-            };
-            start_new(ctx, provider, &spec, &client)?;
-            changes.push(format!("started {name} ({image}) on network {network}, published on 127.0.0.1:{port}"));
-        }
-        Some(found) => {
-            if !found.networks.contains(&network) {
-                runner.run(&Cmd::new(provider.name()).args(["network", "connect", &network, &name]))?;
-                changes.push(format!("connected {name} to network {network}"));
+    if existing.is_none() {
+        let image = registry_image(provider, &args.image);
+        let spec = RunSpec {
+            name: &name,
+            port,
+            image: &image,
+            network: &network,
+            certs_dir: &files.dir.to_string_lossy(),
+            volume: container::volume_name(&name),
+        };
+        match start_new(ctx, provider, &spec, &ca_pem)? {
+            Started::Here => {
+                remember_port(&store, &name, port);
+                changes.push(format!("started {name} ({image}) on network {network}, published on 127.0.0.1:{port}"))
             }
-            if !found.running {
-                runner.run(&Cmd::new(provider.name()).args(["start", &name]))?;
-                changes.push(format!("started {name} again (it was {})", found.state));
-            } else if cert_made {
-                runner.run(&Cmd::new(provider.name()).args(["restart", &name]))?;
-                changes.push(format!("restarted {name} with a new certificate"));
+            Started::ByAnother(found) => {
+                // Another kindload (without this state directory's lock) ran it first: use it.
+                changes.push(format!("{name} was started meanwhile by another kindload: using it"));
+                port = port_to_use(&name, Some(&found), args.port, None)?;
+                existing = Some(found);
             }
-            wait_ready(ctx, provider, &name, &client)?;
         }
+    }
+    if let Some(found) = existing {
+        changes.extend(adopt(ctx, provider, &found, &network, port, cert_made, &ca_pem)?);
     }
     let (trust, node_changes, untouchable) = ensure_trust(runner, provider, &nodes, &name, port, &ca_pem);
     changes.extend(node_changes);
@@ -119,8 +108,9 @@ pub(super) fn up(ctx: &Context, args: RegistryUpArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The port asked for, else the one the registry has, else the default.
-fn port_to_use(name: &str, existing: Option<&Found>, asked: Option<u16>) -> Result<u16> {
+/// The port asked for, else the one the registry has, else the one it last had (its
+/// container was removed), else the default.
+fn port_to_use(name: &str, existing: Option<&Found>, asked: Option<u16>, remembered: Option<u16>) -> Result<u16> {
     let has = existing.and_then(|f| f.port);
     match (has, asked) {
         (Some(has), Some(asked)) if has != asked => Err(Error::input(
@@ -131,57 +121,37 @@ fn port_to_use(name: &str, existing: Option<&Found>, asked: Option<u16>) -> Resu
         )),
         (_, Some(asked)) => Ok(asked),
         (Some(has), None) => Ok(has),
-        (None, None) => Ok(DEFAULT_PORT),
+        (None, None) => Ok(remembered.unwrap_or(DEFAULT_PORT)),
     }
 }
+
+/// The port the registry was last started on, kept beside its certificate: a container
+/// removed by hand is made again where the nodes' files and the engines' names point.
+fn remembered_port(store: &Store, name: &str) -> Option<u16> {
+    std::fs::read_to_string(store.server_files(name).dir.join(PORT_FILE)).ok()?.trim().parse().ok()
+}
+
+fn remember_port(store: &Store, name: &str, port: u16) {
+    // Best effort: without it, a re-made container takes --port or the default.
+    let _ = std::fs::write(store.server_files(name).dir.join(PORT_FILE), port.to_string());
+}
+
+const PORT_FILE: &str = "port";
 
 /// Created but never run: what `run` leaves when the engine refuses to start the container.
 fn never_started(found: &Found) -> bool {
     !found.running && matches!(found.state.as_str(), "created" | "configured")
 }
 
-/// Runs a new registry container and waits for it to answer; on any failure removes the
-/// container and the volume this run made, so the next `up` starts clean.
-fn start_new(ctx: &Context, provider: Provider, spec: &RunSpec, client: &Client) -> Result<()> {
-    let runner = ctx.runner();
-    let port = spec.port;
-    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-        return Err(Error::input(
-            format!("port {port} on 127.0.0.1 is in use ({e}): the registry cannot be published there"),
-            format!("pick a free port with --port (e.g. --port {}), or stop what listens on {port}", port + 1),
-        ));
-    }
-    let volume_existed =
-        runner.output(&Cmd::new(provider.name()).args(["volume", "inspect", &spec.volume])).is_ok_and(|o| o.success());
-    let started = runner.run(&container::run_cmd(provider, spec)).map_err(|e| {
-        Error::failed(
-            format!("starting the registry container failed: {e}"),
-            format!(
-                "make sure {} can run {} (`{} pull {}`, or pass a local image with --image)",
-                provider.name(),
-                spec.image,
-                provider.name(),
-                spec.image
-            ),
-        )
-    });
-    let result = started.and_then(|_| wait_ready(ctx, provider, spec.name, client));
-    if let Err(e) = result {
-        let mut removed = Vec::new();
-        if runner.run(&Cmd::new(provider.name()).args(["rm", "--force", spec.name])).is_ok() {
-            removed.push(format!("container {}", spec.name));
-        }
-        if !volume_existed
-            && runner.run(&Cmd::new(provider.name()).args(["volume", "rm", "--force", &spec.volume])).is_ok()
-        {
-            removed.push(format!("volume {}", spec.volume));
-        }
-        if !removed.is_empty() {
-            ctx.say(format!("removed what the failed start left: {}", removed.join(" and ")));
-        }
-        return Err(e);
-    }
-    Ok(())
+fn not_ours(provider: Provider, name: &str, found: &Found) -> Error {
+    Error::input(
+        format!("a container named {name:?} already exists on {} and kindload did not make it", provider.name()),
+        format!(
+            "pick another name with --name, or remove that container (`{} rm -f {name}`) if it is not needed (it runs {})",
+            provider.name(),
+            found.image
+        ),
+    )
 }
 
 /// The names and addresses the registry is reached by: its certificate must cover them all.
@@ -220,24 +190,19 @@ fn network_of(runner: &dyn Runner, provider: Provider, cluster: &str, nodes: &[N
     }
 }
 
-fn wait_ready(ctx: &Context, provider: Provider, name: &str, client: &Client) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let last = match client.ping() {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            let logs = ctx
-                .runner()
-                .output(&Cmd::new(provider.name()).args(["logs", "--tail", "20", name]))
-                .map(|o| format!("{}{}", o.stdout, o.stderr))
-                .unwrap_or_default();
-            return Err(Error::failed(
-                format!("registry {name} did not answer within {}s: {last}\n{}", READY_TIMEOUT.as_secs(), logs.trim()),
-                format!("see `{} logs {name}`", provider.name()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_the_one_asked_else_held_else_remembered_else_the_default() {
+        let json = r#"[{"Name":"/r","Config":{"Labels":{"io.kindload.registry":"r","io.kindload.registry.port":"6001"}},"State":{"Running":true,"Status":"running"}}]"#;
+        let held = container::parse_inspect(json).remove(0);
+        assert_eq!(port_to_use("r", Some(&held), None, Some(7001)).unwrap(), 6001, "the container's port wins");
+        assert_eq!(port_to_use("r", Some(&held), Some(6001), None).unwrap(), 6001);
+        assert_eq!(port_to_use("r", Some(&held), Some(6002), None).unwrap_err().exit_code(), 2);
+        assert_eq!(port_to_use("r", None, Some(6002), Some(7001)).unwrap(), 6002, "asked beats remembered");
+        assert_eq!(port_to_use("r", None, None, Some(7001)).unwrap(), 7001, "a removed container comes back there");
+        assert_eq!(port_to_use("r", None, None, None).unwrap(), DEFAULT_PORT);
     }
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use super::{Outcome, Outcomes, Pipeline};
 use crate::commands::registry::{host_address, loopback};
 use crate::commands::via_registry::registry_repo;
+use crate::commands::Context;
 use crate::error::Result;
 use crate::exec::Runner;
 use crate::registry::client::Client;
@@ -69,9 +70,10 @@ pub(crate) type RouteLookup = std::result::Result<Route, Option<String>>;
 type Routed = Vec<Vec<bool>>;
 
 /// The registry to use, or why none: none made by `registry up` (nothing to say), or one
-/// that is not running (said, and the load sideloads).
-pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> RouteLookup {
-    let found = find_registry(runner, provider).ok_or(None)?;
+/// that is not running (said, and the load sideloads). One started moments ago (restarted,
+/// or by an `up` running beside this load) is given a bounded wait to answer.
+pub(super) fn find_route(ctx: &Context, provider: Provider) -> RouteLookup {
+    let found = find_registry(ctx.runner(), provider).ok_or(None)?;
     let name = found.name.clone();
     if !found.running {
         return Err(Some(format!(
@@ -86,7 +88,29 @@ pub(super) fn find_route(runner: &dyn Runner, provider: Provider) -> RouteLookup
         ))
     })?;
     let cert_dir = state.join("registry").join("engine-certs");
-    Ok(Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir })
+    let route = Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir };
+    if found.just_started() {
+        await_start(ctx, &route);
+    }
+    Ok(route)
+}
+
+/// The longest a load waits for a just-started registry before going on (a push to one that
+/// still does not answer then fails with its own error).
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits, at most START_WAIT, for a registry that has just started to answer.
+fn await_start(ctx: &Context, route: &Route) {
+    let Ok(client) = route.client() else { return };
+    let mut waiting = |failure: &str| {
+        ctx.say(format!(
+            "waiting for registry {}, started moments ago, to answer at {} (at most {} s): {failure}",
+            route.name,
+            loopback(route.port),
+            START_WAIT.as_secs()
+        ))
+    };
+    let _ = client.ping_until(std::time::Instant::now() + START_WAIT, &mut waiting);
 }
 
 /// The registry named by KINDLOAD_REGISTRY, else the default one, else the one kindload
