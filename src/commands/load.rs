@@ -33,7 +33,7 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
             transfer: true,
             options: LoadOptions::from_args(&args.transfer),
         };
-        return finish(ctx, &args.select, pipeline::run(ctx, request)?.0);
+        return finish(ctx, &args.select, run_reporting(ctx, request)?.0);
     }
     let images = match gather(ctx, &args, &wanted)? {
         Gathered::Images(images) => images,
@@ -50,7 +50,7 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
         transfer: true,
         options: LoadOptions::from_args(&args.transfer),
     };
-    let (report, images) = pipeline::run(ctx, request)?;
+    let (report, images) = run_reporting(ctx, request)?;
     remember(ctx, &images_verified(&report, images));
     finish(ctx, &args.select, report)
 }
@@ -67,7 +67,7 @@ pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<i32> {
         transfer: false,
         options: LoadOptions::default(),
     };
-    finish(ctx, &args.select, pipeline::run(ctx, request)?.0)
+    finish(ctx, &args.select, run_reporting(ctx, request)?.0)
 }
 
 enum Gathered {
@@ -229,6 +229,21 @@ pub fn wanted_from(inputs: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(wanted)
+}
+
+/// The pipeline's run. A load that stops with a failure (exit 1) before each node's outcome
+/// is known still prints its JSON report, `ok` false and `error` saying why, for the
+/// scripts that read stdout; the error then goes to stderr as usual.
+pub fn run_reporting(ctx: &Context, request: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
+    let select = request.select.clone();
+    pipeline::run(ctx, request).inspect_err(|e| {
+        if select.output == OutputFormat::Json && e.exit_code() == 1 && !crate::commands::context::interrupted() {
+            let cluster = ctx.cluster_name(&select.cluster).map(|c| c.name).unwrap_or_default();
+            let provider = ctx.provider_choice(&select.cluster).ok().flatten().map(|p| p.to_string());
+            let report = LoadReport::stopped(&cluster, provider.as_deref().unwrap_or_default(), e);
+            println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        }
+    })
 }
 
 /// Prints the report; nodes not verified (unless configured to warn) are the error.
