@@ -23,8 +23,8 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `podman system service` on a private socket, with a remote client's containers.conf:
-/// stopped and its socket removed on drop. Its idle timeout ends it should the test be killed.
+/// `podman system service` on a socket in a temporary directory, beside a remote client's
+/// containers.conf: stopped on drop. Its idle timeout ends it should the test be killed.
 struct PodmanService {
     child: Child,
     socket: PathBuf,
@@ -34,8 +34,7 @@ struct PodmanService {
 impl PodmanService {
     fn start() -> PodmanService {
         let dir = tempfile::tempdir().unwrap();
-        let socket = PathBuf::from(format!("/run/kindload-test-remote-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
+        let socket = dir.path().join("podman.sock");
         std::fs::write(dir.path().join("client.conf"), "[engine]\nremote = true\n").unwrap();
         let child = Command::new("podman")
             .args(["system", "service", "--time=120", &format!("unix://{}", socket.display())])
@@ -99,7 +98,6 @@ impl Drop for PodmanService {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -245,10 +243,8 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     verified_everywhere(&cluster, &json, &names, "sideload", &Held::Config(third.clone()));
     for node in json["images"][0]["nodes"].as_array().unwrap() {
         let note = node["note"].as_str().unwrap_or_default();
-        assert!(
-            note.contains("podman runs elsewhere (podman's service at unix:///run/kindload-test-remote-"),
-            "{json:#}"
-        );
+        let via = format!("podman runs elsewhere (podman's service at unix://{})", service.socket.display());
+        assert!(note.contains(&via), "{json:#}");
     }
 
     // the local podman (the same store here) pushing to the cut-off registry fails the

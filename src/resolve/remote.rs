@@ -39,24 +39,42 @@ impl Locality {
 /// The sockets a local Docker daemon answers on when no context or `DOCKER_HOST` says otherwise.
 const LOCAL_DOCKER_SOCKETS: [&str; 2] = ["unix:///var/run/docker.sock", "unix:///run/docker.sock"];
 
-/// Asks the engine's CLI where its engine runs: `podman info` (the service says whether the
-/// client is remote), or `docker context inspect` (the current context's endpoint, which
-/// `DOCKER_CONTEXT`, `DOCKER_HOST` and the CLI config's current context decide; no daemon
-/// is asked). An answer that cannot be read leaves it `Unasked`.
+/// Asks the engine's CLI where its engine runs: `podman version` (a remote client reports
+/// the service it talks to as `Server`, a local one has none; `podman info` says the same as
+/// `host.serviceIsRemote` but costs a local Podman half a second), or `docker context
+/// inspect` (the current context's endpoint, which `DOCKER_CONTEXT`, `DOCKER_HOST` and the
+/// CLI config's current context decide; no daemon is asked). An answer that cannot be read
+/// leaves it `Unasked`.
 pub fn locate(runner: &dyn Runner, kind: EngineKind) -> Locality {
     let args: &[&str] = match kind {
-        EngineKind::Podman => &["info", "--format", "json"],
+        EngineKind::Podman => &["version", "--format", "json"],
         EngineKind::Docker => &["context", "inspect"],
     };
     let Ok(out) = runner.output(&Cmd::new(kind.program()).args(args)) else { return Locality::Unasked };
     if !out.success() {
         return Locality::Unasked;
     }
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
     match kind {
-        EngineKind::Podman => parse_podman_info(&out.stdout),
-        EngineKind::Docker => parse_docker_context(&out.stdout, std::env::var("DOCKER_HOST").ok().as_deref()),
+        EngineKind::Podman => parse_podman_version(&out.stdout, env("CONTAINER_HOST").as_deref()),
+        EngineKind::Docker => parse_docker_context(&out.stdout, env("DOCKER_HOST").as_deref()),
     }
     .unwrap_or_default()
+}
+
+/// `podman version --format json` → where the engine runs: remote when a `Server` answered
+/// beside the `Client`, reached through `CONTAINER_HOST` or else Podman's default connection.
+pub fn parse_podman_version(json: &str, container_host: Option<&str>) -> Option<Locality> {
+    let v: Value = serde_json::from_str(json.trim()).ok()?;
+    v.get("Client")?;
+    if v.get("Server").is_none_or(Value::is_null) {
+        return Some(Locality::Local);
+    }
+    let via = match container_host {
+        Some(host) => format!("podman's service at {host}"),
+        None => "podman's default connection, see `podman system connection list`".to_string(),
+    };
+    Some(Locality::Remote { via })
 }
 
 /// `podman info --format json` → where the engine runs: `host.serviceIsRemote`, reached
@@ -96,6 +114,8 @@ mod tests {
 
     const LOCAL_INFO: &str = include_str!("../../tests/fixtures/engines/podman-4.3-info.json");
     const REMOTE_INFO: &str = include_str!("../../tests/fixtures/engines/podman-4.3-remote-client-info.json");
+    const LOCAL_VERSION: &str = include_str!("../../tests/fixtures/engines/podman-4.3-version.json");
+    const REMOTE_VERSION: &str = include_str!("../../tests/fixtures/engines/podman-4.3-remote-client-version.json");
     const DEFAULT_CONTEXT: &str = include_str!("../../tests/fixtures/engines/docker-28.2-context-inspect-default.json");
     const NAMED_CONTEXT: &str = include_str!("../../tests/fixtures/engines/docker-28.2-context-inspect-named.json");
     const DOCKER_HOST_CONTEXT: &str =
@@ -109,6 +129,16 @@ mod tests {
         assert!(remote.via().unwrap().starts_with("podman's service at unix:///"), "{remote:?}");
         assert_eq!(parse_podman_info("not json"), None);
         assert_eq!(parse_podman_info(r#"{"host":{}}"#), None, "an info without the field tells nothing");
+    }
+
+    #[test]
+    fn podman_version_names_a_server_only_when_remote() {
+        assert_eq!(parse_podman_version(LOCAL_VERSION, None), Some(Locality::Local));
+        let remote = parse_podman_version(REMOTE_VERSION, Some("unix:///run/p.sock")).unwrap();
+        assert_eq!(remote.via(), Some("podman's service at unix:///run/p.sock"));
+        let machine = parse_podman_version(REMOTE_VERSION, None).unwrap();
+        assert!(machine.via().unwrap().contains("podman system connection list"), "{machine:?}");
+        assert_eq!(parse_podman_version("{}", None), None, "no client: not podman's answer");
     }
 
     #[test]
@@ -141,9 +171,9 @@ mod tests {
 
     #[test]
     fn an_engine_that_cannot_say_stays_unasked() {
-        let runner = FakeRunner::new().on(&["podman", "info"], 125, "", "Error: unable to connect to Podman socket");
+        let runner = FakeRunner::new().on(&["podman", "version"], 125, "", "Error: unable to connect to Podman socket");
         assert_eq!(locate(&runner, EngineKind::Podman), Locality::Unasked);
-        let runner = FakeRunner::new().on(&["podman", "info"], 0, REMOTE_INFO, "");
+        let runner = FakeRunner::new().on(&["podman", "version"], 0, REMOTE_VERSION, "");
         assert!(locate(&runner, EngineKind::Podman).is_remote());
     }
 }

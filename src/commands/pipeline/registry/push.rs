@@ -184,9 +184,9 @@ mod tests {
     #[test]
     fn each_engine_is_asked_once_and_archives_not_at_all() {
         let runner = FakeRunner::new().on(
-            &["podman", "info"],
+            &["podman", "version"],
             0,
-            include_str!("../../../../tests/fixtures/engines/podman-4.3-remote-client-info.json"),
+            include_str!("../../../../tests/fixtures/engines/podman-4.3-remote-client-version.json"),
             "",
         );
         let id = Identity { config: Some("sha256:c".into()), manifest: None };
