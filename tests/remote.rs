@@ -347,3 +347,26 @@ fn docker_context_sideloads_and_goes_through_the_registry() {
     let _ = run(engine_command(CONTAINERD_STORE).args(["image", "rm", "-f", &tag, &pushed]));
     let _ = run(engine_command(CONTAINERD_STORE).args(["image", "rm", "-f"]).args([first, second, third]));
 }
+
+#[test]
+fn a_docker_context_that_does_not_exist_is_named_with_its_fix() {
+    if !engine_available("docker") {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let name = format!("kl-missing-{}", std::process::id());
+    let out = kindload()
+        .env("DOCKER_CONFIG", config.path())
+        .env("DOCKER_CONTEXT", &name)
+        .args(["load", "--engine", "docker", "--cluster", "kl-none", "app:dev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("docker does not answer: its context {name} (from DOCKER_CONTEXT) does not exist")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("or `unset DOCKER_CONTEXT`"), "{stderr}");
+    assert!(!stderr.contains("/var/run/docker.sock"), "the default socket was not what failed: {stderr}");
+}
