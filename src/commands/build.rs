@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::context::env;
 use super::load;
-use super::pipeline::{LoadOptions, LoadRequest};
+use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::exec;
@@ -97,7 +97,7 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
         transfer: true,
         options: LoadOptions::from_args(&args.transfer),
     };
-    match load::run_reporting(ctx, request) {
+    match pipeline::run(ctx, request) {
         Err(Error::ClusterNotFound { name, .. }) if cluster.source == NameSource::Default => {
             ctx.say(format!("built {}; no kind cluster {name:?} to load it into", spec.image));
             Ok(0)
