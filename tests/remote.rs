@@ -223,6 +223,15 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     let registry = Registry::up("podman", &cluster, "docker");
     let pushed = format!("localhost:{}/{tag}", registry.port);
 
+    // kindload tells the engine is remote
+    let doctor = service
+        .kindload(&registry)
+        .args(["doctor", "--engine", "podman", "--cluster", &cluster.name])
+        .output()
+        .unwrap();
+    let remote = format!("(remote: podman's service at unix://{})", service.socket.display());
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains(&remote), "{}", text(&doctor));
+
     // sideload: the remote client saves, the service exports
     let first = service.build(&tag, "first");
     let (json, _) = load(service.kindload(&registry), &cluster, "podman", &tag, &["--sideload"]);
@@ -321,6 +330,14 @@ fn docker_context_sideloads_and_goes_through_the_registry() {
         }
         cmd
     };
+
+    // kindload tells the engine is remote
+    let doctor = with_context("DOCKER_CONTEXT")
+        .args(["doctor", "--engine", "docker", "--cluster", &cluster.name])
+        .output()
+        .unwrap();
+    let remote = format!("remote: docker context {} at {store_host})", context.name);
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains(&remote), "{}", text(&doctor));
 
     // sideload, the context chosen by DOCKER_CONTEXT
     let first = sha256_id(&build_image(CONTAINERD_STORE, &tag, "first"));
