@@ -2,7 +2,8 @@
 //! client talking to `podman system service` (Podman machine's shape), and the docker CLI
 //! pointed at another daemon by a Docker context (Docker Desktop's, Colima's, OrbStack's).
 //! Each loads by sideload and through the cluster's registry, verified on every node by
-//! name and id; a remote engine whose push cannot go through sideloads with a note, and a
+//! name and id; a remote engine whose push cannot go through (a service in a network
+//! namespace of its own, as a VM's, or a registry cut off) sideloads with a note, and a
 //! local engine's failed push still prints the JSON report, `"ok": false`.
 
 mod support;
@@ -31,12 +32,27 @@ struct PodmanService {
     dir: tempfile::TempDir,
 }
 
+/// Where the service runs: on the host's network, or in a network namespace of its own,
+/// as in a VM whose loopback is not the host's.
+enum Network {
+    Host,
+    OwnNamespace,
+}
+
 impl PodmanService {
-    fn start() -> PodmanService {
+    fn start(network: Network) -> PodmanService {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("podman.sock");
         std::fs::write(dir.path().join("client.conf"), "[engine]\nremote = true\n").unwrap();
-        let child = Command::new("podman")
+        let mut command = match network {
+            Network::Host => Command::new("podman"),
+            Network::OwnNamespace => {
+                let mut unshare = Command::new("unshare");
+                unshare.args(["--net", "podman"]);
+                unshare
+            }
+        };
+        let child = command
             .args(["system", "service", "--time=120", &format!("unix://{}", socket.display())])
             .env("CONTAINERS_CONF", podman_containers_conf())
             .stdin(Stdio::null())
@@ -212,7 +228,7 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     if !engine_available("podman") || !engine_available("docker") {
         return;
     }
-    let service = PodmanService::start();
+    let service = PodmanService::start(Network::Host);
     let network = TestNetwork::create("docker", "remote-podman");
     let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 2, snapshotter: None };
     let cluster = TestCluster::start_on_network("rpodman", spec, &network, &[0, 1, 2]);
@@ -245,7 +261,20 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     assert!(stderr.contains(&format!("podman push --tls-verify=false {pushed}")), "{stderr}");
     assert!(!stderr.contains("--cert-dir"), "{stderr}");
 
-    // no way through the registry: sideloaded, with the note, and still verified
+    // an engine whose loopback is not the host's (a VM's) cannot reach the registry: its
+    // push fails, and the nodes are sideloaded, with the note, and still verified
+    let elsewhere = PodmanService::start(Network::OwnNamespace);
+    let isolated = service.build(&tag, "isolated");
+    let (json, _) = load(elsewhere.kindload(&registry), &cluster, "podman", &tag, &[]);
+    verified_everywhere(&cluster, &json, &names, "sideload", &Held::Config(isolated.clone()));
+    let via = format!("podman runs elsewhere (podman's service at unix://{})", elsewhere.socket.display());
+    for node in json["images"][0]["nodes"].as_array().unwrap() {
+        let note = node["note"].as_str().unwrap_or_default();
+        assert!(note.contains(&via) && note.contains(&format!("podman push --tls-verify=false {pushed}")), "{json:#}");
+    }
+    drop(elsewhere);
+
+    // the registry cut off from the host: kindload cannot reach it either; sideloaded too
     let third = service.build(&tag, "third");
     registry.cut_off(&network);
     let (json, _) = load(service.kindload(&registry), &cluster, "podman", &tag, &[]);
@@ -279,7 +308,7 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
         assert!(!Held::Config(fourth.clone()).on(&cluster, node, name), "{node}");
     }
     let _ = run(engine_command("podman").args(["image", "rm", "-f", &tag, &pushed]));
-    let _ = run(engine_command("podman").args(["image", "rm", "-f"]).args([first, second, third, fourth]));
+    let _ = run(engine_command("podman").args(["image", "rm", "-f"]).args([first, second, isolated, third, fourth]));
 }
 
 /// A Docker context in a CLI config of the test's own, naming the second daemon.
