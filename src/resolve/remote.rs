@@ -41,7 +41,7 @@ const LOCAL_DOCKER_SOCKETS: [&str; 2] = ["unix:///var/run/docker.sock", "unix://
 
 /// Asks the engine's CLI where its engine runs: `podman version` (a remote client reports
 /// the service it talks to as `Server`, a local one has none; `podman info` says the same as
-/// `host.serviceIsRemote` but costs a local Podman half a second), or `docker context
+/// `host.serviceIsRemote` but gathers much more, and is slower), or `docker context
 /// inspect` (the current context's endpoint, which `DOCKER_CONTEXT`, `DOCKER_HOST` and the
 /// CLI config's current context decide; no daemon is asked). An answer that cannot be read
 /// leaves it `Unasked`.
