@@ -199,3 +199,25 @@ fn two_platform_archive(name: &str) -> (Vec<u8>, String) {
     append(&mut archive, "index.json", top.as_bytes());
     (archive.into_inner().unwrap(), local_config)
 }
+
+#[test]
+fn a_load_that_stops_early_still_prints_its_json_report() {
+    if !engine_available("docker") {
+        return;
+    }
+    let cluster = format!("kl-none-{}", std::process::id());
+    let image = format!("kl-nowhere/app-{}:v1", std::process::id());
+    let out = kindload()
+        .args(["load", "--engine", "docker", "--cluster", &cluster, "--output", "json", &image])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    support::assert_matches_schema("load-report.schema.json", &json);
+    assert_eq!((&json["cluster"], &json["ok"]), (&Value::from(cluster.as_str()), &Value::Bool(false)), "{json:#}");
+    assert_eq!(json["images"], Value::Array(Vec::new()), "{json:#}");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.starts_with(&format!("image \"{image}\" not found in docker")), "{error}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found in docker"), "the error is on stderr as usual");
+}

@@ -1,8 +1,8 @@
 //! `kindload load` through the cluster's registry once `kindload registry up` has run for it:
 //! the engine pushes what the registry lacks, every trusting node pulls what it lacks and
 //! answers to the user's names with the right id; a node without `config_path` is sideloaded
-//! and named; nothing is left behind; an unreachable registry fails the load before any
-//! node changes.
+//! and named; nothing is left behind; an unreachable registry fails a local engine's load
+//! before any node changes, and sideloads the nodes of an engine behind DOCKER_HOST.
 
 mod support;
 
@@ -164,9 +164,24 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
     assert!(holds(&cluster, lost, &normalized, source, &second), "{lost}\n{json:#}");
     assert_eq!(blob_uploads(&registry), uploads_before, "the unchanged image's blobs were sent again");
 
-    // the registry cut off from the host mid-loop: exit 1, every node keeps what it had
+    // the registry cut off from the host mid-loop: exit 1, every node keeps what it had. A
+    // daemon reached through DOCKER_HOST may run elsewhere (a VM, rootless Docker's own
+    // network), where no registry route may work: its nodes are sideloaded, with the note.
     let third = sha256_id(&build_image(source, &tag, "third version"));
     run_ok(engine_command(provider).args(["network", "disconnect", &network.name, &registry.name]));
+    if source == CONTAINERD_STORE {
+        let json = load_json(&registry, &cluster, source, &tag, &[]);
+        for node in trusting {
+            assert_eq!(node_report(&json, node)["transport"], "sideload", "{json:#}");
+            let note = node_report(&json, node)["note"].as_str().unwrap_or_default();
+            assert!(note.contains("docker runs elsewhere (DOCKER_HOST=unix://"), "{json:#}");
+        }
+        for node in &cluster.nodes {
+            assert!(holds(&cluster, node, &normalized, source, &third), "{node}\n{json:#}");
+        }
+        let _ = run(engine_command(source).args(["image", "rm", "-f", &tag, &format!("localhost:{port}/{tag}")]));
+        return;
+    }
     let failed = kindload_for(&registry, source)
         .args(["load", "--cluster", &cluster.name, "--provider", provider, "--engine", engine_flag(source), &tag])
         .output()

@@ -12,7 +12,7 @@ use std::io::Cursor;
 use kindload::request::{build_artifacts, config, manifests, skaffold_settings};
 use kindload::resolve::records;
 use kindload::resolve::reference::ImageRef;
-use kindload::resolve::{containerd, engine, inspect, kubeconfig, provider};
+use kindload::resolve::{containerd, engine, inspect, kubeconfig, provider, remote};
 use kindload::transfer::archive;
 use kindload::verify::cri;
 
@@ -146,8 +146,8 @@ pub fn ctr_images(data: &[u8]) {
     }
 }
 
-/// Engine JSON: `image inspect`, `docker version`, `docker info`, `podman info`, and the
-/// `inspect` of kind's node containers.
+/// Engine JSON: `image inspect`, `docker version`, `docker info`, `podman info`, `podman
+/// version`, `docker context inspect`, and the `inspect` of kind's node containers.
 pub fn engine_json(data: &[u8]) {
     let input = text(data);
     if let Ok(images) = inspect::parse_image_inspect(&input) {
@@ -159,6 +159,9 @@ pub fn engine_json(data: &[u8]) {
     let _ = engine::parse_docker_version(&input);
     let _ = engine::parse_docker_info(&input);
     let _ = engine::parse_podman_info(&input);
+    let _ = remote::parse_podman_info(&input);
+    let _ = remote::parse_podman_version(&input, Some("unix:///run/podman.sock"));
+    let _ = remote::parse_docker_context(&input, Some("unix:///run/docker.sock"));
     let _ = provider::parse_node_inspect(&input, "kind");
 }
 

@@ -23,51 +23,71 @@ pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
     if args.via_registry {
         return super::via_registry::load_via_registry(ctx, &args);
     }
-    let wanted = wanted_from(&args.images)?;
-    if args.archive.is_some() {
-        let request = LoadRequest {
-            images: Vec::new(),
-            wanted,
-            select: args.select.clone(),
-            archive: args.archive,
-            transfer: true,
-            options: LoadOptions::from_args(&args.transfer),
-        };
-        return finish(ctx, &args.select, pipeline::run(ctx, request)?.0);
+    match reported_if_stopped(ctx, &args.select, || run_load(ctx, &args))? {
+        Some((report, images)) => {
+            remember(ctx, &images_verified(&report, images));
+            finish(ctx, &args.select, report)
+        }
+        None => Ok(0),
     }
-    let images = match gather(ctx, &args, &wanted)? {
-        Gathered::Images(images) => images,
-        Gathered::Nothing(why) => {
-            ctx.say(why);
-            return Ok(0);
+}
+
+/// The load up to its report; None when there was nothing to do (said on stderr).
+fn run_load(ctx: &Context, args: &LoadArgs) -> Result<Option<(LoadReport, Vec<Image>)>> {
+    let wanted = wanted_from(&args.images)?;
+    let (images, wanted) = if args.archive.is_some() {
+        (Vec::new(), wanted)
+    } else {
+        match gather(ctx, args, &wanted)? {
+            Gathered::Images(images) => (images, Vec::new()),
+            Gathered::Nothing(why) => {
+                ctx.say(why);
+                return Ok(None);
+            }
         }
     };
     let request = LoadRequest {
         images,
-        wanted: Vec::new(),
+        wanted,
         select: args.select.clone(),
-        archive: None,
+        archive: args.archive.clone(),
         transfer: true,
         options: LoadOptions::from_args(&args.transfer),
     };
-    let (report, images) = pipeline::run(ctx, request)?;
-    remember(ctx, &images_verified(&report, images));
-    finish(ctx, &args.select, report)
+    pipeline::run(ctx, request).map(Some)
 }
 
 pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<i32> {
-    let wanted = wanted_from(&args.images)?;
-    let engines = ctx.engines(&args.engine)?;
-    let images = find_all(ctx, &engines, &wanted)?;
-    let request = LoadRequest {
-        images,
-        wanted: Vec::new(),
-        select: args.select.clone(),
-        archive: None,
-        transfer: false,
-        options: LoadOptions::default(),
-    };
-    finish(ctx, &args.select, pipeline::run(ctx, request)?.0)
+    let verified = reported_if_stopped(ctx, &args.select, || {
+        let wanted = wanted_from(&args.images)?;
+        let engines = ctx.engines(&args.engine)?;
+        let images = find_all(ctx, &engines, &wanted)?;
+        let request = LoadRequest {
+            images,
+            wanted: Vec::new(),
+            select: args.select.clone(),
+            archive: None,
+            transfer: false,
+            options: LoadOptions::default(),
+        };
+        pipeline::run(ctx, request)
+    })?;
+    finish(ctx, &args.select, verified.0)
+}
+
+/// Runs a load up to its report. With `--output json` a load that stops with an error (a
+/// missing cluster, an image no engine has, an export that broke off) still prints its
+/// report, `ok` false and `error` saying why, for the scripts that read stdout; the error
+/// goes to stderr as usual.
+fn reported_if_stopped<T>(ctx: &Context, select: &SelectArgs, run: impl FnOnce() -> Result<T>) -> Result<T> {
+    run().inspect_err(|e| {
+        if select.output == OutputFormat::Json && !crate::commands::context::interrupted() {
+            let cluster = ctx.cluster_name(&select.cluster).map(|c| c.name).unwrap_or_default();
+            let provider = ctx.provider_choice(&select.cluster).ok().flatten().map(|p| p.to_string());
+            let report = LoadReport::stopped(&cluster, provider.as_deref().unwrap_or_default(), e);
+            println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        }
+    })
 }
 
 enum Gathered {

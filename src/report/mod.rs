@@ -17,6 +17,23 @@ pub struct LoadReport {
     /// True only when every image is verified on every selected node.
     pub ok: bool,
     pub images: Vec<ImageReport>,
+    /// Why the load stopped before every node's outcome was known (then `ok` is false and
+    /// `images` empty); null when each node's outcome is in `images`.
+    pub error: Option<String>,
+}
+
+impl LoadReport {
+    /// The report of a load that stopped with `error` before any node's outcome was known.
+    pub fn stopped(cluster: &str, provider: &str, error: &crate::error::Error) -> LoadReport {
+        let fix = error.fix().filter(|f| !f.is_empty()).map(|f| format!("; {f}")).unwrap_or_default();
+        LoadReport {
+            cluster: cluster.into(),
+            provider: provider.into(),
+            ok: false,
+            images: Vec::new(),
+            error: Some(format!("{error}{fix}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -156,6 +173,17 @@ mod tests {
         assert_eq!(node_line(&image, &failed, &plain).lines().last(), Some("    why"));
         let terminal = style::Style::from_facts(false, true, false, false);
         assert!(node_line(&image, &failed, &terminal).contains("\x1b[31mFAILED\x1b[0m"));
+    }
+
+    #[test]
+    fn a_stopped_load_reports_why_and_not_ok() {
+        let error = crate::error::Error::failed("exporting app:dev from podman failed: EOF", "run it again");
+        let json = serde_json::to_value(LoadReport::stopped("dev", "docker", &error)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"cluster": "dev", "provider": "docker", "ok": false, "images": [],
+                "error": "exporting app:dev from podman failed: EOF; run it again"})
+        );
     }
 
     #[test]

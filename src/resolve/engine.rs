@@ -7,8 +7,10 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::exec::{Cmd, Runner};
 use crate::resolve::reach::{self, diagnose, Cause, NoAnswer};
+use crate::resolve::remote;
 
 pub use crate::resolve::engine_kind::EngineKind;
+pub use crate::resolve::remote::Locality;
 
 /// When a build pulls its base images.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
@@ -45,6 +47,8 @@ pub struct Engine {
     pub rootless: bool,
     /// Docker's containerd image store: `.Id` is a manifest digest and `save` writes an OCI layout.
     pub containerd_store: bool,
+    /// Whether the engine runs beside kindload (and reads its files) or behind a connection.
+    pub locality: Locality,
 }
 
 impl Engine {
@@ -58,6 +62,7 @@ impl Engine {
             podman_backend: kind == EngineKind::Podman,
             rootless: false,
             containerd_store: false,
+            locality: Locality::Unasked,
         }
     }
 
@@ -115,6 +120,8 @@ impl Engine {
         if self.containerd_store {
             notes.push("containerd image store");
         }
+        let remote = self.locality.via().map(|via| format!("remote: {via}"));
+        notes.extend(remote.as_deref());
         if !notes.is_empty() {
             s.push_str(&format!(" ({})", notes.join(", ")));
         }
@@ -249,6 +256,7 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
                 podman_backend,
                 rootless,
                 containerd_store: containerd_store && !podman_backend,
+                locality: remote::locate(runner, kind),
             })
         }
         EngineKind::Podman => {
@@ -264,6 +272,7 @@ pub fn probe(runner: &dyn Runner, kind: EngineKind, detected_by: &str) -> std::r
                 podman_backend: true,
                 rootless,
                 containerd_store: false,
+                locality: remote::parse_podman_info(&out.stdout).unwrap_or_default(),
             })
         }
     }
@@ -439,6 +448,7 @@ mod tests {
             podman_backend: true,
             rootless: false,
             containerd_store: false,
+            locality: Locality::Unasked,
         };
         let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
         let build_args = [("BASE".to_string(), "base:abc".to_string())];
@@ -489,6 +499,7 @@ mod tests {
             podman_backend: true,
             rootless: false,
             containerd_store: false,
+            locality: Locality::Unasked,
         };
         let docker = Engine { kind: EngineKind::Docker, podman_backend: false, ..podman.clone() };
         let argv = |engine: &Engine, pull: PullPolicy, insecure_bases: bool| {

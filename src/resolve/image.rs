@@ -218,6 +218,7 @@ mod tests {
             podman_backend: kind == EngineKind::Podman,
             rootless: false,
             containerd_store: false,
+            locality: crate::resolve::engine::Locality::Unasked,
         }
     }
 

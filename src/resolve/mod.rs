@@ -14,3 +14,4 @@ pub mod provider;
 pub mod reach;
 pub mod records;
 pub mod reference;
+pub mod remote;

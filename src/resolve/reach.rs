@@ -20,6 +20,8 @@ pub enum Cause {
     Refused,
     /// The socket exists but this user may not connect to it.
     PermissionDenied,
+    /// The Docker context the CLI was told to use does not exist (`address` is its name).
+    NoContext,
     /// Anything else; the engine's own words say what.
     Other,
 }
@@ -68,6 +70,12 @@ impl NoAnswer {
     pub fn fix(&self) -> String {
         let addr = self.address.as_deref().unwrap_or(DOCKER_DEFAULT_ADDRESS);
         match (self.kind, self.cause, self.address_from) {
+            (_, Cause::NoContext, from) => {
+                let unset = from.map(|var| format!(", or `unset {var}`")).unwrap_or_default();
+                format!(
+                    "`docker context ls` lists the contexts there are: make {addr} (`docker context create {addr} --docker host=<endpoint>`) or pick another with `docker context use <name>`{unset}"
+                )
+            }
             (EngineKind::Docker, Cause::NotInstalled, _) => {
                 "install Docker (`apt-get install docker.io`), or use Podman with `--engine podman`".into()
             }
@@ -107,6 +115,11 @@ impl fmt::Display for NoAnswer {
             return write!(f, "{} is not installed (not found on PATH)", self.kind);
         }
         write!(f, "{} does not answer", self.kind)?;
+        if self.cause == Cause::NoContext {
+            let name = self.address.as_deref().unwrap_or_default();
+            let from = self.address_from.map(|var| format!(" (from {var})")).unwrap_or_default();
+            return write!(f, ": its context {name}{from} does not exist");
+        }
         if let Some(addr) = &self.address {
             write!(f, " at {addr}")?;
             if let Some(var) = self.address_from {
@@ -117,7 +130,7 @@ impl fmt::Display for NoAnswer {
             Cause::NoSocket => "no socket there: its daemon or service is not running",
             Cause::Refused => "the socket is there but nothing serves it (connection refused)",
             Cause::PermissionDenied => "permission denied on the socket",
-            Cause::NotInstalled | Cause::Other => "",
+            Cause::NotInstalled | Cause::NoContext | Cause::Other => "",
         };
         if !why.is_empty() {
             write!(f, ": {why}")?;
@@ -132,6 +145,10 @@ impl fmt::Display for NoAnswer {
 /// Classifies an engine's error output: which address its CLI tried and why it failed.
 pub fn diagnose(kind: EngineKind, stderr: &str, env: &dyn Fn(&str) -> Option<String>) -> NoAnswer {
     let detail = stderr.trim().lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string();
+    if let Some(context) = missing_context(stderr).filter(|_| kind == EngineKind::Docker) {
+        let from = env("DOCKER_CONTEXT").is_some_and(|v| v == context).then_some("DOCKER_CONTEXT");
+        return NoAnswer { kind, address: Some(context), address_from: from, cause: Cause::NoContext, detail };
+    }
     let var = match kind {
         EngineKind::Docker => "DOCKER_HOST",
         EngineKind::Podman => "CONTAINER_HOST",
@@ -176,6 +193,13 @@ fn address_after(text: &str, marker: &str) -> Option<String> {
     let word = text[start..].split_whitespace().next()?;
     let word = word.trim_end_matches(['.', ':', ',']);
     word.contains("://").then(|| word.to_string())
+}
+
+/// `... unable to resolve docker endpoint: context "dev": context not found: ...` → `dev`.
+fn missing_context(text: &str) -> Option<String> {
+    let end = text.find("\": context not found")?;
+    let start = text[..end].rfind("context \"")? + "context \"".len();
+    Some(text[start..end].to_string())
 }
 
 /// `dial unix /run/podman/podman.sock: connect: ...` → `unix:///run/podman/podman.sock`.
@@ -341,6 +365,22 @@ mod tests {
         );
         assert_eq!(d.address.as_deref(), Some("unix:///run/podman/podman.sock"));
         assert_eq!((d.address_from, d.cause), (None, Cause::NoSocket));
+    }
+
+    #[test]
+    fn a_docker_context_that_does_not_exist_is_named_not_the_default_socket() {
+        let stderr = include_str!("../../tests/fixtures/engines/docker-28.2-missing-context.txt");
+        let env = |k: &str| (k == "DOCKER_CONTEXT").then(|| "kindload-missing".to_string());
+        let d = diagnose(EngineKind::Docker, stderr, &env);
+        assert_eq!((d.cause, d.address.as_deref()), (Cause::NoContext, Some("kindload-missing")));
+        let text = d.to_string();
+        assert_eq!(text, "docker does not answer: its context kindload-missing (from DOCKER_CONTEXT) does not exist");
+        assert!(d.fix().starts_with("`docker context ls` lists the contexts there are"), "{}", d.fix());
+        assert!(d.fix().ends_with("or `unset DOCKER_CONTEXT`"), "{}", d.fix());
+        // named by the CLI config's current context instead: nothing to unset
+        let d = diagnose(EngineKind::Docker, stderr, &no_env);
+        assert_eq!(d.address_from, None);
+        assert!(!d.fix().contains("unset"), "{}", d.fix());
     }
 
     #[test]

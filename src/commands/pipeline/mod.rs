@@ -99,7 +99,7 @@ type Outcomes = Vec<Vec<Outcome>>;
 pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> {
     let archive = req.archive.map(|p| if p.as_os_str() == "-" { Source::Stdin } else { Source::File(p) });
     // A file is read whole first: its names and digests are checked before any node is touched.
-    let images = match &archive {
+    let mut images = match &archive {
         Some(Source::File(path)) => images_from_archive(&scan_file(path)?, &req.wanted, &path.display().to_string())?,
         _ => req.images,
     };
@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
         }
     }
     let wants_route = req.transfer && !req.options.sideload && archive.is_none();
-    let ((cluster, provider, containers), route, early) = discover(ctx, &req.select, wants_route, &images)?;
+    let ((cluster, provider, containers), route, early) = discover(ctx, &req.select, wants_route, &mut images)?;
     // The survey lists the records the load reads: the images' digests, their registry names.
     let mut records: Vec<String> =
         images.iter().flat_map(|i| [i.identity.config.clone(), i.identity.manifest.clone()]).flatten().collect();
@@ -144,12 +144,12 @@ type Discovered = (ClusterName, Provider, Vec<NodeContainer>);
 /// The cluster and, for a load that may go through it, the registry route and the early
 /// pushes: looked up side by side, the registry on the provider the cluster is most likely
 /// on (looked up again when the cluster turns out to be elsewhere). A push is made ready
-/// meanwhile and sent once the cluster is found.
+/// meanwhile and sent once the cluster is found, by engines asked where they run.
 fn discover(
     ctx: &Context,
     select: &SelectArgs,
     wants_route: bool,
-    images: &[Image],
+    images: &mut [Image],
 ) -> Result<(Discovered, registry::RouteLookup, registry::EarlyPushes)> {
     if !wants_route {
         return Ok((ctx.cluster(&select.cluster)?, Err(None), Default::default()));
@@ -159,6 +159,9 @@ fn discover(
     let (found, (route, early)) = std::thread::scope(|scope| {
         let lookup = scope.spawn(|| {
             let route = registry::find_route(ctx, Provider::new(guess));
+            if route.is_ok() {
+                registry::locate_engines(ctx.runner(), images);
+            }
             let early = registry::push_early(&route, images, &gate);
             (route, early)
         });
@@ -176,6 +179,9 @@ fn discover(
     };
     registry::finish_early(&early);
     let route = registry::find_route(ctx, found.1);
+    if route.is_ok() {
+        registry::locate_engines(ctx.runner(), images);
+    }
     let early = registry::push_early(&route, images, &registry::Gate::opened());
     Ok((found, route, early))
 }

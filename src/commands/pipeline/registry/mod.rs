@@ -27,7 +27,7 @@ use pull::NodePull;
 use push::{push_image, pushed_name};
 
 pub(super) use pull::{close_sessions, survey_held, Sessions};
-pub(super) use push::{finish_early, push_early, EarlyPushes, Gate};
+pub(super) use push::{finish_early, locate_engines, push_early, EarlyPushes, Gate};
 
 /// The cluster's registry, running and made by kindload.
 #[derive(Debug, Clone)]
@@ -167,9 +167,29 @@ impl Pipeline<'_> {
                 continue;
             }
             let early = self.early.lock().expect("early pushes").get_mut(i).and_then(Option::take);
-            let reference = match early {
-                Some(handle) => handle.join().expect("push panicked")?,
-                None => push_image(self.runner(), route, image)?,
+            let pushed = match early {
+                Some(handle) => handle.join().expect("push panicked"),
+                None => push_image(self.runner(), route, image),
+            };
+            let reference = match pushed {
+                Ok(reference) => reference,
+                Err(e) => {
+                    match not_pushed(route, image, &e) {
+                        NotPushed::Sideload(note) => {
+                            for &n in &trusting {
+                                outcomes[i][n].note = Some(note.clone());
+                            }
+                        }
+                        // Not sideloaded elsewhere either: no node changes for an image the load failed.
+                        NotPushed::Failed(why) => {
+                            for &n in &targets[i] {
+                                outcomes[i][n] = Outcome::failed(why.clone());
+                                handled[i][n] = true;
+                            }
+                        }
+                    }
+                    continue;
+                }
             };
             if image.identity.config.is_none() {
                 // Docker's containerd store knows the image by its index or manifest: the
@@ -227,6 +247,29 @@ impl Pipeline<'_> {
 pub(super) fn pushed_names(route: &RouteLookup, images: &[Image]) -> Vec<String> {
     let Ok(route) = route else { return Vec::new() };
     images.iter().filter(|i| unroutable(i).is_none()).map(|i| pushed_name(route, i)).collect()
+}
+
+/// What a push that did not happen means for the nodes that would have pulled it.
+enum NotPushed {
+    /// The engine runs elsewhere and cannot reach the registry: the nodes are sideloaded.
+    Sideload(String),
+    /// The registry or the engine failed: every node that needed the image fails, left as it was.
+    Failed(String),
+}
+
+/// A remote engine pushes from its own host, where the registry's loopback address may
+/// lead nowhere (another VM, another machine): its nodes take the sideload instead. A
+/// local engine's push failing is the registry's or the engine's fault, and the load's.
+fn not_pushed(route: &Route, image: &Image, error: &crate::error::Error) -> NotPushed {
+    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
+    let fix = error.fix().filter(|f| !f.is_empty()).map(|f| format!("; {f}")).unwrap_or_default();
+    match engine.locality.via() {
+        Some(via) => NotPushed::Sideload(format!(
+            "sideloaded: {} runs elsewhere ({via}) and its push to registry {} did not go through: {error}",
+            engine.kind, route.name
+        )),
+        None => NotPushed::Failed(format!("no node was changed: {error}{fix}")),
+    }
 }
 
 /// Why an image cannot take the registry route, or None when it can.
@@ -306,6 +349,36 @@ mod tests {
         assert!(distrust(&n, &route).is_some(), "another CA is no trust");
         n.registry_hosts[0].dir = String::new();
         assert!(distrust(&n, &route).unwrap().contains("config_path"));
+    }
+
+    #[test]
+    fn a_push_that_fails_sideloads_from_a_remote_engine_and_fails_a_local_ones_nodes() {
+        let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
+        let id = Identity { config: Some("sha256:c".into()), manifest: None };
+        let mut image = Image::for_tests("app:dev", id);
+        let mut engine = crate::resolve::engine::Engine::unprobed(EngineKind::Podman, "test");
+        engine.locality = crate::resolve::engine::Locality::Local;
+        image.engine = Some(engine.clone());
+        let error =
+            crate::error::Error::failed("pushing app:dev to registry reg failed: refused", "load with --sideload");
+        match not_pushed(&route, &image, &error) {
+            NotPushed::Failed(why) => {
+                assert_eq!(
+                    why,
+                    "no node was changed: pushing app:dev to registry reg failed: refused; load with --sideload"
+                )
+            }
+            NotPushed::Sideload(note) => panic!("a local engine's failed push is the load's failure, not {note:?}"),
+        }
+        engine.locality = crate::resolve::engine::Locality::Remote { via: "podman's service at unix:///p.sock".into() };
+        image.engine = Some(engine);
+        match not_pushed(&route, &image, &error) {
+            NotPushed::Sideload(note) => assert!(
+                note.starts_with("sideloaded: podman runs elsewhere (podman's service at unix:///p.sock) and its push to registry reg did not go through: pushing"),
+                "{note}"
+            ),
+            NotPushed::Failed(why) => panic!("a remote engine's push failing must not fail the load: {why}"),
+        }
     }
 
     #[test]

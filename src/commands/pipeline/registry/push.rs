@@ -4,9 +4,10 @@
 use super::{unroutable, Route, RouteLookup};
 use crate::commands::via_registry::registry_repo;
 use crate::error::{Error, Result};
-use crate::exec::Runner;
-use crate::resolve::engine::EngineKind;
+use crate::exec::{Cmd, Runner};
+use crate::resolve::engine::{Engine, EngineKind, Locality};
 use crate::resolve::image::Image;
+use crate::resolve::remote;
 
 /// Pushes started before the survey, for images the registry likely lacks, so the survey
 /// and the push overlap; joined by the route when a node needs the image, or at the end.
@@ -87,7 +88,7 @@ pub(super) fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> R
 
 fn push_failed(route: &Route, image: &Image, e: String) -> Error {
     Error::failed(
-        format!("pushing {} to registry {} failed, so no node was changed: {e}", image.requested, route.name),
+        format!("pushing {} to registry {} failed: {e}", image.requested, route.name),
         "check it with `kindload registry status`; `kindload registry up` starts it again, or load with --sideload",
     )
 }
@@ -106,13 +107,97 @@ fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
 
 fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<String> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
-    let mut push = engine.cmd().arg("push");
-    if engine.kind == EngineKind::Podman {
+    if engine.kind == EngineKind::Podman && !engine.locality.is_remote() {
         std::fs::create_dir_all(&route.cert_dir)
             .and_then(|_| std::fs::write(route.cert_dir.join("ca.crt"), &route.ca_pem))
             .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
-        push = push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref());
     }
-    runner.run(&push.arg(reference)).map_err(|e| push_failed(route, image, e.to_string()))?;
+    runner.run(&push_cmd(engine, route, reference)).map_err(|e| push_failed(route, image, e.to_string()))?;
     Ok(reference.to_string())
+}
+
+/// The engine's push to the registry's loopback address. A local Podman verifies the
+/// registry with kindload's CA (`--cert-dir`). A remote Podman cannot read that directory,
+/// so it pushes to the loopback registry without verifying TLS, as Docker does for every
+/// 127.0.0.0/8 registry: what the nodes hold is still checked, since they pull over TLS
+/// with kindload's CA and every node's image id is verified.
+fn push_cmd(engine: &Engine, route: &Route, reference: &str) -> Cmd {
+    let push = engine.cmd().arg("push");
+    let push = match (engine.kind, engine.locality.is_remote()) {
+        (EngineKind::Podman, true) => push.arg("--tls-verify=false"),
+        (EngineKind::Podman, false) => push.arg("--cert-dir").arg(route.cert_dir.to_string_lossy().as_ref()),
+        (EngineKind::Docker, _) => push,
+    };
+    push.arg(reference)
+}
+
+/// Asks each engine the routable images come from, once, whether it runs here or behind a
+/// connection: the push and what a failed push means depend on it.
+pub(crate) fn locate_engines(runner: &dyn Runner, images: &mut [Image]) {
+    let mut known: Vec<(EngineKind, Locality)> = Vec::new();
+    for image in images.iter_mut().filter(|i| unroutable(i).is_none()) {
+        let Some(engine) = image.engine.as_mut().filter(|e| e.locality == Locality::Unasked) else { continue };
+        let locality = match known.iter().find(|(kind, _)| *kind == engine.kind) {
+            Some((_, locality)) => locality.clone(),
+            None => {
+                let locality = remote::locate(runner, engine.kind);
+                known.push((engine.kind, locality.clone()));
+                locality
+            }
+        };
+        engine.locality = locality;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::fake::FakeRunner;
+    use crate::resolve::image::Identity;
+    use std::path::PathBuf;
+
+    fn route() -> Route {
+        Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::from("/state/engine-certs") }
+    }
+
+    #[test]
+    fn a_remote_podman_pushes_without_the_cert_dir_it_cannot_read() {
+        let mut podman = Engine::unprobed(EngineKind::Podman, "test");
+        podman.locality = Locality::Local;
+        assert_eq!(
+            push_cmd(&podman, &route(), "localhost:5001/app:dev").argv(),
+            ["podman", "push", "--cert-dir", "/state/engine-certs", "localhost:5001/app:dev"]
+        );
+        podman.locality = Locality::Remote { via: "podman's service at unix:///run/p.sock".into() };
+        assert_eq!(
+            push_cmd(&podman, &route(), "localhost:5001/app:dev").argv(),
+            ["podman", "push", "--tls-verify=false", "localhost:5001/app:dev"]
+        );
+        let mut docker = Engine::unprobed(EngineKind::Docker, "test");
+        docker.locality = Locality::Remote { via: "docker context colima at unix:///c.sock".into() };
+        assert_eq!(
+            push_cmd(&docker, &route(), "localhost:5001/app:dev").argv(),
+            ["docker", "push", "localhost:5001/app:dev"]
+        );
+    }
+
+    #[test]
+    fn each_engine_is_asked_once_and_archives_not_at_all() {
+        let runner = FakeRunner::new().on(
+            &["podman", "version"],
+            0,
+            include_str!("../../../../tests/fixtures/engines/podman-4.3-remote-client-version.json"),
+            "",
+        );
+        let id = Identity { config: Some("sha256:c".into()), manifest: None };
+        let mut from_podman = Image::for_tests("app:dev", id.clone());
+        from_podman.engine = Some(Engine::unprobed(EngineKind::Podman, "test"));
+        let archived = Image::for_tests("other:dev", id);
+        let mut images = vec![from_podman.clone(), archived, from_podman];
+        locate_engines(&runner, &mut images);
+        assert_eq!(runner.seen.lock().unwrap().len(), 1, "asked {:?}", runner.seen.lock().unwrap());
+        assert!(images[0].engine.as_ref().unwrap().locality.is_remote());
+        assert!(images[2].engine.as_ref().unwrap().locality.is_remote());
+        assert!(images[1].engine.is_none());
+    }
 }
