@@ -26,6 +26,32 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// When `kindload build` pulls base images: never, missing (default) or always; below --pull.
     pub pull: Option<PullPolicy>,
+    /// Versions of each repository a node keeps of those kindload loaded: a count (default 2,
+    /// the current one and the one a rollback needs) or `all` (nothing removed); below --keep.
+    pub keep: Option<KeepSetting>,
+}
+
+/// `keep:` in kindload.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum KeepSetting {
+    Count(std::num::NonZeroU32),
+    All(KeepAll),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepAll {
+    All,
+}
+
+impl From<KeepSetting> for crate::plan::retention::Keep {
+    fn from(setting: KeepSetting) -> Self {
+        match setting {
+            KeepSetting::Count(n) => crate::plan::retention::Keep::Newest(n.get()),
+            KeepSetting::All(_) => crate::plan::retention::Keep::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -77,7 +103,7 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
     parse(&text).map_err(|e| {
         Error::input(
             format!("{} is not a valid kindload config: {e}", path.display()),
-            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull",
+            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull, keep",
         )
     })
 }
@@ -105,6 +131,16 @@ mod tests {
         assert_eq!(cfg.insecure_registries, ["registry.lan:5000"]);
         assert_eq!(cfg.pull, Some(PullPolicy::Never));
         assert!(parse("pull: sometimes\n").is_err());
+    }
+
+    #[test]
+    fn keep_is_a_count_or_all() {
+        use crate::plan::retention::Keep;
+        assert_eq!(parse("keep: 3\n").unwrap().keep.map(Keep::from), Some(Keep::Newest(3)));
+        assert_eq!(parse("keep: all\n").unwrap().keep.map(Keep::from), Some(Keep::All));
+        assert_eq!(parse("cluster: dev\n").unwrap().keep, None);
+        assert!(parse("keep: 0\n").is_err(), "0 would remove the version just loaded");
+        assert!(parse("keep: some\n").is_err());
     }
 
     #[test]
