@@ -130,12 +130,15 @@ pub(super) fn settle(
         Some(s) => Err(format!("listing the {name} failed: {}", s.body.trim())),
         None => Err(format!("the node printed no {name} listing")),
     };
+    // What this node was given now stays, even when the run knew its names only on reading
+    // them (an archive on stdin).
+    let protected: Vec<String> = scope.run_names.iter().chain(scope.labelled).cloned().collect();
     let choice = match (read("versions"), read("containers")) {
         (Ok(versions), Ok(containers)) => retention::choose(
             &retention::parse_records(versions),
             &retention::parse_container_images(containers),
             &scope.repositories(),
-            scope.run_names,
+            &protected,
             keep,
         ),
         (Err(e), _) | (_, Err(e)) => {
@@ -281,6 +284,24 @@ mod tests {
         assert!(calls.iter().all(|c| c.contains("images label")));
         assert_eq!(listed.len(), 2, "labels only: {listed:?}");
         assert!(done.is_empty());
+    }
+
+    #[test]
+    fn a_node_reported_twice_is_one_entry() {
+        let all = std::sync::Mutex::new(Vec::new());
+        let entry = |removed: &str, freed: u64, error: Option<&str>| RetentionReport {
+            node: "kind-worker".into(),
+            removed: vec![removed.into()],
+            bytes_freed: freed,
+            error: error.map(String::from),
+        };
+        record(&all, entry("app:1", 10, None));
+        record(&all, entry("lib:1", 5, Some("labelling lib:2 failed")));
+        record(&all, RetentionReport { node: "kind-control-plane".into(), ..Default::default() });
+        let all = all.into_inner().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].removed, ["app:1", "lib:1"]);
+        assert_eq!((all[0].bytes_freed, all[0].error.as_deref()), (15, Some("labelling lib:2 failed")));
     }
 
     #[test]
