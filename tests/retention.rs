@@ -169,7 +169,8 @@ fn twenty_skaffold_hook_builds_keep_two_versions_podman_1_6() {
 }
 
 /// `--keep all` keeps every version, `--keep 1` only the one loaded, `keep:` in kindload.yaml
-/// sets it, and the flag wins over the file.
+/// sets it, and the flag wins over the file; `kindload build` as Tilt runs it applies it too.
+/// Containerd 1.7.
 #[test]
 fn keep_flag_and_config() {
     if !engine_available("docker") {
@@ -177,7 +178,7 @@ fn keep_flag_and_config() {
     }
     let cluster = TestCluster::start(
         "keepflag",
-        ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None },
+        ClusterSpec { provider: "docker", containerd: "1.7", workers: 0, snapshotter: None },
     );
     let node = cluster.nodes[0].clone();
     let repo = format!("kl-keep/{}", cluster.name);
@@ -217,9 +218,11 @@ fn keep_flag_and_config() {
     let out =
         kindload().env("KINDLOAD_CONFIG", &config).args(["load", "--cluster", &cluster.name, "x:y"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("keep: give a number of versions, 1 or more, or `all`"), "{}", text(&out));
     let out = kindload().args(["load", "--cluster", &cluster.name, "--keep", "0", "x:y"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("1 or more"), "{}", text(&out));
+    std::fs::remove_file(&config).unwrap();
 
     // Human output names what went and what it freed.
     let tag = format!("{repo}:b9");
@@ -229,6 +232,29 @@ fn keep_flag_and_config() {
     let said = text(&out);
     assert!(said.contains(&format!("{node}  removed 1 older version ({normalized}:b8), freed ")), "{said}");
     remove_image("docker", &tag);
+
+    // Tilt's custom_build: `kindload build` in the context, a new EXPECTED_REF each build.
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\n").unwrap();
+    let kubeconfig = kind_kubeconfig(dir.path(), &cluster.name);
+    for build in 1..=3 {
+        std::fs::write(ctx.join("hello.txt"), format!("tilt build {build}")).unwrap();
+        let expected = format!("{repo}:tilt-build-{build}");
+        let out = kindload()
+            .current_dir(&ctx)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
+            .env("EXPECTED_REF", &expected)
+            .env("EXPECTED_IMAGE", &repo)
+            .env("EXPECTED_TAG", format!("tilt-build-{build}"))
+            .args(["build", "--keep", "2"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        remove_image("docker", &expected);
+    }
+    assert_eq!(tags(&cluster, &node, &normalized), ["tilt-build-2", "tilt-build-3"]);
 }
 
 /// Through the cluster's registry, the node's session labels and removes as the sideload

@@ -32,17 +32,37 @@ pub struct Config {
 }
 
 /// `keep:` in kindload.yaml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum KeepSetting {
     Count(std::num::NonZeroU32),
     All(KeepAll),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeepAll {
     All,
+}
+
+impl<'de> Deserialize<'de> for KeepSetting {
+    /// By hand, so that a wrong value is named with what is accepted.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Word(String),
+        }
+        let wrong = || serde::de::Error::custom("keep: give a number of versions, 1 or more, or `all`");
+        match Raw::deserialize(deserializer).map_err(|_| wrong())? {
+            Raw::Count(n) => {
+                u32::try_from(n).ok().and_then(std::num::NonZeroU32::new).map(KeepSetting::Count).ok_or_else(wrong)
+            }
+            Raw::Word(word) if word == "all" => Ok(KeepSetting::All(KeepAll::All)),
+            Raw::Word(_) => Err(wrong()),
+        }
+    }
 }
 
 impl From<KeepSetting> for crate::plan::retention::Keep {
@@ -139,8 +159,8 @@ mod tests {
         assert_eq!(parse("keep: 3\n").unwrap().keep.map(Keep::from), Some(Keep::Newest(3)));
         assert_eq!(parse("keep: all\n").unwrap().keep.map(Keep::from), Some(Keep::All));
         assert_eq!(parse("cluster: dev\n").unwrap().keep, None);
-        assert!(parse("keep: 0\n").is_err(), "0 would remove the version just loaded");
-        assert!(parse("keep: some\n").is_err());
+        assert!(parse("keep: 0\n").unwrap_err().contains("1 or more"), "0 would remove the version just loaded");
+        assert!(parse("keep: some\n").unwrap_err().contains("`all`"));
     }
 
     #[test]
