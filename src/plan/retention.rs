@@ -8,7 +8,9 @@ use std::collections::HashSet;
 
 use crate::resolve::reference::ImageRef;
 
-/// The label kindload puts on each image record it loads: when, in Unix milliseconds.
+/// The label kindload puts on each image record it loads: `<Unix milliseconds>:<the record's
+/// name>`. The name tells kindload's record from a copy: containerd 1.x's `ctr images tag`
+/// copies labels onto the new name, which kindload did not give.
 pub const LOADED_LABEL: &str = "io.kindload.loaded";
 
 /// Versions kept per repository when neither `--keep` nor `kindload.yaml` says: the current
@@ -58,7 +60,7 @@ pub struct Record {
     pub name: String,
     /// The manifest or index digest the name points at.
     pub target: String,
-    /// When kindload loaded it (the label's value), if kindload did.
+    /// When kindload loaded it under this name (from the label), if kindload did.
     pub loaded: Option<u64>,
 }
 
@@ -78,9 +80,10 @@ pub fn parse_records(table: &str) -> Vec<Record> {
             if fields.len() < 5 || fields[0] == "REF" || !fields[2].starts_with("sha256:") {
                 return None;
             }
-            let loaded = fields[fields.len() - 1]
-                .split(',')
-                .find_map(|label| label.strip_prefix(LOADED_LABEL)?.strip_prefix('=')?.parse().ok());
+            let loaded = fields[fields.len() - 1].split(',').find_map(|label| {
+                let (at, name) = label.strip_prefix(LOADED_LABEL)?.strip_prefix('=')?.split_once(':')?;
+                (name == fields[0]).then(|| at.parse().ok())?
+            });
             Some(Record { name: fields[0].to_string(), target: fields[2].to_string(), loaded })
         })
         .collect()
@@ -177,8 +180,8 @@ mod tests {
     const CTR_21: &str = include_str!("../../tests/fixtures/containerd-2.1/ctr-images-ls-kindload-versions.txt");
     const CTR_16: &str = include_str!("../../tests/fixtures/containerd-1.6/ctr-images-ls-kindload-versions.txt");
     const CONTAINERS_21: &str = include_str!("../../tests/fixtures/containerd-2.1/ctr-containers-ls.txt");
-    const A_ID: &str = "sha256:090a5f230a804d18b3f247e799b55f04add7500f302a305027c43e06e417bab6";
-    const B_ID: &str = "sha256:c3042f1ac6ecdfa3fd11f2a6b79a9a63c4993461de4fd40886cb17e6768c9aab";
+    const A_ID: &str = "sha256:25df391a9102a1490c3f3117209c6c364a36e02e153084eed799f89225de7f07";
+    const B_ID: &str = "sha256:10623161cf304f23e166d48a8d73056ed3634ad373945e09f87bef619af6deb6";
     const APP: &str = "docker.io/probe/app";
 
     fn record(name: &str, target: &str, loaded: Option<u64>) -> Record {
@@ -196,34 +199,41 @@ mod tests {
             assert_eq!(records.len(), 6);
             assert_eq!(records[0].name, "docker.io/probe/app:a");
             assert_eq!(records[0].loaded, Some(123));
-            assert_eq!(records[4].name, A_ID);
-            assert_eq!(records[4].loaded, None, "CRI's id record carries no label");
+            assert_eq!(records[3].loaded, Some(124), "the registry's name, labelled on its own");
+            assert_eq!(records[5].name, A_ID);
+            assert_eq!(records[5].loaded, None, "CRI's id record carries no label");
+            // app:t was tagged by hand from app:b: ctr 2.1 copies no label, 1.6 copies app:b's,
+            // which names app:b, so neither is kindload's.
+            assert_eq!(records[2].name, "docker.io/probe/app:t");
+            assert_eq!(records[2].loaded, None);
         }
-        // ctr 2.1 does not copy labels on `images tag`; 1.6 does.
-        assert_eq!(parse_records(CTR_21)[2].loaded, None);
-        assert_eq!(parse_records(CTR_16)[2].loaded, Some(124));
+        assert!(CTR_16.lines().nth(3).unwrap().contains("io.kindload.loaded=124:docker.io/probe/app:b"));
         assert_eq!(parse_container_images(CONTAINERS_21), ["docker.io/probe/app:a"]);
         assert_eq!(parse_container_images("CONTAINER IMAGE RUNTIME\nsandbox - io.containerd.runc.v2\n"), [""; 0]);
     }
 
     #[test]
     fn captured_nodes_keep_what_containers_and_foreign_names_hold() {
-        // a is used by container c1; on 2.1 b is also named by the unlabelled app:t.
+        // a is used by container c1; b is also named by app:t, which kindload did not give.
         let (containers, none) = (parse_container_images(CONTAINERS_21), Vec::<String>::new());
         let run = repos(&["docker.io/probe/app:c"]);
-        let on21 = parse_records(CTR_21);
-        assert_eq!(choose(&on21, &containers, &repos(&[APP]), &run, 1), Choice::default());
-        let a_goes = choose(&on21, &none, &repos(&[APP]), &run, 1);
-        assert_eq!(a_goes.versions, ["docker.io/probe/app:a"], "b is named by app:t, which kindload did not label");
-        assert_eq!(a_goes.records, ["docker.io/probe/app:a", A_ID]);
-        // On 1.6, app:t carries the copied label, so b is kindload's; localhost:5001/probe/app
-        // is another repository this run did not load, and keeps b.
-        let on16 = parse_records(CTR_16);
-        assert_eq!(choose(&on16, &none, &repos(&[APP]), &run, 1).versions, ["docker.io/probe/app:a"]);
         let both = repos(&[APP, "localhost:5001/probe/app"]);
-        let all = choose(&on16, &none, &both, &[], 0);
-        assert_eq!(all.records.len(), 6, "every version goes when nothing pins it: {all:?}");
-        assert!(all.records.contains(&B_ID.to_string()));
+        for table in [CTR_21, CTR_16] {
+            let records = parse_records(table);
+            assert_eq!(choose(&records, &containers, &repos(&[APP]), &run, 1), Choice::default());
+            let a_goes = choose(&records, &none, &repos(&[APP]), &run, 1);
+            assert_eq!(a_goes.versions, ["docker.io/probe/app:a"]);
+            assert_eq!(a_goes.records, ["docker.io/probe/app:a", A_ID]);
+            let all = choose(&records, &none, &both, &[], 0);
+            assert_eq!(all, a_goes, "b stays for app:t, whatever is kept");
+            // Without app:t, b's names in both repositories go, with its id record; with only
+            // one repository in scope, the other's name keeps it.
+            let without_t: Vec<Record> = records.iter().filter(|r| !r.name.ends_with(":t")).cloned().collect();
+            let all = choose(&without_t, &none, &both, &[], 0);
+            assert_eq!(all.records.len(), 5, "{all:?}");
+            assert!(all.records.contains(&B_ID.to_string()));
+            assert_eq!(choose(&without_t, &none, &repos(&[APP]), &[], 0).versions, ["docker.io/probe/app:a"]);
+        }
     }
 
     #[test]

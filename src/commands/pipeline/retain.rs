@@ -10,7 +10,7 @@ use crate::resolve::holdings::{parse_survey, section, Section, READY};
 use crate::resolve::reference::ImageRef;
 
 /// The retention, as a shell function: `retain KEEP STAMP NAMES...`, printing as the survey
-/// does (its `s`). Labels each name as loaded at STAMP; unless KEEP is `all`, lists every
+/// does (its `s`). Labels each name as loaded at STAMP under that name; unless KEEP is `all`, lists every
 /// record naming the content of a labelled one (`versions`) and the containers, beside each
 /// other, prints [`READY`] and reads the records to remove, one per line up to `@@end`,
 /// then removes them in one `rm --sync` between two `du -sb` of containerd's root.
@@ -18,7 +18,7 @@ macro_rules! retain_function {
     () => {
         r#"retain() {
 keep=$1; stamp=$2; shift 2
-for a; do s "label:$a" ctr -n k8s.io images label "$a" "io.kindload.loaded=$stamp"; done
+for a; do s "label:$a" ctr -n k8s.io images label "$a" "io.kindload.loaded=$stamp:$a"; done
 [ "$keep" = all ] && return 0
 held=$(mktemp); ctr -n k8s.io containers ls >"$held" 2>&1 & listing=$!
 first=$(ctr -n k8s.io images ls 'labels."io.kindload.loaded"' 2>&1); r=$?
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn the_script_writes_the_label_the_choice_reads() {
         let script = retain_function!();
-        assert!(script.contains(&format!("\"{}=$stamp\"", retention::LOADED_LABEL)));
+        assert!(script.contains(&format!("\"{}=$stamp:$a\"", retention::LOADED_LABEL)));
         assert!(script.contains(&format!("'labels.\"{}\"'", retention::LOADED_LABEL)));
     }
 
@@ -227,7 +227,7 @@ mod tests {
         let stand_in = concat!(
             "exec 3>&2\n",
             "ctr() { echo \"$*\" >&3; case \"$3 $4\" in\n",
-            "'images ls') echo 'REF TYPE DIGEST SIZE PLATFORMS LABELS'; echo 'docker.io/library/app:1 t sha256:m1 1 kB linux/amd64 io.kindload.loaded=5' ;;\n",
+            "'images ls') echo 'REF TYPE DIGEST SIZE PLATFORMS LABELS'; echo 'docker.io/library/app:1 t sha256:m1 1 kB linux/amd64 io.kindload.loaded=5:docker.io/library/app:1' ;;\n",
             "'containers ls') echo 'CONTAINER IMAGE RUNTIME' ;; esac; }\n",
             "du() { echo \"$((1000 + $(cat \"$DU_STATE\" 2>/dev/null || echo 500))) /var/lib/containerd\"; echo 0 >\"$DU_STATE\"; }\n",
         );
@@ -265,7 +265,10 @@ mod tests {
         );
         assert_eq!(calls[0], "-n k8s.io images tag --force app:2 sha256:c2");
         assert_eq!(calls[1], "-n k8s.io images rm --sync sha256:c0");
-        assert_eq!(calls[2], "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77");
+        assert_eq!(
+            calls[2],
+            "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77:docker.io/library/app:2"
+        );
         assert!(calls.contains(&"-n k8s.io images ls labels.\"io.kindload.loaded\"".to_string()), "{calls:?}");
         assert!(calls.contains(&"-n k8s.io images ls target.digest==sha256:m1".to_string()), "{calls:?}");
         assert!(calls.contains(&"-n k8s.io containers ls".to_string()), "{calls:?}");
