@@ -418,6 +418,38 @@ def summary(raw_path, out_path, opts):
         result["cases"]["disk_growth"] = growth
         w("  (du -sb /var/lib/containerd in each node: before the first load, after the first, after the last; mean over nodes)")
 
+    # 4b. disk growth with a new tag per build: K versions kept. One copy C (the first load)
+    # holds the base and one changed layer; a changed layer's footprint on the node is
+    # L = C * top / (base + top) (its blob and its unpacked snapshot, as C's). What the
+    # builds hold beyond the base is (after_last - before) - (C - L); target <= 1.05 * K * L.
+    tagged = {}
+    for r in rows:
+        if r["case"] != "disk_growth_tags":
+            continue
+        if not tagged:
+            w(rule)
+        grow = statistics.mean(a - b for a, b in zip(r["after_last"], r["before"])) / MIB
+        one_copy = statistics.mean(f - b for f, b in zip(r["after_first"], r["before"])) / MIB
+        layer = one_copy * r["top_mib"] / (r["base_mib"] + r["top_mib"])
+        versions = (grow - (one_copy - layer)) / layer if layer else None
+        bound = 1.05 * r["keep"] * layer
+        met = versions is not None and grow - (one_copy - layer) <= bound
+        tagged[r["tool"]] = {"builds": r["builds"], "keep": r["keep"], "nodes": len(r["before"]),
+                             "growth_mib_per_node": grow, "one_copy_mib_per_node": one_copy,
+                             "changed_layer_mib_per_node": layer, "changed_layers_held": versions,
+                             "target_changed_layers": 1.05 * r["keep"], "raw": r}
+        w(f"node disk after {r['builds']} builds, a new tag each ({r['base_mib']} MiB + {r['top_mib']} MiB changing), {r['tool']:<8}: "
+          f"+{grow:8.1f} MiB/node = base + {versions:5.2f} changed layers of {layer:.1f} MiB"
+          f"  (K = {r['keep']}: <= {1.05 * r['keep']:.2f}: {verdict(met)})")
+        if r["tool"] == "kindload":
+            targets.append((f"node disk after {r['builds']} builds, a new tag each: K = {r['keep']} versions",
+                            f"{versions:.2f} changed layers (kind: "
+                            f"{tagged.get('kind', {}).get('changed_layers_held') or 0:.2f})", met))
+    if tagged:
+        result["cases"]["disk_growth_tags"] = tagged
+        w("  (du -sb /var/lib/containerd in each node: before the first load, after the first, after the last; mean over nodes;")
+        w("   a changed layer's footprint is the first load's growth x top / (base + top), its blob and its snapshot)")
+
     for tool, case in (("kind", "growth_reload"), ("kindload", "growth_reload"), ("kindload+registry", "growth_reload_registry")):
         later = [r["seconds"] for r in timed if r["case"] == case and r["tool"] == ("kind" if tool == "kind" else "kindload")
                  and r["round"] > 1]
@@ -425,6 +457,12 @@ def summary(raw_path, out_path, opts):
             g = stats(later)
             result["cases"].setdefault("growth_reloads", {})[tool] = g
             w(f"  each of those reloads after the first, {tool:<17}: median {g['median']:.2f} s (min {g['min']:.2f}, max {g['max']:.2f}, n {g['n']})")
+    for tool in ("kind", "kindload"):
+        later = [r["seconds"] for r in timed if r["case"] == "growth_tag_load" and r["tool"] == tool and r["round"] > 1]
+        if later:
+            g = stats(later)
+            result["cases"].setdefault("growth_tag_loads", {})[tool] = g
+            w(f"  each of the new-tag loads after the first, {tool:<8}: median {g['median']:.2f} s (min {g['min']:.2f}, max {g['max']:.2f}, n {g['n']})")
     reload_bytes = values("reload_1mb_change", "kindload", "bytes_sent")
     if reload_bytes:
         w(f"kindload bytes sent on the 1 MiB-change reload (all nodes): median {statistics.median(reload_bytes) / MIB:.1f} MiB")
@@ -444,7 +482,7 @@ def summary(raw_path, out_path, opts):
       f"{'; podman ' + m['podman'] if m.get('podman') else ''}; {m['date']}; "
       f"load average at the end {' '.join(m['loadavg_at_end'])}")
     w(f"config: containerd {opts.get('containerd')} nodes, {opts.get('rounds')} round(s), image {opts.get('big')}"
-      f"{', quick' if opts.get('quick') == '1' else ''}; cases {opts.get('cases', 'kind,floor,rss,growth')}"
+      f"{', quick' if opts.get('quick') == '1' else ''}; cases {opts.get('cases', 'kind,floor,rss,growth,tags')}"
       f"{'; sources ' + opts['sources'] if opts.get('sources') else ''}; {opts.get('kindload_version')} at {opts.get('commit')}")
     result["table"] = lines
     with open(out_path, "w") as f:

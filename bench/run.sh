@@ -5,7 +5,7 @@
 # See README.md, section "Benchmark".
 #
 #   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick] [--results FILE]
-#                [--cases kind,floor,rss,growth,registry,parallel] [--sources docker,containerd-store,podman]
+#                [--cases kind,floor,rss,growth,tags,registry,parallel] [--sources docker,containerd-store,podman]
 #                [--soak N]
 #
 # Needs the test bed (run `tests/run.sh` once first): Docker, the node image
@@ -22,7 +22,7 @@ containerd=2.1
 quick=0
 snapshotter=overlayfs
 results=$BENCH_DIR/results/latest.json
-cases=kind,floor,rss,growth,registry,parallel
+cases=kind,floor,rss,growth,tags,registry,parallel
 sources=docker,containerd-store,podman
 soak=
 
@@ -55,7 +55,7 @@ case $containerd in 1.6 | 1.7 | 2.1) ;; *) echo "--containerd must be 1.6, 1.7 o
 IFS=, read -r -a CASES <<<"$cases"
 IFS=, read -r -a SOURCES <<<"$sources"
 for c in "${CASES[@]}"; do
-  case $c in kind | floor | rss | growth | registry | parallel) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, registry, parallel)" >&2; exit 2 ;; esac
+  case $c in kind | floor | rss | growth | tags | registry | parallel) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, tags, registry, parallel)" >&2; exit 2 ;; esac
 done
 for s in "${SOURCES[@]}"; do
   case $s in docker | containerd-store | podman) ;; *) echo "--sources: unknown source '$s' (docker, containerd-store, podman)" >&2; exit 2 ;; esac
@@ -773,6 +773,7 @@ parallel_round() {
 
 BIG=kindload-bench-$$/app:v1
 GROWTH=kindload-bench-$$/growth:v1
+TAGGED=kindload-bench-$$/tagged # case 4b: a new tag per build, as Skaffold and Tilt deploy
 RSS=kindload-bench-$$/big:v1
 REG=kindload-bench-$$/reg:v1 # case 8, in each source's own store
 REG_BASE=kindload-bench-$$/reg:base
@@ -938,6 +939,41 @@ if selected growth; then
       remove_network
       reset_source
     fi
+    log "  $tool done"
+  done
+fi
+
+if selected tags; then
+  # 4b. node disk growth when every build gets a new tag (Skaffold deploys <repo>:<image id>,
+  # Tilt tilt-build-<time>): nothing supersedes, so only kindload's retention (--keep,
+  # default 2) bounds what the nodes hold; kind's algorithm beside it
+  log "disk growth, a new tag per build: $growth_reloads builds of $growth_base_mb MiB + $growth_top_mb MiB (changing), per tool"
+  make_context "$WORK/ctx-tagged" 1 "$growth_base_mb" "$growth_top_mb"
+  for tool in kind kindload; do
+    new_cluster 3
+    before=()
+    for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
+    previous=
+    for ((i = 1; i <= growth_reloads; i++)); do
+      build_image "$WORK/ctx-tagged" "$TAGGED:b$i" "$growth_top_mb"
+      run_tool "$tool" growth_tag_load "$i" "$TAGGED:b$i" "$CLUSTER"
+      # the engine keeps only the newest build (untimed): the nodes are what is measured
+      [ -z "$previous" ] || engine docker image rm "$previous" >/dev/null
+      previous=$TAGGED:b$i
+      if [ "$i" = 1 ]; then
+        sleep 2 # let containerd's garbage collector settle before measuring
+        first=()
+        for node in "${NODES[@]}"; do first+=("$(node_disk_bytes "$node")"); done
+      fi
+    done
+    sleep 2
+    after=()
+    for node in "${NODES[@]}"; do after+=("$(node_disk_bytes "$node")"); done
+    engine docker image rm "$previous" >/dev/null
+    printf '{"case": "disk_growth_tags", "tool": "%s", "keep": 2, "builds": %s, "base_mib": %s, "top_mib": %s, "before": [%s], "after_first": [%s], "after_last": [%s]}\n' \
+      "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
+      "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
+    remove_cluster
     log "  $tool done"
   done
 fi

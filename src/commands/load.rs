@@ -8,7 +8,7 @@ use super::context::env;
 use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
-use crate::report::{node_line, LoadReport};
+use crate::report::{node_line, retention_line, LoadReport};
 use crate::request::build_artifacts::parse_build_artifacts;
 use crate::request::cli::{LoadArgs, OutputFormat, SelectArgs, VerifyArgs};
 use crate::request::config::OnFailure;
@@ -264,6 +264,13 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
                     } else {
                         ctx.say(line);
                     }
+                }
+            }
+            for retention in &report.retention {
+                match retention_line(retention) {
+                    Some(line) if retention.error.is_some() => eprintln!("{line}"),
+                    Some(line) => ctx.say(line),
+                    None => {}
                 }
             }
         }

@@ -20,6 +20,9 @@ pub struct LoadReport {
     /// Why the load stopped before every node's outcome was known (then `ok` is false and
     /// `images` empty); null when each node's outcome is in `images`.
     pub error: Option<String>,
+    /// Per node that took a load, the older versions of the loaded repositories removed by
+    /// the retention policy (`--keep`, `keep:` in kindload.yaml); empty with `--keep all`.
+    pub retention: Vec<RetentionReport>,
 }
 
 impl LoadReport {
@@ -32,8 +35,27 @@ impl LoadReport {
             ok: false,
             images: Vec::new(),
             error: Some(format!("{error}{fix}")),
+            retention: Vec::new(),
         }
     }
+}
+
+/// What the retention policy removed from one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RetentionReport {
+    pub node: String,
+    /// The names of the versions removed (each with CRI's id record of its content): those
+    /// kindload loaded earlier into the same repository, beyond the newest `--keep`, that no
+    /// container uses, this run does not name and no other name refers to.
+    pub removed: Vec<String>,
+    /// Bytes freed on the node: how much `du -sb /var/lib/containerd` inside it shrank across
+    /// the removal (content blobs and unpacked snapshots that only the removed versions
+    /// held; anything else changing on the node at that moment counts too). 0 when nothing
+    /// was removed.
+    pub bytes_freed: u64,
+    /// Why labelling, listing or removing failed on the node; absent on success. The load
+    /// itself is verified apart from this.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -135,6 +157,28 @@ pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -
     line
 }
 
+/// One line for a node the retention removed something from (or failed on), e.g.
+/// `kind-worker  removed 2 older versions (docker.io/library/app:b1, docker.io/library/app:b2), freed 20.1 MiB`.
+pub fn retention_line(retention: &RetentionReport) -> Option<String> {
+    let mut line = match retention.removed.len() {
+        0 => String::new(),
+        n => format!(
+            "{}  removed {n} older version{} ({}), freed {}",
+            retention.node,
+            if n == 1 { "" } else { "s" },
+            retention.removed.join(", "),
+            human_bytes(retention.bytes_freed)
+        ),
+    };
+    if let Some(error) = &retention.error {
+        if line.is_empty() {
+            line = retention.node.clone();
+        }
+        line.push_str(&format!("\n    {error}"));
+    }
+    (!line.is_empty()).then_some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,8 +226,23 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"cluster": "dev", "provider": "docker", "ok": false, "images": [],
-                "error": "exporting app:dev from podman failed: EOF; run it again"})
+                "error": "exporting app:dev from podman failed: EOF; run it again", "retention": []})
         );
+    }
+
+    #[test]
+    fn retention_lines_name_what_went_and_what_it_freed() {
+        let mut r = RetentionReport { node: "kind-worker".into(), ..Default::default() };
+        assert_eq!(retention_line(&r), None, "nothing removed, nothing to say");
+        r.removed = vec!["docker.io/library/app:b1".into()];
+        r.bytes_freed = 20 << 20;
+        assert_eq!(
+            retention_line(&r).unwrap(),
+            "kind-worker  removed 1 older version (docker.io/library/app:b1), freed 20.0 MiB"
+        );
+        r.removed.clear();
+        r.error = Some("labelling x failed".into());
+        assert_eq!(retention_line(&r).unwrap(), "kind-worker\n    labelling x failed");
     }
 
     #[test]

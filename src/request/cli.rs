@@ -121,6 +121,11 @@ pub struct TransferArgs {
     #[arg(long)]
     pub sideload: bool,
 
+    /// Versions of each repository a node keeps of those kindload loaded (older ones are removed
+    /// unless a container uses them), or `all` to remove none [default: `keep:` in kindload.yaml, else 2]
+    #[arg(long, value_name = "N|all", value_parser = crate::plan::retention::Keep::parse)]
+    pub keep: Option<crate::plan::retention::Keep>,
+
     /// Largest layer (MiB) kept in a temporary file when nodes differ on it and only its bytes tell which it is
     #[arg(long, value_name = "MIB", env = "KINDLOAD_SPOOL_LIMIT_MIB", default_value_t = 1024)]
     pub spool_limit: u64,
@@ -344,6 +349,22 @@ mod tests {
         let Command::Load(args) = cli.command else { panic!("not load") };
         assert!(args.transfer.full && args.transfer.keep_superseded);
         assert_eq!(args.transfer.spool_limit, 8);
+        assert_eq!(args.transfer.keep, None);
+    }
+
+    #[test]
+    fn keep_takes_a_count_or_all() {
+        use crate::plan::retention::Keep;
+        let keep = |word: &str| {
+            let cli = Cli::try_parse_from(["kindload", "build", "--keep", word])?;
+            let Command::Build(args) = cli.command else { panic!("not build") };
+            Ok::<_, clap::Error>(args.transfer.keep)
+        };
+        assert_eq!(keep("1").unwrap(), Some(Keep::Newest(1)));
+        assert_eq!(keep("all").unwrap(), Some(Keep::All));
+        let err = keep("0").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("1 or more"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,52 @@ pub struct Config {
     /// Seconds a step may make no progress before it is stopped and the load fails (default 60);
     /// below --stall-timeout and KINDLOAD_STALL_TIMEOUT.
     pub stall_timeout_seconds: Option<u64>,
+    /// Versions of each repository a node keeps of those kindload loaded: a count (default 2,
+    /// the current one and the one a rollback needs) or `all` (nothing removed); below --keep.
+    pub keep: Option<KeepSetting>,
+}
+
+/// `keep:` in kindload.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum KeepSetting {
+    Count(std::num::NonZeroU32),
+    All(KeepAll),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepAll {
+    All,
+}
+
+impl<'de> Deserialize<'de> for KeepSetting {
+    /// By hand, so that a wrong value is named with what is accepted.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Word(String),
+        }
+        let wrong = || serde::de::Error::custom("keep: give a number of versions, 1 or more, or `all`");
+        match Raw::deserialize(deserializer).map_err(|_| wrong())? {
+            Raw::Count(n) => {
+                u32::try_from(n).ok().and_then(std::num::NonZeroU32::new).map(KeepSetting::Count).ok_or_else(wrong)
+            }
+            Raw::Word(word) if word == "all" => Ok(KeepSetting::All(KeepAll::All)),
+            Raw::Word(_) => Err(wrong()),
+        }
+    }
+}
+
+impl From<KeepSetting> for crate::plan::retention::Keep {
+    fn from(setting: KeepSetting) -> Self {
+        match setting {
+            KeepSetting::Count(n) => crate::plan::retention::Keep::Newest(n.get()),
+            KeepSetting::All(_) => crate::plan::retention::Keep::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -80,7 +126,7 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
     parse(&text).map_err(|e| {
         Error::input(
             format!("{} is not a valid kindload config: {e}", path.display()),
-            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull",
+            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull, keep",
         )
     })
 }
@@ -108,6 +154,16 @@ mod tests {
         assert_eq!(cfg.insecure_registries, ["registry.lan:5000"]);
         assert_eq!(cfg.pull, Some(PullPolicy::Never));
         assert!(parse("pull: sometimes\n").is_err());
+    }
+
+    #[test]
+    fn keep_is_a_count_or_all() {
+        use crate::plan::retention::Keep;
+        assert_eq!(parse("keep: 3\n").unwrap().keep.map(Keep::from), Some(Keep::Newest(3)));
+        assert_eq!(parse("keep: all\n").unwrap().keep.map(Keep::from), Some(Keep::All));
+        assert_eq!(parse("cluster: dev\n").unwrap().keep, None);
+        assert!(parse("keep: 0\n").unwrap_err().contains("1 or more"), "0 would remove the version just loaded");
+        assert!(parse("keep: some\n").unwrap_err().contains("`all`"));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The load for resolved images, over the cluster's selected nodes, one stage per file:
 //! survey nodes and plan per node, retag (`plan`) → transfer what each lacks (`stream`)
-//! → drop what was superseded (`tidy`) → verify (`verify`) → report (`report`).
+//! → drop what was superseded and older versions beyond `--keep` (`tidy`, `retain`) →
+//! verify (`verify`) → report (`report`).
 //! `images` turns archives and engine images into what the stages load.
 
 mod images;
 mod plan;
 mod registry;
 mod report;
+mod retain;
 mod stream;
 mod tidy;
 mod verify;
@@ -17,8 +19,9 @@ use std::time::Duration;
 use super::Context;
 use crate::error::Result;
 use crate::exec::Runner;
+use crate::plan::retention::Keep;
 use crate::plan::Action;
-use crate::report::{LoadReport, Transport};
+use crate::report::{LoadReport, RetentionReport, Transport};
 use crate::request::cli::SelectArgs;
 use crate::resolve::cluster::ClusterName;
 use crate::resolve::engine::EngineKind;
@@ -56,6 +59,8 @@ pub struct LoadOptions {
     pub spool_max: u64,
     /// Never through the cluster's registry.
     pub sideload: bool,
+    /// Versions of a repository each node keeps (`--keep`); None: kindload.yaml's, else 2.
+    pub keep: Option<Keep>,
 }
 
 impl LoadOptions {
@@ -65,6 +70,7 @@ impl LoadOptions {
             keep_superseded: args.keep_superseded,
             spool_max: args.spool_limit << 20,
             sideload: args.sideload,
+            keep: args.keep,
         }
     }
 }
@@ -196,6 +202,8 @@ impl Pipeline<'_> {
         wanted: &[String],
         cluster: &str,
     ) -> Result<(LoadReport, Vec<Image>)> {
+        self.run_names = images.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)).collect();
+        self.run_names.extend(registry::pushed_names(&self.route, &images));
         let mut outcomes = match &archive {
             _ if !transfer => self.untouched(&images),
             Some(Source::Stdin) => {
@@ -225,6 +233,14 @@ struct Pipeline<'a> {
     sessions: registry::Sessions,
     /// The import locks of the nodes this run is sending to (see `transfer::lock`).
     locks: std::sync::Mutex<crate::transfer::lock::NodeLocks>,
+    /// Versions of a repository each node keeps.
+    keep: Keep,
+    /// When this run loaded (Unix ms): the label's value on every name it loads.
+    stamp: u64,
+    /// Every name this run loads, the registry's included: never removed as an older version.
+    run_names: Vec<String>,
+    /// What the retention removed, per node.
+    retained: std::sync::Mutex<Vec<RetentionReport>>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -253,7 +269,23 @@ impl<'a> Pipeline<'a> {
             })
             .collect();
         let settle = Duration::from_secs(ctx.config.verify.settle_seconds);
-        Pipeline { ctx, provider, nodes, before, settle, options, route, early, sessions, locks: Default::default() }
+        let keep = options.keep.or(ctx.config.keep.map(Keep::from)).unwrap_or_default();
+        Pipeline {
+            ctx,
+            provider,
+            nodes,
+            before,
+            settle,
+            options,
+            route,
+            early,
+            sessions,
+            keep,
+            stamp: retain::stamp(),
+            run_names: Vec::new(),
+            retained: Default::default(),
+            locks: Default::default(),
+        }
     }
 
     fn runner(&self) -> &dyn Runner {

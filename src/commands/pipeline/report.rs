@@ -51,7 +51,15 @@ impl Pipeline<'_> {
             .collect();
         let ok =
             !self.nodes.is_empty() && !images.is_empty() && images.iter().all(|i| i.nodes.iter().all(|n| n.verified));
-        LoadReport { cluster: cluster.to_string(), provider: self.provider.name().to_string(), ok, images, error: None }
+        let retention = self.retained.lock().expect("retention reports").clone();
+        LoadReport {
+            cluster: cluster.to_string(),
+            provider: self.provider.name().to_string(),
+            ok,
+            images,
+            retention,
+            error: None,
+        }
     }
 }
 

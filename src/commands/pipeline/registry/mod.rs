@@ -11,18 +11,20 @@ mod push;
 
 use std::path::PathBuf;
 
-use super::{Outcome, Outcomes, Pipeline};
+use super::{retain, Outcome, Outcomes, Pipeline};
 use crate::commands::registry::{host_address, loopback};
 use crate::commands::via_registry::registry_repo;
 use crate::commands::Context;
 use crate::error::Result;
 use crate::exec::Runner;
+use crate::plan::Action;
 use crate::registry::client::Client;
 use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
 use crate::resolve::image::Image;
 use crate::resolve::node::{Node, RegistryHost};
 use crate::resolve::platform;
 use crate::resolve::provider::Provider;
+use crate::resolve::reference::ImageRef;
 use pull::NodePull;
 use push::{push_image, pushed_name};
 
@@ -221,7 +223,22 @@ impl Pipeline<'_> {
                     let session = sessions.remove(&node.name);
                     let handle = scope.spawn(move || {
                         let mut session = session?;
-                        let outcome = pull::pull(&mut session, node, route, image, reference, &plan);
+                        let mut outcome = pull::pull(&mut session, node, route, image, reference, &plan);
+                        if outcome.action == Action::Loaded {
+                            // The registry's name too: it is kindload's, and names the version.
+                            let mut labelled: Vec<String> = image.names.iter().map(ImageRef::normalized).collect();
+                            labelled.push(reference.to_string());
+                            let scope =
+                                retain::Scope { keep: self.keep, labelled: &labelled, run_names: &self.run_names };
+                            match pull::retain(&mut session, node, &scope, self.stamp) {
+                                Ok(Some(report)) => retain::record(&self.retained, report),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    let why = format!("{}: removing older versions failed: {e}", node.name);
+                                    outcome.error.get_or_insert(why);
+                                }
+                            }
+                        }
                         Some((session, outcome))
                     });
                     (n, handle)

@@ -1,11 +1,14 @@
 //! Each node's session: surveyed in one `exec` that stays open, then told on its stdin to
-//! pull, move the names, remove the superseded version and read back what it holds.
+//! pull, move the names, remove the superseded version and read back what it holds, and
+//! after each pull to label what it pulled and remove older versions (`retain`).
 
 use std::time::Instant;
 
 use super::{Outcome, Route};
-use crate::exec::Session;
+use crate::commands::pipeline::retain;
+use crate::exec::{ExecError, Session};
 use crate::plan::Action;
+use crate::report::RetentionReport;
 use crate::report::Transport;
 use crate::resolve::holdings::{parse_survey, section, survey_functions, Asked, Holdings, Section, READY};
 use crate::resolve::image::Image;
@@ -119,16 +122,19 @@ if [ -n "$doomed" ]; then wait; cat "$gone"; rm -f "$gone"; fi
 
 /// A node's session: the light survey (with the registry hosts), then, for each pull it is
 /// told (its arguments one per line, then `@@end`), the pull's output under `@@kindload
-/// pulled <status>`, the status and any error first. It waits with [`READY`] before each.
+/// pulled <status>`, the status and any error first; told `@@retain` and the retention's
+/// arguments, the retention, which converses on its own. It waits with [`READY`] before each.
 const SESSION: &str = concat!(
     survey_functions!(),
     pull_function!(),
+    crate::commands::pipeline::retain::retain_function!(),
     r#"survey light "$@"
 while :; do
   printf '@@kindload ready 0\n'
   set --; a=
   while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
   [ "$a" = @@end ] || exit 0
+  if [ "$1" = @@retain ]; then shift; retain "$@"; continue; fi
   o=$( (pull "$@") 2>&1 ); printf '@@kindload pulled %s\n%s\n' "$?" "$o"
 done
 "#
@@ -184,6 +190,22 @@ pub(super) fn pull(
         Some(s) => failed(&s.body.trim()),
         None => failed(&"the node printed no result"),
     }
+}
+
+/// After a pull, in the same session: the names pulled labelled as kindload's and, unless
+/// every version is kept, the older versions of their repositories removed.
+pub(super) fn retain(
+    session: &mut Session,
+    node: &Node,
+    scope: &retain::Scope,
+    stamp: u64,
+) -> Result<Option<RetentionReport>, ExecError> {
+    let mut lines = vec!["@@retain".to_string(), scope.keep.word(), stamp.to_string()];
+    lines.extend(scope.labelled.iter().cloned());
+    lines.push("@@end".into());
+    session.send(&lines)?;
+    let listed = parse_survey(&session.read_until(READY)?);
+    retain::settle(session, &node.name, &listed, scope)
 }
 
 /// The verdict from what the node printed after the pull, when it proves the load; else
