@@ -41,7 +41,7 @@ while ! mkdir "$l" 2>/dev/null; do
     continue
   fi
   printf '@@kindload waiting %s\n' "$(cat "$l/who" "$l/progress" 2>/dev/null | tr '\n' ' ')"
-  sleep 0.25
+  sleep 0.1
 done
 echo $$ > "$l/pid"
 printf '%s\n' "$1" > "$l/who"

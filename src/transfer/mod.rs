@@ -104,16 +104,21 @@ impl Lane {
 
 /// Streams `source` into the targets' containerd at once: the export runs once, each node
 /// gets the blobs it lacks. Per-node failures are returned, not raised.
+/// `export` is `source` opened already (an engine's save started early), else it is opened here.
 pub fn stream(
     provider: Provider,
     targets: Vec<Target>,
     source: &Source,
+    export: Option<Export>,
     hints: &LayerHints,
     options: &Options,
     namer: &Namer,
 ) -> Result<Transferred> {
     let started = Instant::now();
-    let mut export = Export::open(source)?;
+    let mut export = match export {
+        Some(export) => export,
+        None => Export::open(source)?,
+    };
     let mut lanes: Vec<Lane> = targets
         .into_iter()
         .map(|t| {

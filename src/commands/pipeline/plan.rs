@@ -12,7 +12,7 @@ use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::records::CtrImage;
 use crate::transfer::archive::ArchiveImage;
-use crate::transfer::export::Source;
+use crate::transfer::export::{Export, Source};
 use crate::transfer::{import, lock};
 
 impl Pipeline<'_> {
@@ -61,15 +61,25 @@ impl Pipeline<'_> {
         let pulled = pulled?;
         let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
+        let groups = sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n)));
+        // An engine's save spends most of its time before its first byte (Docker writes the
+        // whole archive aside first): started now, that time passes while the nodes' locks
+        // are awaited, not while they are held. Until read, it waits on a full pipe.
+        let mut exports: Vec<Option<Export>> = groups
+            .iter()
+            .map(|(source, _)| matches!(source, Source::Engine { .. }).then(|| Export::open(source).ok()).flatten())
+            .collect();
         self.take_turns(&receiving, &names_of(&images.iter().collect::<Vec<_>>()));
-        for (source, members) in sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n))) {
+        for (g, (source, members)) in groups.into_iter().enumerate() {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
             let namer = |found: &[ArchiveImage]| names_for_group(found, &group, &source);
             let hints = LayerHints::new(&group.iter().map(|i| i.layers.clone()).collect::<Vec<_>>())
                 .with_platforms(group.iter().flat_map(|i| i.by_platform.clone()).collect());
             let estimate: Option<u64> = source.size().or_else(|| group.iter().map(|i| i.size).sum());
-            let (found, per_node) = self.stream(&targets, &source, &hints, estimate, &namer, &names_of(&group))?;
+            let export = exports[g].take();
+            let (found, per_node) =
+                self.stream(&targets, &source, export, &hints, estimate, &namer, &names_of(&group))?;
             for &i in &members {
                 learn_identity(&mut images[i], &found);
             }

@@ -17,7 +17,7 @@ use crate::report::Transport;
 use crate::resolve::image::Image;
 use crate::resolve::reference::ImageRef;
 use crate::transfer::archive::ArchiveImage;
-use crate::transfer::export::Source;
+use crate::transfer::export::{Export, Source};
 use crate::transfer::{self, import, Target};
 
 impl Pipeline<'_> {
@@ -45,7 +45,7 @@ impl Pipeline<'_> {
             *chosen.borrow_mut() = images;
             Ok(names)
         };
-        let (_, per_node) = self.stream(&targets, &Source::Stdin, &LayerHints::default(), None, &namer, &[])?;
+        let (_, per_node) = self.stream(&targets, &Source::Stdin, None, &LayerHints::default(), None, &namer, &[])?;
         let images = chosen.into_inner();
         let mut outcomes: Outcomes = images
             .iter()
@@ -70,6 +70,7 @@ impl Pipeline<'_> {
         &self,
         targets: &[usize],
         source: &Source,
+        export: Option<Export>,
         hints: &LayerHints,
         estimate: Option<u64>,
         namer: &transfer::Namer,
@@ -87,9 +88,11 @@ impl Pipeline<'_> {
         }
         let targets = &targets[..];
         if targets.is_empty() {
+            // nobody to read it: the save ends on its closed pipe
+            let _ = export.map(Export::finish);
             return Ok((Vec::new(), per_node));
         }
-        let first = match self.pass(targets, source, hints, estimate, namer, HashMap::new()) {
+        let first = match self.pass(targets, source, export, hints, estimate, namer, HashMap::new()) {
             Ok(t) => t,
             Err(e) => {
                 for &n in targets {
@@ -108,7 +111,7 @@ impl Pipeline<'_> {
             // A size guess proved wrong on these nodes: export again and decide by the
             // digests the first pass read.
             let paths = std::mem::take(&mut transferred.paths);
-            let second = self.pass(&again, source, hints, estimate, namer, paths)?;
+            let second = self.pass(&again, source, None, hints, estimate, namer, paths)?;
             for result in second.nodes {
                 if let Some(slot) = transferred.nodes.iter_mut().find(|r| r.node == result.node) {
                     let sent = slot.sent;
@@ -147,10 +150,12 @@ impl Pipeline<'_> {
 
     /// One export streamed to `targets`, each deciding what it lacks (by `known` digests
     /// of the archive's paths when an earlier pass read them).
+    #[allow(clippy::too_many_arguments)]
     fn pass(
         &self,
         targets: &[usize],
         source: &Source,
+        export: Option<Export>,
         hints: &LayerHints,
         estimate: Option<u64>,
         namer: &transfer::Namer,
@@ -181,7 +186,7 @@ impl Pipeline<'_> {
         let options = transfer::Options { spool_max: self.options.spool_max, known };
         let nodes: Vec<&str> = targets.iter().map(|&n| self.nodes[n].name.as_str()).collect();
         let result = self.telling_waiters(&nodes, &progress.counters, || {
-            transfer::stream(self.provider, lanes, source, hints, &options, namer)
+            transfer::stream(self.provider, lanes, source, export, hints, &options, namer)
         });
         progress.finish();
         result
