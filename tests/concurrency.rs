@@ -70,10 +70,11 @@ fn build_random(engine: &str, tag: &str, from: &str, file: &str, bytes: usize) -
     build_ok(engine, &["-q", "-t", tag], dir.path())
 }
 
-/// The environment of one run: where kindload keeps its state (a registry's CA and record).
+/// The environment of the runs: where kindload keeps its state, and the cluster's registry
+/// once `up` made it (removed with the runs).
 struct Runs {
     state: tempfile::TempDir,
-    registry: Option<String>,
+    registry: Option<TestRegistry>,
 }
 
 impl Runs {
@@ -82,17 +83,14 @@ impl Runs {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindload"));
-        for var in host_settings() {
-            cmd.env_remove(var);
+        match &self.registry {
+            Some(registry) => registry.command(),
+            None => {
+                let mut cmd = kindload_command();
+                cmd.env("KINDLOAD_STATE_DIR", self.state.path()).env("CONTAINERS_CONF", podman_containers_conf());
+                cmd
+            }
         }
-        cmd.env("KUBECONFIG", no_kubeconfig())
-            .env("KINDLOAD_STATE_DIR", self.state.path())
-            .env("CONTAINERS_CONF", podman_containers_conf());
-        if let Some(name) = &self.registry {
-            cmd.env("KINDLOAD_REGISTRY", name);
-        }
-        cmd
     }
 
     /// Starts every run at once and waits for each, killing any still running at the deadline.
@@ -118,24 +116,10 @@ impl Runs {
     }
 
     fn up(&mut self, cluster: &TestCluster) {
-        let name = format!("{}-registry", cluster.name);
-        self.registry = Some(name);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        ensure_registry_image(&cluster.provider);
-        let up = self
-            .command()
-            .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE])
-            .args(["--port", &port.to_string()])
-            .output()
-            .unwrap();
+        let registry = TestRegistry::new(&cluster.provider, format!("{}-registry", cluster.name));
+        let up = registry.up(cluster).output().unwrap();
+        self.registry = Some(registry);
         assert!(up.status.success(), "registry up: {}", String::from_utf8_lossy(&up.stderr));
-    }
-
-    fn down(&self, provider: &str) {
-        if let Some(name) = &self.registry {
-            let _ = run(engine_command(provider).args(["rm", "-f", name]));
-            let _ = run(engine_command(provider).args(["volume", "rm", &format!("{name}-data")]));
-        }
     }
 }
 
@@ -272,7 +256,7 @@ fn mixed(provider: &'static str, containerd: &'static str) {
     let mut runs = Runs::new();
     runs.up(&cluster);
     let ended = runs.all_at_once(&cluster, provider, &three_apps_and_one_twice(&family, &[&[], &[], &["--sideload"]]));
-    runs.down(provider);
+    drop(runs);
     for run in &ended {
         run.assert_ok();
     }
@@ -313,7 +297,7 @@ fn eight_runs_into_five_nodes(through_registry: bool) {
     let all: Vec<Vec<String>> =
         (0..8).map(|_| images.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect()).collect();
     let ended = runs.all_at_once(&cluster, "docker", &all);
-    runs.down("docker");
+    drop(runs);
     for run in &ended {
         run.assert_ok();
         assert_eq!(run.json["images"].as_array().unwrap().len(), 3, "{:#}", run.json);

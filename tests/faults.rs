@@ -13,11 +13,7 @@ use support::*;
 const MB: usize = 1 << 20;
 
 fn kindload_child(cluster: &TestCluster, image: &str, extra: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindload"));
-    for var in host_settings() {
-        cmd.env_remove(var);
-    }
-    cmd.env("KUBECONFIG", no_kubeconfig())
+    kindload_command()
         .args(["load", image, "--cluster", &cluster.name, "--provider", &cluster.provider, "--sideload"])
         .args(["--output", "json"])
         .args(extra)

@@ -12,65 +12,10 @@ use support::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A registry name and free port unique to this test, its state directory, and cleanup of
-/// whatever container or volume kindload left if the test fails.
-struct Setup {
-    name: String,
-    port: u16,
-    provider: &'static str,
-    state: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(provider: &'static str) -> Setup {
-        ensure_registry_image(provider);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        Setup {
-            name: format!("klreg-{}-{n}", std::process::id()),
-            port: free_port(),
-            provider,
-            state: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn kindload(&self) -> assert_cmd::Command {
-        let mut cmd = kindload();
-        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
-        cmd.env("CONTAINERS_CONF", podman_containers_conf());
-        cmd.env("KINDLOAD_REGISTRY", &self.name);
-        cmd
-    }
-
-    fn up(&self, cluster: &TestCluster) -> std::process::Output {
-        self.kindload()
-            .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE])
-            .args(["--port", &self.port.to_string()])
-            .output()
-            .unwrap()
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.state.path().join("registry/ca.crt")
-    }
-
-    fn host(&self) -> String {
-        format!("localhost:{}", self.port)
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
-        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+/// A registry of this test, named apart from every other test's.
+fn test_registry(provider: &str) -> TestRegistry {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    TestRegistry::new(provider, format!("klreg-{}-{n}", std::process::id()))
 }
 
 /// What the node's hosts directory holds (paths, sizes, modification times; empty when
@@ -162,11 +107,11 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     let spec = ClusterSpec { provider, containerd, workers, snapshotter: None };
     let all: Vec<usize> = (0..=workers).collect();
     let cluster = TestCluster::start_on_network(&format!("reg{}", containerd.replace('.', "")), spec, &network, &all);
-    let setup = Setup::new(provider);
+    let setup = test_registry(provider);
     let before: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
 
     // up, then up again: the second changes nothing
-    let first = setup.up(&cluster);
+    let first = setup.up(&cluster).output().unwrap();
     assert!(first.status.success(), "registry up failed: {}", text(&first));
     assert!(text(&first).contains(&format!("started {}", setup.name)), "{}", text(&first));
     assert!(text(&first).contains("not applied"), "no API server: says it did not apply: {}", text(&first));
@@ -174,7 +119,7 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert!(after_first.iter().all(|f| f.contains("/hosts.toml")), "{after_first:?}");
     // modification times are in seconds: a rewrite by the second up must show
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = setup.up(&cluster);
+    let second = setup.up(&cluster).output().unwrap();
     assert!(second.status.success(), "second registry up failed: {}", text(&second));
     assert!(text(&second).contains("nothing changed"), "{}", text(&second));
     let after_second: Vec<String> = cluster.nodes.iter().map(|n| certs_d(&cluster, n)).collect();
@@ -188,7 +133,7 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     let mut cluster = cluster;
     let late = cluster.add_worker(spec, &network);
     let before_late = certs_d(&cluster, &late);
-    let third = setup.up(&cluster);
+    let third = setup.up(&cluster).output().unwrap();
     assert!(third.status.success(), "{}", text(&third));
     assert!(text(&third).contains(&format!("{late}: wrote 4 file(s)")), "{}", text(&third));
     assert!(!text(&third).contains("nothing changed"), "{}", text(&third));
@@ -342,9 +287,9 @@ fn node_without_config_path_is_named_and_left_alone() {
     let network = TestNetwork::create("docker", "noconf");
     let spec = ClusterSpec { provider: "docker", containerd: "1.7", workers: 1, snapshotter: None };
     let cluster = TestCluster::start_on_network("reg17", spec, &network, &[0]);
-    let setup = Setup::new("docker");
+    let setup = test_registry("docker");
     let worker = cluster.nodes[1].clone();
-    let up = setup.up(&cluster);
+    let up = setup.up(&cluster).output().unwrap();
     assert_eq!(up.status.code(), Some(2), "{}", text(&up));
     let said = text(&up);
     assert!(said.contains(&worker), "{said}");
@@ -372,7 +317,7 @@ fn node_without_config_path_is_named_and_left_alone() {
     assert!(run(engine_command("docker").args(["volume", "inspect", &format!("{}-data", setup.name)]))
         .status
         .success());
-    let up = setup.up(&cluster);
+    let up = setup.up(&cluster).output().unwrap();
     assert_eq!(up.status.code(), Some(2), "the worker still has no config_path: {}", text(&up));
     assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
     remove_image("docker", &tag);
@@ -388,9 +333,9 @@ fn bad_input_is_exit_2_with_the_fix() {
     let cluster = TestCluster::start_on_network("regbad", spec, &network, &[0]);
 
     // port in use
-    let setup = Setup::new("docker");
+    let setup = test_registry("docker");
     let listener = std::net::TcpListener::bind(("127.0.0.1", setup.port)).unwrap();
-    let out = setup.up(&cluster);
+    let out = setup.up(&cluster).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(&format!("port {} on 127.0.0.1 is in use", setup.port)), "{}", text(&out));
     assert!(text(&out).contains("--port"), "{}", text(&out));
@@ -398,7 +343,7 @@ fn bad_input_is_exit_2_with_the_fix() {
 
     // name taken by a container kindload did not make
     run_ok(engine_command("docker").args(["create", "--name", &setup.name, "--network", "none", REGISTRY_IMAGE]));
-    let out = setup.up(&cluster);
+    let out = setup.up(&cluster).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("kindload did not make it"), "{}", text(&out));
     assert!(text(&out).contains("--name"), "{}", text(&out));
@@ -408,8 +353,8 @@ fn bad_input_is_exit_2_with_the_fix() {
         "regnone",
         ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None },
     );
-    let other = Setup::new("docker");
-    let out = other.up(&isolated);
+    let other = test_registry("docker");
+    let out = other.up(&isolated).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("on no container network"), "{}", text(&out));
     assert!(text(&out).contains("kind create cluster"), "{}", text(&out));
@@ -462,8 +407,8 @@ fn containerd_store_oci_layout_to_podman_nodes() {
     let network = TestNetwork::create("podman", "store");
     let spec = ClusterSpec { provider: "podman", containerd: "2.1", workers: 1, snapshotter: None };
     let cluster = TestCluster::start_on_network("regstore", spec, &network, &[0, 1]);
-    let setup = Setup::new("podman");
-    let up = setup.up(&cluster);
+    let setup = test_registry("podman");
+    let up = setup.up(&cluster).output().unwrap();
     assert!(up.status.success(), "{}", text(&up));
     let tag = format!("kl-registry/store-{}:v1", std::process::id());
     build_image(CONTAINERD_STORE, &tag, "from the containerd store");
@@ -500,7 +445,7 @@ fn clusters_share_one_registry_and_down_undoes_only_one() {
     let a = TestCluster::start_on_network("sharea", one, &network, &[0]);
     let b = TestCluster::start_on_network("shareb", one, &network, &[0]);
     let plain = TestCluster::start_on_network("sharec", one, &network, &[]);
-    let setup = Setup::new("docker");
+    let setup = test_registry("docker");
     let target = |cluster: &TestCluster| {
         vec![
             "--cluster".to_string(),
@@ -601,7 +546,7 @@ fn failed_start_leaves_nothing(provider: &'static str) {
     let network = TestNetwork::create(provider, "broken");
     let one = ClusterSpec { provider, containerd: "2.1", workers: 0, snapshotter: None };
     let cluster = TestCluster::start_on_network("broken", one, &network, &[0]);
-    let setup = Setup::new(provider);
+    let setup = test_registry(provider);
     let context = tempfile::tempdir().unwrap();
     std::fs::write(context.path().join("file"), "no program here").unwrap();
     std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY file /file\nCMD [\"/no-such-program\"]\n")

@@ -15,114 +15,22 @@ use support::*;
 /// Every kindload run of these tests is bounded: a hung one fails the test instead of the suite.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+/// A registry of this test whose every kindload run is bounded by RUN_LIMIT.
+fn test_registry(provider: &str, tag: &str) -> TestRegistry {
+    TestRegistry::new(provider, format!("klfault-{tag}-{}", std::process::id())).with_run_limit(RUN_LIMIT)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `registry up` with `--provider` given.
+fn up_args(registry: &TestRegistry, cluster: &TestCluster) -> Vec<String> {
+    let mut args = registry.up_args(cluster);
+    args.extend(["--provider".to_string(), registry.provider.clone()]);
+    args
 }
 
-/// A registry name, port and state directory of this test; whatever kindload made of it is
-/// removed on drop.
-struct Registry {
-    name: String,
-    port: u16,
-    provider: &'static str,
-    state: tempfile::TempDir,
-}
-
-impl Registry {
-    fn new(provider: &'static str, tag: &str) -> Registry {
-        ensure_registry_image(provider);
-        Registry {
-            name: format!("klfault-{tag}-{}", std::process::id()),
-            port: free_port(),
-            provider,
-            state: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn kindload(&self) -> assert_cmd::Command {
-        let mut cmd = kindload();
-        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
-        cmd.env("CONTAINERS_CONF", podman_containers_conf());
-        cmd.env("KINDLOAD_REGISTRY", &self.name);
-        cmd.timeout(RUN_LIMIT);
-        cmd
-    }
-
-    fn up_args(&self, cluster: &TestCluster) -> Vec<String> {
-        let port = self.port.to_string();
-        let args = ["registry", "up", "--cluster", &cluster.name, "--provider", self.provider];
-        args.iter().chain(&["--image", REGISTRY_IMAGE, "--port", &port]).map(|a| a.to_string()).collect()
-    }
-
-    fn up(&self, cluster: &TestCluster) -> assert_cmd::Command {
-        let mut cmd = self.kindload();
-        cmd.args(self.up_args(cluster));
-        cmd
-    }
-
-    /// `registry up` as a child to read while it runs, with the environment `kindload()` gives.
-    fn up_child(&self, cluster: &TestCluster) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindload"));
-        for var in host_settings() {
-            cmd.env_remove(var);
-        }
-        cmd.env("KUBECONFIG", no_kubeconfig());
-        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
-        cmd.env("CONTAINERS_CONF", podman_containers_conf());
-        cmd.env("KINDLOAD_REGISTRY", &self.name);
-        cmd.args(self.up_args(cluster));
-        cmd
-    }
-
-    fn engine(&self, args: &[&str]) -> String {
-        run_ok(engine_command(self.provider).args(args))
-    }
-
-    /// The registry's access log (stdout and stderr of its container).
-    fn log(&self) -> String {
-        text(&run(engine_command(self.provider).args(["logs", &self.name])))
-    }
-
-    /// kindload's own client of the registry, trusting only kindload's CA.
-    fn client(&self) -> kindload::registry::client::Client {
-        let ca = std::fs::read_to_string(self.state.path().join("registry/ca.crt")).unwrap();
-        kindload::registry::client::Client::new(&format!("127.0.0.1:{}", self.port), &ca).unwrap()
-    }
-
-    /// The layers and config of `repo:tag` as the registry holds it.
-    fn blobs_of(&self, repo: &str, tag: &str) -> (Vec<String>, String) {
-        let (_, bytes) = self.client().get_manifest(repo, tag).unwrap_or_else(|e| panic!("{repo}:{tag}: {e}"));
-        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let digest = |v: &serde_json::Value| v["digest"].as_str().unwrap().to_string();
-        (manifest["layers"].as_array().unwrap().iter().map(digest).collect(), digest(&manifest["config"]))
-    }
-
-    /// The container holding the registry: one, kindload's, and its images in the named volume.
-    fn assert_one_container_with_its_volume(&self) {
-        let label = format!("label=io.kindload.registry={}", self.name);
-        let ids = self.engine(&["ps", "--all", "--quiet", "--filter", &label]);
-        assert_eq!(ids.lines().count(), 1, "registry containers labelled {}: {ids:?}", self.name);
-        let mounts = self.engine(&[
-            "container",
-            "inspect",
-            "--format",
-            "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}};{{end}}",
-            &self.name,
-        ]);
-        let volume = format!("volume {}-data /var/lib/registry;", self.name);
-        assert!(mounts.contains(&volume), "the registry's storage is not the named volume: {mounts}");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
-        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
-    }
+fn up(registry: &TestRegistry, cluster: &TestCluster) -> assert_cmd::Command {
+    let mut cmd = registry.kindload();
+    cmd.args(up_args(registry, cluster));
+    cmd
 }
 
 /// The digests of the blobs whose upload the registry completed (`PUT .../blobs/uploads/...
@@ -157,17 +65,8 @@ fn build_two_layers(engine: &str, context: &Path, tag: &str, top: &str) -> Strin
     sha256_id(&run_ok(engine_command(engine).args(["image", "inspect", "--format", "{{.Id}}", tag])))
 }
 
-fn load(registry: &Registry, cluster: &TestCluster, source: &str, image: &str) -> serde_json::Value {
-    let out = registry
-        .kindload()
-        .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", source])
-        .args(["--output", "json", image])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load {image} failed: {}", text(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_matches_schema("load-report.schema.json", &json);
-    json
+fn load(registry: &TestRegistry, cluster: &TestCluster, source: &str, image: &str) -> serde_json::Value {
+    load_report(registry.kindload(), cluster, source, image, &[])
 }
 
 /// Every node of the report went by the registry and was verified, and CRI there knows the
@@ -216,8 +115,8 @@ fn restart_keeps_images(provider: &'static str, source: &'static str, containerd
     let network = TestNetwork::create(provider, "restart");
     let spec = ClusterSpec { provider, containerd, workers: 1, snapshotter: None };
     let cluster = TestCluster::start_on_network("restart", spec, &network, &[0, 1]);
-    let registry = Registry::new(provider, "restart");
-    let up = registry.up(&cluster).output().unwrap();
+    let registry = test_registry(provider, "restart");
+    let up = up(&registry, &cluster).output().unwrap();
     assert!(up.status.success(), "registry up failed: {}", text(&up));
     registry.assert_one_container_with_its_volume();
 
@@ -311,14 +210,14 @@ fn concurrent_ups(provider: &'static str, containerd: &'static str) {
     let network = TestNetwork::create(provider, "concur");
     let spec = ClusterSpec { provider, containerd, workers: 1, snapshotter: None };
     let cluster = TestCluster::start_on_network("concur", spec, &network, &[0, 1]);
-    let registry = Registry::new(provider, "concur");
+    let registry = test_registry(provider, "concur");
     let repo = format!("kl-faults/concurrent-{provider}-{}", std::process::id());
     let tag = format!("{repo}:v1");
     let normalized = format!("docker.io/{tag}");
     let first = sha256_id(&build_image("docker", &tag, "loaded while the registry comes up"));
 
     let (ups, loaded) = std::thread::scope(|scope| {
-        let ups: Vec<_> = (0..2).map(|_| scope.spawn(|| registry.up(&cluster).output().unwrap())).collect();
+        let ups: Vec<_> = (0..2).map(|_| scope.spawn(|| up(&registry, &cluster).output().unwrap())).collect();
         let loading = scope.spawn(|| {
             registry
                 .kindload()
@@ -363,7 +262,10 @@ fn concurrent_ups(provider: &'static str, containerd: &'static str) {
     // an up that finds the lock held waits, says for whom and where, and goes on once it is free
     let path = kindload::registry::lock::path(registry.state.path());
     let held = kindload::registry::lock::acquire(&path, "held by the test", Duration::ZERO, &mut |_| {}).unwrap();
-    let (said, status) = run_releasing_on(registry.up_child(&cluster), "waiting for", held);
+    // `registry up` as a child to read while it runs
+    let mut up_child = registry.command();
+    up_child.args(up_args(&registry, &cluster));
+    let (said, status) = run_releasing_on(up_child, "waiting for", held);
     assert!(status.success(), "{said}");
     let waiting = format!(
         "waiting for another kindload, pid {} (held by the test) to finish changing the registry: it holds {}",

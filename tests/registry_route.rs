@@ -8,40 +8,9 @@ mod support;
 
 use support::*;
 
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Registry {
-    name: String,
-    provider: &'static str,
-    state: tempfile::TempDir,
-}
-
-impl Registry {
-    fn kindload(&self) -> assert_cmd::Command {
-        let mut cmd = kindload();
-        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
-        cmd.env("CONTAINERS_CONF", podman_containers_conf());
-        cmd.env("KINDLOAD_REGISTRY", &self.name);
-        cmd
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
-        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
-    }
-}
-
 /// kindload with the source engine's environment: Docker's containerd store is the docker
 /// CLI pointed at its daemon.
-fn kindload_for(registry: &Registry, source: &str) -> assert_cmd::Command {
+fn kindload_for(registry: &TestRegistry, source: &str) -> assert_cmd::Command {
     let mut cmd = registry.kindload();
     if source == CONTAINERD_STORE {
         cmd.env("DOCKER_HOST", &engine_cmd(CONTAINERD_STORE)[2]);
@@ -58,29 +27,19 @@ fn engine_flag(source: &str) -> &'static str {
 }
 
 fn load_json(
-    registry: &Registry,
+    registry: &TestRegistry,
     cluster: &TestCluster,
     source: &str,
     image: &str,
     extra: &[&str],
 ) -> serde_json::Value {
-    let out = kindload_for(registry, source)
-        .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", engine_flag(source)])
-        .args(["--output", "json", image])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load {image} failed: {}", text(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_matches_schema("load-report.schema.json", &json);
-    json
+    load_report(kindload_for(registry, source), cluster, engine_flag(source), image, extra)
 }
 
 /// Blob uploads the registry has answered so far (its access log): POST, PATCH or PUT on
 /// `/v2/.../blobs/uploads/`.
-fn blob_uploads(registry: &Registry) -> usize {
-    let logs = run(engine_command(registry.provider).args(["logs", &registry.name]));
-    let text = format!("{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+fn blob_uploads(registry: &TestRegistry) -> usize {
+    let text = registry.log();
     let uploads = text
         .lines()
         .filter(|l| ["\"POST ", "\"PATCH ", "\"PUT "].iter().any(|m| l.contains(m)) && l.contains("/blobs/uploads/"))
@@ -100,18 +59,10 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
     let spec = ClusterSpec { provider, containerd, workers: 2, snapshotter: None };
     let cluster =
         TestCluster::start_on_network(&format!("route{}", containerd.replace('.', "")), spec, &network, &[0, 1]);
-    ensure_registry_image(provider);
-    let registry = Registry {
-        name: format!("klroute-{}-{source}-{}", std::process::id(), containerd.replace('.', "")),
-        provider,
-        state: tempfile::tempdir().unwrap(),
-    };
-    let port = free_port();
-    let up = registry
-        .kindload()
-        .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE, "--port", &port.to_string()])
-        .output()
-        .unwrap();
+    let registry =
+        TestRegistry::new(provider, format!("klroute-{}-{source}-{}", std::process::id(), containerd.replace('.', "")));
+    let port = registry.port;
+    let up = registry.up(&cluster).output().unwrap();
     assert_eq!(up.status.code(), Some(2), "the last worker has no config_path: {}", text(&up));
     let (trusting, plain) = (&cluster.nodes[..2], &cluster.nodes[2]);
 
@@ -168,7 +119,7 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
     // daemon reached through DOCKER_HOST may run elsewhere (a VM, rootless Docker's own
     // network), where no registry route may work: its nodes are sideloaded, with the note.
     let third = sha256_id(&build_image(source, &tag, "third version"));
-    run_ok(engine_command(provider).args(["network", "disconnect", &network.name, &registry.name]));
+    registry.cut_off(&network);
     if source == CONTAINERD_STORE {
         let json = load_json(&registry, &cluster, source, &tag, &[]);
         for node in trusting {

@@ -16,14 +16,6 @@ use support::*;
 
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `podman system service` on a socket in a temporary directory, beside a remote client's
 /// containers.conf: stopped on drop. Its idle timeout ends it should the test be killed.
 struct PodmanService {
@@ -93,7 +85,7 @@ impl PodmanService {
         cmd
     }
 
-    fn kindload(&self, registry: &Registry) -> assert_cmd::Command {
+    fn kindload(&self, registry: &TestRegistry) -> assert_cmd::Command {
         let mut cmd = registry.kindload();
         cmd.envs(self.client_env());
         cmd
@@ -117,52 +109,13 @@ impl Drop for PodmanService {
     }
 }
 
-/// The registry `kindload registry up` made, with its own state directory; removed on drop.
-struct Registry {
-    name: String,
-    provider: &'static str,
-    port: u16,
-    state: tempfile::TempDir,
-}
-
-impl Registry {
-    fn up(tag: &str, cluster: &TestCluster, provider: &'static str) -> Registry {
-        ensure_registry_image(provider);
-        let registry = Registry {
-            name: format!("klremote-{tag}-{}", std::process::id()),
-            provider,
-            port: free_port(),
-            state: tempfile::tempdir().unwrap(),
-        };
-        let up = registry
-            .kindload()
-            .args(["registry", "up", "--cluster", &cluster.name, "--provider", provider])
-            .args(["--image", REGISTRY_IMAGE, "--port", &registry.port.to_string()])
-            .output()
-            .unwrap();
-        assert!(up.status.success(), "registry up: {}", text(&up));
-        registry
-    }
-
-    fn kindload(&self) -> assert_cmd::Command {
-        let mut cmd = kindload();
-        cmd.env("KINDLOAD_STATE_DIR", self.state.path());
-        cmd.env("CONTAINERS_CONF", podman_containers_conf());
-        cmd.env("KINDLOAD_REGISTRY", &self.name);
-        cmd
-    }
-
-    /// Takes the registry off the nodes' network: its published port answers no more.
-    fn cut_off(&self, network: &TestNetwork) {
-        run_ok(engine_command(self.provider).args(["network", "disconnect", &network.name, &self.name]));
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = run(engine_command(self.provider).args(["rm", "-f", &self.name]));
-        let _ = run(engine_command(self.provider).args(["volume", "rm", &format!("{}-data", self.name)]));
-    }
+/// The registry `kindload registry up` made for `cluster` on `provider`, with its own state
+/// directory; removed on drop.
+fn registry_up(tag: &str, cluster: &TestCluster, provider: &str) -> TestRegistry {
+    let registry = TestRegistry::new(provider, format!("klremote-{tag}-{}", std::process::id()));
+    let up = registry.up(cluster).args(["--provider", provider]).output().unwrap();
+    assert!(up.status.success(), "registry up: {}", text(&up));
+    registry
 }
 
 /// `kindload -v load ... --output json IMAGE`: the report (checked against the schema) and stderr.
@@ -236,7 +189,7 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     // the kubelet's name for it, and the one Podman gave the build
     let names = [format!("docker.io/{tag}"), format!("localhost/{tag}")];
     let name = &names[0];
-    let registry = Registry::up("podman", &cluster, "docker");
+    let registry = registry_up("podman", &cluster, "docker");
     let pushed = format!("localhost:{}/{tag}", registry.port);
 
     // kindload tells the engine is remote
@@ -349,7 +302,7 @@ fn docker_context_sideloads_and_goes_through_the_registry() {
     let cluster = TestCluster::start_on_network("rdocker", spec, &network, &[0, 1]);
     let tag = format!("kl-remote/docker-{}:v1", std::process::id());
     let names = [format!("docker.io/{tag}")];
-    let registry = Registry::up("docker", &cluster, "podman");
+    let registry = registry_up("docker", &cluster, "podman");
     let pushed = format!("localhost:{}/{tag}", registry.port);
     let with_context = |how: &str| {
         let mut cmd = registry.kindload();

@@ -7,10 +7,6 @@ mod support;
 
 use support::*;
 
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 /// The tags `node` holds in `repository` (normalized, e.g. `docker.io/kl-keep/app`).
 fn tags(cluster: &TestCluster, node: &str, repository: &str) -> Vec<String> {
     let listing = kindload::resolve::records::parse_ctr_images(&cluster.ctr_images(node));
@@ -267,20 +263,9 @@ fn the_registry_route_keeps_two_versions() {
     let network = TestNetwork::create("docker", "keepreg");
     let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 0, snapshotter: None };
     let cluster = TestCluster::start_on_network("keepreg", spec, &network, &[0]);
-    ensure_registry_image("docker");
-    let state = tempfile::tempdir().unwrap();
-    let registry = format!("klkeep-{}", std::process::id());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let kindload_reg = || {
-        let mut cmd = kindload();
-        cmd.env("KINDLOAD_STATE_DIR", state.path()).env("KINDLOAD_REGISTRY", &registry);
-        cmd
-    };
-    let _cleanup = RemoveOnDrop(vec![registry.clone()]);
-    let up = kindload_reg()
-        .args(["registry", "up", "--cluster", &cluster.name, "--image", REGISTRY_IMAGE, "--port", &port.to_string()])
-        .output()
-        .unwrap();
+    let registry = TestRegistry::new("docker", format!("klkeep-{}", std::process::id()));
+    let port = registry.port;
+    let up = registry.up(&cluster).output().unwrap();
     assert!(up.status.success(), "{}", text(&up));
     let node = cluster.nodes[0].clone();
     let repo = format!("kl-keep/{}", cluster.name);
@@ -289,7 +274,7 @@ fn the_registry_route_keeps_two_versions() {
     for build in 1..=4 {
         let tag = format!("{repo}:b{build}");
         build_image("docker", &tag, &format!("build {build}"));
-        let json = load_json(kindload_reg().args(["load", "--cluster", &cluster.name, &tag]));
+        let json = load_json(registry.kindload().args(["load", "--cluster", &cluster.name, &tag]));
         assert_eq!(json["images"][0]["transport"], "registry", "{json:#}");
         if build >= 3 {
             let mut gone = removed(&json, &node);
@@ -307,16 +292,4 @@ fn the_registry_route_keeps_two_versions() {
     }
     assert_eq!(tags(&cluster, &node, &normalized), ["b3", "b4"]);
     assert_eq!(tags(&cluster, &node, &mirrored), ["b3", "b4"]);
-}
-
-/// Removes the named containers (and the registry's data volume) at the end of a test.
-struct RemoveOnDrop(Vec<String>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = run(engine_command("docker").args(["rm", "-f", name]));
-            let _ = run(engine_command("docker").args(["volume", "rm", &format!("{name}-data")]));
-        }
-    }
 }

@@ -8,11 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
 use serde_json::Value;
-use support::{cri_id, engine_available, run, sha256_id, ClusterSpec, RootlessUser, TestCluster};
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use support::{cri_id, engine_available, run, sha256_id, text, ClusterSpec, RootlessUser, TestCluster};
 
 fn podman_as(user: &RootlessUser, args: &[&str]) -> Output {
     run(user.command("podman").args(args))

@@ -9,6 +9,10 @@
 
 #![allow(dead_code)]
 
+mod registry;
+#[allow(unused_imports)]
+pub use registry::TestRegistry;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -683,12 +687,27 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 /// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_*, DOCKER_HOST and CONTAINER_HOST removed and KUBECONFIG
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kindload"));
+    assert_cmd::Command::from_std(kindload_command())
+}
+
+/// `kindload()` as a `std::process::Command`, for a run to spawn and read while it goes.
+pub fn kindload_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindload"));
     for var in host_settings() {
         cmd.env_remove(var);
     }
     cmd.env("KUBECONFIG", no_kubeconfig());
     cmd
+}
+
+/// stdout and stderr of a run, one after the other.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A port on 127.0.0.1 free when asked (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Variables of the host's environment that would change what kindload does: the ones
@@ -702,6 +721,27 @@ pub fn host_settings() -> Vec<std::ffi::OsString> {
 /// A KUBECONFIG path that does not exist.
 pub fn no_kubeconfig() -> PathBuf {
     std::env::temp_dir().join(format!("kindload-test-{}-no-such-dir/kubeconfig", std::process::id()))
+}
+
+/// `load --cluster <cluster> --provider <its provider> --engine <engine> --output json <image>
+/// <extra>...` run by `cmd`, which must succeed; the report, checked against the schema.
+pub fn load_report(
+    mut cmd: assert_cmd::Command,
+    cluster: &TestCluster,
+    engine: &str,
+    image: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = cmd
+        .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", engine])
+        .args(["--output", "json", image])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load {image} failed: {}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_matches_schema("load-report.schema.json", &json);
+    json
 }
 
 /// A kubeconfig whose current context is the kind cluster, as `kind create cluster` writes it.
