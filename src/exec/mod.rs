@@ -185,6 +185,14 @@ impl ExecError {
     pub fn is_stall(&self) -> bool {
         matches!(self, ExecError::Stalled { .. })
     }
+
+    /// What to add to a one-line message naming this error: for a stall, how to allow more.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ExecError::Stalled { .. } => "; if it is only slow, allow more with --stall-timeout",
+            _ => "",
+        }
+    }
 }
 
 /// Captured result of a finished command.

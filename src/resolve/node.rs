@@ -116,7 +116,7 @@ fn hold(provider: Provider, container: NodeContainer, script: &str, asked: &Aske
             (node, Some(session))
         }
         Err(e) => {
-            node.could_not_survey(&e);
+            node.could_not_survey(&format!("{e}{}", e.hint()));
             (node, None)
         }
     }
@@ -167,7 +167,7 @@ impl Node {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         match runner.run(&provider.exec(&self.name, &argv)) {
             Ok(out) => self.learn(&parse_survey(&out.stdout), depth),
-            Err(e) => self.could_not_survey(&e),
+            Err(e) => self.could_not_survey(&format!("{e}{}", e.hint())),
         }
     }
 

@@ -158,7 +158,7 @@ pub fn lock_and_survey(provider: Provider, nodes: &mut [&mut Node], who: &str) -
                 let session = sessions[i].take().expect("a surveyed node has its session");
                 locks.held.push((nodes[i].name.clone(), session));
             }
-            Err(e) => nodes[i].could_not_survey(&e),
+            Err(e) => nodes[i].could_not_survey(&format!("{e}{}", e.hint())),
         }
     }
     locks
@@ -196,7 +196,7 @@ fn locked_out(node: &str, waited: Waited) -> String {
              stop that run (or let it end), then load again; if it is only slow, allow more with --stall-timeout",
             limit.as_secs()
         ),
-        _ => format!("could not take node {node}'s import lock: {}", waited.error),
+        _ => format!("could not take node {node}'s import lock: {}{}", waited.error, waited.error.hint()),
     }
 }
 
