@@ -65,7 +65,8 @@ impl Pipeline<'_> {
     }
 
     /// Streams one source to `targets`, each receiving what it lacks, with progress;
-    /// removes what a failed import left.
+    /// removes what a failed import left. `export` is `source` when already opened.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn stream(
         &self,
         targets: &[usize],
