@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -75,6 +75,12 @@ fn load_ok(cluster: &TestCluster, image: &str, id: &str) {
     for node in &cluster.nodes {
         assert_eq!(cri_id(cluster, node, &format!("docker.io/{image}")).as_deref(), Some(id), "{node}");
     }
+}
+
+fn signal(pid: &str, signal: libc::c_int) {
+    let pid: libc::pid_t = pid.parse().unwrap_or_else(|_| panic!("not a pid: {pid:?}"));
+    // SAFETY: kill(2) on the node's containerd, a process this test bed started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal}) failed");
 }
 
 fn container_pid(cluster: &TestCluster, node: &str) -> String {
@@ -162,9 +168,9 @@ fn a_node_whose_containerd_stops_answering_is_a_stall_named_in_bounded_time() {
     let started = Instant::now();
     let load = kindload_child(&cluster, &image, &["--stall-timeout", "4"]);
     wait_until("the load to take the worker's lock", Duration::from_secs(60), || holds_lock(&cluster, &worker));
-    run_ok(Command::new("kill").args(["-STOP", &containerd]));
+    signal(&containerd, libc::SIGSTOP);
     let (code, stdout, stderr) = finish(load, Duration::from_secs(90));
-    run_ok(Command::new("kill").args(["-CONT", &containerd]));
+    signal(&containerd, libc::SIGCONT);
     assert_eq!(code, Some(1), "{stderr}\n{stdout}");
     assert!(started.elapsed() < Duration::from_secs(80), "bounded by the stall limit, not hung");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
