@@ -514,7 +514,8 @@ fn docker_api_served_by_podman_source() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&doctor.stdout);
-    assert!(text.contains("ok    engine docker 4.") && text.contains("(backed by Podman)"), "{text}");
+    assert!(text.contains("ok    engine docker 4.") && text.contains("(backed by Podman"), "{text}");
+    assert!(text.contains(&format!("DOCKER_HOST={docker_host}")), "says how the engine is reached: {text}");
 
     let mut cmd = kindload();
     cmd.env("DOCKER_HOST", &docker_host).args([
