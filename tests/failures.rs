@@ -101,7 +101,6 @@ fn a_node_out_of_disk_says_so_and_keeps_nothing() {
     let active = cluster.exec(&node, &["ctr", "--namespace=k8s.io", "content", "active"]);
     let active = String::from_utf8_lossy(&active.stdout);
     assert_eq!(active.lines().skip(1).filter(|l| !l.trim().is_empty()).count(), 0, "no partial blob: {active}");
-    assert!(error.contains("partial blob(s) in containerd's ingest area"), "says what it removed: {error}");
     remove_image("docker", &tag);
 }
 
