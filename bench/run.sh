@@ -492,6 +492,13 @@ node_disk_bytes() { # NODE
   $PROVIDER exec "$1" du -sb /var/lib/containerd | awk '{ print $1 }'
 }
 
+# disks: every node's node_disk_bytes, comma-separated (a JSON array's inside)
+disks() {
+  local node out=()
+  for node in "${NODES[@]}"; do out+=("$(node_disk_bytes "$node")"); done
+  (IFS=,; printf '%s' "${out[*]}")
+}
+
 # ---------------------------------------------------------------------------------------------
 # Registries. kindload's: `kindload registry up` (TLS, kindload's CA) on the cluster's network.
 # The recipe's: kind's documented one, a plain-HTTP registry container on that network,
@@ -912,8 +919,7 @@ if selected growth; then
     else
       new_cluster 3
     fi
-    before=()
-    for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
+    before=$(disks)
     for ((i = 1; i <= growth_reloads; i++)); do
       build_image "$WORK/ctx-growth" "$GROWTH" "$growth_top_mb"
       if [ "$tool" = kindload+registry ]; then
@@ -923,16 +929,14 @@ if selected growth; then
       fi
       if [ "$i" = 1 ]; then
         sleep 2 # let containerd's garbage collector settle before measuring
-        first=()
-        for node in "${NODES[@]}"; do first+=("$(node_disk_bytes "$node")"); done
+        first=$(disks)
       fi
     done
     sleep 2
-    after=()
-    for node in "${NODES[@]}"; do after+=("$(node_disk_bytes "$node")"); done
+    after=$(disks)
     printf '{"case": "disk_growth", "tool": "%s", "reloads": %s, "base_mib": %s, "top_mib": %s, "before": [%s], "after_first": [%s], "after_last": [%s]}\n' \
       "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
-      "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
+      "$before" "$first" "$after" >>"$RAW"
     remove_cluster
     if [ "$tool" = kindload+registry ]; then
       remove_kindload_registry "$PROVIDER" "$REG_NAME"
@@ -951,8 +955,7 @@ if selected tags; then
   make_context "$WORK/ctx-tagged" 1 "$growth_base_mb" "$growth_top_mb"
   for tool in kind kindload; do
     new_cluster 3
-    before=()
-    for node in "${NODES[@]}"; do before+=("$(node_disk_bytes "$node")"); done
+    before=$(disks)
     previous=
     for ((i = 1; i <= growth_reloads; i++)); do
       build_image "$WORK/ctx-tagged" "$TAGGED:b$i" "$growth_top_mb"
@@ -962,17 +965,15 @@ if selected tags; then
       previous=$TAGGED:b$i
       if [ "$i" = 1 ]; then
         sleep 2 # let containerd's garbage collector settle before measuring
-        first=()
-        for node in "${NODES[@]}"; do first+=("$(node_disk_bytes "$node")"); done
+        first=$(disks)
       fi
     done
     sleep 2
-    after=()
-    for node in "${NODES[@]}"; do after+=("$(node_disk_bytes "$node")"); done
+    after=$(disks)
     engine docker image rm "$previous" >/dev/null
     printf '{"case": "disk_growth_tags", "tool": "%s", "keep": 2, "builds": %s, "base_mib": %s, "top_mib": %s, "before": [%s], "after_first": [%s], "after_last": [%s]}\n' \
       "$tool" "$growth_reloads" "$growth_base_mb" "$growth_top_mb" \
-      "$(IFS=,; echo "${before[*]}")" "$(IFS=,; echo "${first[*]}")" "$(IFS=,; echo "${after[*]}")" >>"$RAW"
+      "$before" "$first" "$after" >>"$RAW"
     remove_cluster
     log "  $tool done"
   done

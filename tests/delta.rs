@@ -365,7 +365,11 @@ fn an_archive_whose_names_and_contents_disagree_is_refused() {
     assert!(run.stderr.contains("does not hash to the digest its name claims"), "{}", run.stderr);
     assert_eq!(run.json["ok"], false, "{:#}", run.json);
     assert_eq!(run.json["images"], serde_json::json!([]), "nothing was loaded: {:#}", run.json);
-    assert!(run.json["error"].as_str().unwrap().contains("does not hash to the digest its name claims"), "{:#}", run.json);
+    assert!(
+        run.json["error"].as_str().unwrap().contains("does not hash to the digest its name claims"),
+        "{:#}",
+        run.json
+    );
     let after: Vec<BTreeSet<String>> = cluster.nodes.iter().map(|n| names_on(&cluster, n)).collect();
     assert_eq!(before, after, "no node was touched");
     // The same bytes on stdin are refused too (nodes get no image record).

@@ -76,15 +76,9 @@ impl NodeLocks {
     pub fn holds(&self, node: &str) -> bool {
         self.held.iter().any(|(n, _)| n == node)
     }
-
-    /// Lets `node` go: its shell removes the lock as its stdin closes.
-    pub fn release(&mut self, node: &str) {
-        if let Some(i) = self.held.iter().position(|(n, _)| n == node) {
-            self.held.remove(i).1.end();
-        }
-    }
 }
 
+/// Letting go: each node's shell removes its lock as its stdin closes.
 impl Drop for NodeLocks {
     fn drop(&mut self) {
         for (_, session) in self.held.drain(..) {
