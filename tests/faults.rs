@@ -77,6 +77,17 @@ fn load_ok(cluster: &TestCluster, image: &str, id: &str) {
     }
 }
 
+/// A two-node containerd 2.1 cluster on `provider` and an image of `bytes` random bytes built
+/// in Docker: the cluster, the image's name and its id.
+fn setting(provider: &'static str, tag: &str, bytes: usize) -> (TestCluster, String, String) {
+    let spec = ClusterSpec { provider, containerd: "2.1", workers: 1, snapshotter: None };
+    let cluster = TestCluster::start(tag, spec);
+    let image = format!("kl-faults/{tag}-{}:v1", std::process::id());
+    build_random_image("docker", &image, bytes);
+    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    (cluster, image, id)
+}
+
 fn signal(pid: &str, signal: libc::c_int) {
     let pid: libc::pid_t = pid.parse().unwrap_or_else(|_| panic!("not a pid: {pid:?}"));
     // SAFETY: kill(2) on the node's containerd, a process this test bed started.
@@ -92,11 +103,7 @@ fn a_run_killed_while_it_holds_a_nodes_lock_does_not_hold_up_the_next() {
     if !engine_available("docker") {
         return;
     }
-    let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None };
-    let cluster = TestCluster::start("killedrun", spec);
-    let image = format!("kl-faults/killed-{}:v1", std::process::id());
-    build_random_image("docker", &image, 120 * MB);
-    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let (cluster, image, id) = setting("docker", "killedrun", 120 * MB);
     let mut first = kindload_child(&cluster, &image, &[]);
     let node = cluster.nodes.last().unwrap().clone();
     wait_until("the first run to take the last node's lock", Duration::from_secs(60), || holds_lock(&cluster, &node));
@@ -115,11 +122,7 @@ fn restarted_mid_load(provider: &'static str) {
     if !engine_available(provider) {
         return;
     }
-    let spec = ClusterSpec { provider, containerd: "2.1", workers: 1, snapshotter: None };
-    let cluster = TestCluster::start(&format!("restart{}", &provider[..1]), spec);
-    let image = format!("kl-faults/restart-{provider}-{}:v1", std::process::id());
-    build_random_image("docker", &image, 160 * MB);
-    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let (cluster, image, id) = setting(provider, &format!("restart{}", &provider[..1]), 160 * MB);
     let worker = cluster.nodes[1].clone();
     let load = kindload_child(&cluster, &image, &["--engine", "docker", "--stall-timeout", "20"]);
     // restarted while its import is taking bytes (a restart before the import starts is
@@ -163,11 +166,7 @@ fn a_node_whose_containerd_stops_answering_is_a_stall_named_in_bounded_time() {
     if !engine_available("docker") {
         return;
     }
-    let spec = ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None };
-    let cluster = TestCluster::start("frozen", spec);
-    let image = format!("kl-faults/frozen-{}:v1", std::process::id());
-    build_random_image("docker", &image, 120 * MB);
-    let id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &image])));
+    let (cluster, image, id) = setting("docker", "frozen", 120 * MB);
     let worker = cluster.nodes[1].clone();
     let containerd = container_pid(&cluster, &worker);
     let started = Instant::now();
