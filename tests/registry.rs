@@ -152,43 +152,38 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     assert_eq!(json["nodes"].as_array().unwrap().len(), cluster.nodes.len());
     assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["trusted"] == true), "{json:#}");
 
-    // load --via-registry
+    // load --via-registry: through the registry, every node answers to its name there too
     let tag = format!("kl-registry/app-{}-{provider}:v1", std::process::id());
     let id = sha256_id(&build_image("docker", &tag, &format!("via registry {provider} {containerd}")));
-    let load = setup
-        .kindload()
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
-        .output()
-        .unwrap();
     let reference = format!("{}/{tag}", setup.host());
     let in_cluster = format!("{}:5000/{tag}", setup.name);
-    assert!(load.status.success(), "load --via-registry failed: {}", text(&load));
-    assert!(text(&load).contains(&format!("use `{reference}` in manifests")), "{}", text(&load));
-    assert!(text(&load).contains("no crictl: ctr images pull --hosts-dir"), "{}", text(&load));
+    let json = load_report(setup.kindload(), &cluster, "docker", &tag, &["--via-registry"]);
+    let push = &json["images"][0]["push"];
+    assert_eq!(push["reference"], reference.as_str(), "{json:#}");
+    assert_eq!(push["cluster_reference"], in_cluster.as_str(), "{json:#}");
+    for node in json["images"][0]["nodes"].as_array().unwrap() {
+        assert_eq!((&node["transport"], &node["verified"]), (&"registry".into(), &true.into()), "{json:#}");
+    }
     for node in &cluster.nodes {
         assert_eq!(wait_for_cri_id(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");
         assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}: {reference}");
         assert_eq!(pull_on_node(&cluster, node, &in_cluster).as_deref(), Some(id.as_str()), "{node}: {in_cluster}");
     }
-    // a second load sends nothing new
-    let again = setup
-        .kindload()
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
-        .output()
-        .unwrap();
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(text(&again).contains("0 blob(s) sent"), "{}", text(&again));
+    // a second load moves nothing, still makes sure the registry holds it, and sends no blob
+    let uploads =
+        |log: String| log.lines().filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/")).count();
+    let sent_before = uploads(setup.log());
+    let again = load_report(setup.kindload(), &cluster, "docker", &tag, &["--via-registry"]);
+    assert!(again["images"][0]["nodes"].as_array().unwrap().iter().all(|n| n["action"] == "skipped"), "{again:#}");
+    assert_eq!(again["images"][0]["push"]["reference"], reference.as_str(), "{again:#}");
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the engine copies the log a moment later
+    assert_eq!(uploads(setup.log()), sent_before, "an unchanged image's blobs were sent again");
 
     // a layer too large to be held in memory streams through PATCH, its digest computed on the way
     let big = format!("kl-registry/big-{}-{provider}:v1", std::process::id());
     build_random_image("docker", &big, 9 << 20);
     let big_id = sha256_id(&run_ok(engine_command("docker").args(["image", "inspect", "--format", "{{.Id}}", &big])));
-    let load_big = setup
-        .kindload()
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &big])
-        .output()
-        .unwrap();
-    assert!(load_big.status.success(), "{}", text(&load_big));
+    load_report(setup.kindload(), &cluster, "docker", &big, &["--via-registry", "--push", "own"]);
     let big_ref = format!("{}/{big}", setup.host());
     assert_eq!(pull_on_node(&cluster, cluster.control_plane(), &big_ref).as_deref(), Some(big_id.as_str()));
     remove_image("docker", &big);
@@ -238,11 +233,22 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     }
     assert!(said.contains(&format!("--default-repo={}", setup.host())), "{said}");
 
-    // a stopped registry: a clear error and exit 1
+    // a stopped registry: a clear error and exit 1 (the image changed: a node needs it)
     run_ok(engine_command(provider).args(["stop", "--time", "1", &setup.name]));
+    build_image("docker", &tag, &format!("changed {provider} {containerd}"));
     let stopped = setup
         .kindload()
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .args([
+            "load",
+            "--via-registry",
+            "--cluster",
+            &cluster.name,
+            "--provider",
+            provider,
+            "--engine",
+            "docker",
+            &tag,
+        ])
         .output()
         .unwrap();
     assert_eq!(stopped.status.code(), Some(1), "{}", text(&stopped));
@@ -303,13 +309,17 @@ fn node_without_config_path_is_named_and_left_alone() {
     let id = sha256_id(&build_image("docker", &tag, "partial"));
     let load = setup
         .kindload()
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", "--output", "json", &tag])
         .output()
         .unwrap();
     assert_eq!(load.status.code(), Some(1), "{}", text(&load));
     let reference = format!("{}/{tag}", setup.host());
     assert_eq!(wait_for_cri_id(&cluster, cluster.control_plane(), &reference).as_deref(), Some(id.as_str()));
-    assert!(text(&load).contains(&format!("{worker} FAILED")), "{}", text(&load));
+    let json: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    let failed = json["images"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == worker.as_str()).unwrap();
+    assert_eq!(failed["action"], "failed", "{json:#}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("--via-registry allows no sideload: ") && error.contains("config_path"), "{json:#}");
 
     // down keeps the images for the next up
     let down = setup.kindload().args(["registry", "down", "--cluster", &cluster.name]).output().unwrap();
@@ -360,10 +370,17 @@ fn bad_input_is_exit_2_with_the_fix() {
     assert!(text(&out).contains("kind create cluster"), "{}", text(&out));
 
     // no registry at all: bad input too
-    let out =
-        other.kindload().args(["load", "--via-registry", "--cluster", &cluster.name, "app:none"]).output().unwrap();
+    let tag = format!("kl-registry/none-{}:v1", std::process::id());
+    build_image("docker", &tag, "no registry");
+    let out = other
+        .kindload()
+        .args(["load", "--via-registry", "--cluster", &cluster.name, "--engine", "docker", &tag])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("there is no kindload registry"), "{}", text(&out));
     assert!(text(&out).contains("kindload registry up"), "{}", text(&out));
+    remove_image("docker", &tag);
 }
 
 #[test]
@@ -412,18 +429,13 @@ fn containerd_store_oci_layout_to_podman_nodes() {
     assert!(up.status.success(), "{}", text(&up));
     let tag = format!("kl-registry/store-{}:v1", std::process::id());
     build_image(CONTAINERD_STORE, &tag, "from the containerd store");
-    let load = setup
-        .kindload()
-        .env("DOCKER_HOST", &store_host)
-        .args(["load", "--via-registry", "--cluster", &cluster.name, "--provider", "podman", "--engine", "docker"])
-        .args(["--output", "json", &tag])
-        .output()
-        .unwrap();
-    assert!(load.status.success(), "{}", text(&load));
-    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
-    assert_matches_schema("registry-load-report.schema.json", &report);
+    let mut cmd = setup.kindload();
+    cmd.env("DOCKER_HOST", &store_host);
+    // kindload's own push of the OCI layout `docker save` writes
+    let report = load_report(cmd, &cluster, "docker", &tag, &["--via-registry", "--push", "own"]);
+    assert_eq!(report["images"][0]["push"]["with"], "own", "{report:#}");
     let id = report["images"][0]["id"].as_str().expect("the config digest is known").to_string();
-    let reference = report["images"][0]["reference"].as_str().unwrap().to_string();
+    let reference = report["images"][0]["push"]["reference"].as_str().unwrap().to_string();
     assert_eq!(reference, format!("{}/{tag}", setup.host()));
     for node in &cluster.nodes {
         assert_eq!(pull_on_node(&cluster, node, &reference).as_deref(), Some(id.as_str()), "{node}");

@@ -69,7 +69,8 @@ pub fn build(ctx: &Context, args: BuildArgs) -> Result<i32> {
 
     if spec.push_image {
         let built = engine::Engines::only(engine.clone());
-        if let Some(pushed) = super::via_registry::push_built(ctx, &built, &reference)? {
+        let options = LoadOptions::from_args(&args.transfer);
+        if let Some(pushed) = super::built_push::push_built(ctx, &built, &reference, options.push.as_ref())? {
             ctx.say(format!("pushed {} to kindload's registry ({})", spec.image, pushed.manifest));
             return Ok(0);
         }

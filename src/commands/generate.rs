@@ -64,10 +64,6 @@ mod tests {
             ("nodes-report.schema.json", schemars::schema_for!(Vec<crate::resolve::node::Node>)),
             ("kindload-config.schema.json", schemars::schema_for!(crate::request::config::Config)),
             ("registry-status.schema.json", schemars::schema_for!(crate::registry::Status)),
-            (
-                "registry-load-report.schema.json",
-                schemars::schema_for!(crate::commands::via_registry::ViaRegistryReport),
-            ),
         ]
     }
 

@@ -8,7 +8,7 @@ use super::context::env;
 use super::pipeline::{self, LoadOptions, LoadRequest};
 use super::Context;
 use crate::error::{Error, Result};
-use crate::report::{node_line, retention_line, LoadReport};
+use crate::report::{node_line, push_line, retention_line, LoadReport};
 use crate::request::build_artifacts::parse_build_artifacts;
 use crate::request::cli::{LoadArgs, OutputFormat, SelectArgs, VerifyArgs};
 use crate::request::config::OnFailure;
@@ -20,9 +20,6 @@ use crate::resolve::image::{self, Image};
 use crate::resolve::reference::ImageRef;
 
 pub fn load(ctx: &Context, args: LoadArgs) -> Result<i32> {
-    if args.via_registry {
-        return super::via_registry::load_via_registry(ctx, &args);
-    }
     match reported_if_stopped(ctx, &args.select, || run_load(ctx, &args))? {
         Some((report, images)) => {
             remember(ctx, &images_verified(&report, images));
@@ -52,7 +49,11 @@ fn run_load(ctx: &Context, args: &LoadArgs) -> Result<Option<(LoadReport, Vec<Im
         select: args.select.clone(),
         archive: args.archive.clone(),
         transfer: true,
-        options: LoadOptions::from_args(&args.transfer),
+        options: LoadOptions {
+            via_registry: args.via_registry,
+            registry: args.via_registry.then(|| args.registry_name.clone()),
+            ..LoadOptions::from_args(&args.transfer)
+        },
     };
     pipeline::run(ctx, request).map(Some)
 }
@@ -257,6 +258,9 @@ pub fn finish(ctx: &Context, select: &SelectArgs, report: LoadReport) -> Result<
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serialises")),
         OutputFormat::Human => {
             for image in &report.images {
+                if let Some(line) = push_line(image) {
+                    ctx.say(line);
+                }
                 for node in &image.nodes {
                     let line = node_line(image, node, &ctx.style);
                     if node.error.is_some() {

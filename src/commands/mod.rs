@@ -1,6 +1,7 @@
 //! One function per subcommand, each chaining the pipeline stages.
 
 mod build;
+pub(crate) mod built_push;
 mod context;
 mod doctor;
 mod generate;
@@ -8,7 +9,6 @@ mod load;
 mod nodes;
 mod pipeline;
 pub(crate) mod registry;
-pub(crate) mod via_registry;
 
 use clap::Parser;
 

@@ -3,6 +3,7 @@
 
 pub mod layers;
 pub mod platform;
+pub mod push;
 pub mod retention;
 
 use serde::Serialize;

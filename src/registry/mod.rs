@@ -30,6 +30,15 @@ pub fn state_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/state/kindload")))
 }
 
+/// The repository an image is pushed to in the registry: its path, Docker Hub's `library/`
+/// left out (an image already named for the registry keeps its path).
+pub fn repo_of(reference: &crate::resolve::reference::ImageRef) -> String {
+    match reference.domain() {
+        "docker.io" => reference.path().strip_prefix("library/").unwrap_or(reference.path()).to_string(),
+        _ => reference.path().to_string(),
+    }
+}
+
 /// `kindload registry status --output json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Status {

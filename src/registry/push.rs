@@ -32,11 +32,27 @@ pub struct Pushed {
 }
 
 /// Streams `source` into the registry under `repo:tag`. `identity` picks the image when the
-/// archive holds several.
-pub fn push(client: &Client, source: &Source, identity: &Identity, repo: &str, tag: &str) -> Result<Pushed> {
+/// archive holds several; `layers` are its uncompressed layer digests where known. Nothing
+/// is exported when the tag already names the image, and no blob the registry holds is sent.
+pub fn push(
+    client: &Client,
+    source: &Source,
+    identity: &Identity,
+    layers: &[String],
+    repo: &str,
+    tag: &str,
+) -> Result<Pushed> {
+    if let Some(pushed) = already_there(client, identity, repo, tag) {
+        return Ok(pushed);
+    }
+    // An archive that names a layer by anything but its digest (Docker's legacy `save`)
+    // leaves it unknown until its bytes are read: what the registry holds of the image's
+    // layers decides whether such a layer is sent, only hashed, or first spooled.
+    let held: Vec<String> = layers.iter().filter(|l| client.has_blob(repo, l).unwrap_or(false)).cloned().collect();
+    let held = Held { layers: &held, all: !layers.is_empty() && held.len() == layers.len() };
     let mut export = Export::open(source)?;
     let mut tally = Tally::default();
-    let read = upload_all(client, &mut export.reader, repo, &mut tally);
+    let read = upload_all(client, &mut export.reader, repo, held, &mut tally);
     let produced = export.finish();
     let contents = match (read, produced) {
         (_, Err(e)) => return Err(e),
@@ -61,6 +77,23 @@ pub fn push(client: &Client, source: &Source, identity: &Identity, repo: &str, t
         blobs_sent: tally.sent,
         blobs_had: tally.had,
         bytes_sent: tally.bytes,
+    })
+}
+
+/// The push of an image the tag already names: nothing to send.
+fn already_there(client: &Client, identity: &Identity, repo: &str, tag: &str) -> Option<Pushed> {
+    let (digest, bytes) = client.get_manifest(repo, tag).ok()?;
+    let config = config_of(&bytes);
+    let same = identity.manifest.as_deref() == Some(digest.as_str())
+        || (identity.config.is_some() && config.is_some() && identity.config == config);
+    same.then(|| Pushed {
+        repo: repo.to_string(),
+        tag: tag.to_string(),
+        manifest: digest,
+        config: config.or_else(|| identity.config.clone()),
+        blobs_sent: 0,
+        blobs_had: 0,
+        bytes_sent: 0,
     })
 }
 
@@ -99,8 +132,20 @@ impl From<io::Error> for Failure {
     }
 }
 
+/// The image's layers the registry holds, and whether that is all of them.
+struct Held<'a> {
+    layers: &'a [String],
+    all: bool,
+}
+
 /// Reads the whole archive; uploads every file that is image content, keeps the metadata.
-fn upload_all(client: &Client, reader: impl Read, repo: &str, tally: &mut Tally) -> Result<Contents, Failure> {
+fn upload_all(
+    client: &Client,
+    reader: impl Read,
+    repo: &str,
+    held: Held,
+    tally: &mut Tally,
+) -> Result<Contents, Failure> {
     let mut archive = tar::Archive::new(reader);
     let mut contents = Contents::default();
     for entry in archive.entries()? {
@@ -135,7 +180,11 @@ fn upload_all(client: &Client, reader: impl Read, repo: &str, tally: &mut Tally)
             continue;
         }
         let known = digest_from_path(&path).or_else(|| named_tar_digest(&path));
-        let done = client.upload_blob(repo, &mut entry, size, known.as_deref()).map_err(Failure::Registry)?;
+        let done = match known {
+            None if held.all => held_layer(&mut entry, held.layers)?,
+            None if !held.layers.is_empty() => spooled_layer(client, repo, &mut entry, size, held.layers)?,
+            _ => client.upload_blob(repo, &mut entry, size, known.as_deref()).map_err(Failure::Registry)?,
+        };
         count(tally, &done);
         let fact = crate::digest::FileFact { digest: done.digest.clone(), size: done.size, gzip: false };
         contents.add_file(path, fact, None);
@@ -148,6 +197,56 @@ fn upload_all(client: &Client, reader: impl Read, repo: &str, tally: &mut Tally)
         )));
     }
     Ok(contents)
+}
+
+/// Hashes a layer the registry holds (one of `held`) instead of sending it.
+fn held_layer(entry: &mut dyn Read, held: &[String]) -> Result<super::client::Uploaded, Failure> {
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let fact = hasher.fact();
+    if !held.contains(&fact.digest) {
+        return Err(Failure::Registry(format!(
+            "the export holds a layer {} that is not one of the image's layers (was it rebuilt meanwhile?); load it again",
+            fact.digest
+        )));
+    }
+    Ok(super::client::Uploaded { digest: fact.digest, size: fact.size, sent: false })
+}
+
+/// A layer the registry may hold, named by no digest: written to a temporary file while
+/// hashed, then sent from it only when the registry lacks it.
+fn spooled_layer(
+    client: &Client,
+    repo: &str,
+    entry: &mut dyn Read,
+    size: u64,
+    held: &[String],
+) -> Result<super::client::Uploaded, Failure> {
+    use std::io::{Seek, Write};
+    let mut spool = tempfile::tempfile()?;
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        spool.write_all(&buf[..n])?;
+    }
+    let fact = hasher.fact();
+    if held.contains(&fact.digest) {
+        return Ok(super::client::Uploaded { digest: fact.digest, size: fact.size, sent: false });
+    }
+    spool.rewind()?;
+    client.upload_blob(repo, &mut spool, size, Some(&fact.digest)).map_err(Failure::Registry)
 }
 
 fn count(tally: &mut Tally, done: &super::client::Uploaded) {

@@ -73,7 +73,28 @@ pub struct ImageReport {
     /// How it travelled to the nodes it moved to: `registry`, `sideload`, or
     /// `registry+sideload`; absent when no node needed it.
     pub transport: Option<String>,
+    /// How it reached the cluster's registry, when it was pushed there; absent otherwise.
+    pub push: Option<PushReport>,
     pub nodes: Vec<NodeReport>,
+}
+
+/// Which push carried an image to the cluster's registry, and why that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PushReport {
+    /// `own`: kindload streamed the engine's export into the registry; `engine`: `docker push`
+    /// or `podman push`.
+    pub with: crate::plan::push::PushWith,
+    /// Why this push: the engine's store, CI, or the setting that asked for it.
+    pub why: String,
+    /// The name it has in the registry, from the host (`localhost:5001/app:dev`); every node
+    /// that pulled it also answers to this name.
+    pub reference: String,
+    /// The name pods and in-cluster tools pull it by (`kindload-registry:5000/app:dev`).
+    pub cluster_reference: String,
+    /// Blobs (layers and config) kindload's push sent; absent for the engine's push.
+    pub blobs_sent: Option<usize>,
+    /// Blobs kindload's push found in the registry and did not send; absent for the engine's push.
+    pub blobs_present: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -121,6 +142,25 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// One line per node and image, e.g. `kind-worker  app:dev  loaded 2.1 MiB in 0.4s, verified with ctr (no crictl on node)`.
+/// One line for an image pushed to the cluster's registry: which push, what it sent, why, e.g.
+/// `docker.io/library/app:dev  pushed to localhost:5001/app:dev (in the cluster:
+/// kindload-registry:5000/app:dev) by kindload's push (2 blob(s) sent, 4 there): CI is set, ...`.
+pub fn push_line(image: &ImageReport) -> Option<String> {
+    let push = image.push.as_ref()?;
+    let by = match push.with {
+        crate::plan::push::PushWith::Own => "kindload's push".to_string(),
+        crate::plan::push::PushWith::Engine => format!("{}'s push", image.source),
+    };
+    let sent = match (push.blobs_sent, push.blobs_present) {
+        (Some(sent), Some(present)) => format!(" ({sent} blob(s) sent, {present} there)"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{}  pushed to {} (in the cluster: {}) by {by}{sent}: {}",
+        image.normalized, push.reference, push.cluster_reference, push.why
+    ))
+}
+
 pub fn node_line(image: &ImageReport, node: &NodeReport, style: &style::Style) -> String {
     let what = match node.action {
         Action::Loaded if node.bytes_present > 0 => format!(
@@ -192,6 +232,7 @@ mod tests {
             id: "sha256:abc".into(),
             source: "docker".into(),
             transport: Some("sideload".into()),
+            push: None,
             nodes: vec![],
         };
         let node = NodeReport {
@@ -249,5 +290,41 @@ mod tests {
     fn bytes_are_human() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 * 1024 * 1024 + 1024 * 512), "3.5 MiB");
+    }
+
+    #[test]
+    fn push_line_says_which_push_what_it_sent_and_why() {
+        let mut image = ImageReport {
+            reference: "app:dev".into(),
+            normalized: "docker.io/library/app:dev".into(),
+            names: vec!["docker.io/library/app:dev".into()],
+            id: "sha256:abc".into(),
+            source: "podman".into(),
+            transport: Some("registry".into()),
+            push: None,
+            nodes: vec![],
+        };
+        assert_eq!(push_line(&image), None, "not pushed: no line");
+        image.push = Some(PushReport {
+            with: crate::plan::push::PushWith::Own,
+            why: "KINDLOAD_PUSH=own asks for it".into(),
+            reference: "localhost:5001/app:dev".into(),
+            cluster_reference: "kindload-registry:5000/app:dev".into(),
+            blobs_sent: Some(2),
+            blobs_present: Some(4),
+        });
+        assert_eq!(
+            push_line(&image).unwrap(),
+            "docker.io/library/app:dev  pushed to localhost:5001/app:dev (in the cluster: kindload-registry:5000/app:dev) by kindload's push (2 blob(s) sent, 4 there): KINDLOAD_PUSH=own asks for it"
+        );
+        image.push = Some(PushReport {
+            with: crate::plan::push::PushWith::Engine,
+            why: "because".into(),
+            reference: "localhost:5001/app:dev".into(),
+            cluster_reference: "kindload-registry:5000/app:dev".into(),
+            blobs_sent: None,
+            blobs_present: None,
+        });
+        assert!(push_line(&image).unwrap().ends_with(") by podman's push: because"), "{:?}", push_line(&image));
     }
 }

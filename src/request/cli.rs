@@ -126,6 +126,12 @@ pub struct TransferArgs {
     #[arg(long, value_name = "N|all", value_parser = crate::plan::retention::Keep::parse)]
     pub keep: Option<crate::plan::retention::Keep>,
 
+    /// How images reach the cluster's registry: `own` (kindload streams the engine's export,
+    /// layers uncompressed) or `engine` (docker push, podman push) [default: `push:` in
+    /// kindload.yaml, else the cheaper one for the engine: see the README]
+    #[arg(long, value_enum, value_name = "own|engine", env = "KINDLOAD_PUSH")]
+    pub push: Option<crate::plan::push::PushWith>,
+
     /// Largest layer (MiB) kept in a temporary file when nodes differ on it and only its bytes tell which it is
     #[arg(long, value_name = "MIB", env = "KINDLOAD_SPOOL_LIMIT_MIB", default_value_t = 1024)]
     pub spool_limit: u64,
@@ -158,11 +164,12 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
 
-    /// Push the images to the cluster's registry (`kindload registry up`) and verify that every node pulls them
-    #[arg(long, conflicts_with_all = ["archive", "from_manifests", "from_build_artifacts"])]
+    /// Only through the cluster's registry (`kindload registry up`), as a load with one goes
+    /// anyway, but a node that cannot pull from it fails instead of being sideloaded
+    #[arg(long, conflicts_with_all = ["archive", "sideload"])]
     pub via_registry: bool,
 
-    /// The registry to push to with --via-registry
+    /// The registry to use with --via-registry
     #[arg(long = "registry", value_name = "NAME", env = "KINDLOAD_REGISTRY", default_value = crate::registry::DEFAULT_NAME)]
     pub registry_name: String,
 }

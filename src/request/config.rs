@@ -32,6 +32,9 @@ pub struct Config {
     /// Versions of each repository a node keeps of those kindload loaded: a count (default 2,
     /// the current one and the one a rollback needs) or `all` (nothing removed); below --keep.
     pub keep: Option<KeepSetting>,
+    /// How images reach the cluster's registry: `own` or `engine`; below --push and
+    /// KINDLOAD_PUSH (default: the cheaper one for the engine).
+    pub push: Option<crate::plan::push::PushWith>,
 }
 
 /// `keep:` in kindload.yaml.
@@ -126,7 +129,7 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
     parse(&text).map_err(|e| {
         Error::input(
             format!("{} is not a valid kindload config: {e}", path.display()),
-            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull, keep",
+            "see schemas/kindload-config.schema.json for the fields: cluster, engine, provider, verify, insecure_registries, pull, stall_timeout_seconds, keep, push",
         )
     })
 }

@@ -684,7 +684,7 @@ pub fn save_image(engine: &str, tag: &str) -> Vec<u8> {
 }
 
 /// A command for the real kindload binary with KIND_CLUSTER_NAME, KINDLOAD_ENGINE,
-/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_*, DOCKER_HOST and CONTAINER_HOST removed and KUBECONFIG
+/// KIND_EXPERIMENTAL_PROVIDER, SKAFFOLD_*, DOCKER_HOST, CONTAINER_HOST, CI and KINDLOAD_PUSH removed and KUBECONFIG
 /// pointing at a nonexistent file, so the host's settings never leak in.
 pub fn kindload() -> assert_cmd::Command {
     assert_cmd::Command::from_std(kindload_command())
@@ -713,7 +713,16 @@ pub fn free_port() -> u16 {
 /// Variables of the host's environment that would change what kindload does: the ones
 /// `kindload()` removes.
 pub fn host_settings() -> Vec<std::ffi::OsString> {
-    let fixed = ["KIND_CLUSTER_NAME", "KINDLOAD_ENGINE", "KIND_EXPERIMENTAL_PROVIDER", "DOCKER_HOST", "CONTAINER_HOST"];
+    // CI picks kindload's own push for Docker's classic store: a test that wants it sets it.
+    let fixed = [
+        "KIND_CLUSTER_NAME",
+        "KINDLOAD_ENGINE",
+        "KIND_EXPERIMENTAL_PROVIDER",
+        "DOCKER_HOST",
+        "CONTAINER_HOST",
+        "CI",
+        "KINDLOAD_PUSH",
+    ];
     let skaffold = std::env::vars_os().map(|(var, _)| var).filter(|var| var.to_string_lossy().starts_with("SKAFFOLD_"));
     fixed.into_iter().map(Into::into).chain(skaffold).collect()
 }

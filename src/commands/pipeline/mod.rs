@@ -19,9 +19,10 @@ use std::time::Duration;
 use super::Context;
 use crate::error::Result;
 use crate::exec::Runner;
+use crate::plan::push::{PushSetting, PushWith};
 use crate::plan::retention::Keep;
 use crate::plan::Action;
-use crate::report::{LoadReport, RetentionReport, Transport};
+use crate::report::{LoadReport, PushReport, RetentionReport, Transport};
 use crate::request::cli::SelectArgs;
 use crate::resolve::cluster::ClusterName;
 use crate::resolve::engine::EngineKind;
@@ -61,6 +62,12 @@ pub struct LoadOptions {
     pub sideload: bool,
     /// Versions of a repository each node keeps (`--keep`); None: kindload.yaml's, else 2.
     pub keep: Option<Keep>,
+    /// The push to the registry the user asked for (`--push`, KINDLOAD_PUSH); None: kindload.yaml's, else picked per engine.
+    pub push: Option<PushSetting>,
+    /// `--via-registry`: only through the registry; a node that cannot pull fails.
+    pub via_registry: bool,
+    /// The registry named with --via-registry.
+    pub registry: Option<String>,
 }
 
 impl LoadOptions {
@@ -71,7 +78,18 @@ impl LoadOptions {
             spool_max: args.spool_limit << 20,
             sideload: args.sideload,
             keep: args.keep,
+            push: args.push.map(|with| PushSetting { with, from: push_flag(with) }),
+            via_registry: false,
+            registry: None,
         }
+    }
+}
+
+/// Where `--push` came from, as the report names it: the environment or the flag.
+fn push_flag(with: PushWith) -> String {
+    match crate::commands::context::env("KINDLOAD_PUSH") {
+        Some(value) if value.trim() == with.as_str() => format!("KINDLOAD_PUSH={}", with.as_str()),
+        _ => format!("--push {}", with.as_str()),
     }
 }
 
@@ -116,7 +134,14 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
         }
     }
     let wants_route = req.transfer && !req.options.sideload && archive.is_none();
-    let ((cluster, provider, containers), route, early) = discover(ctx, &req.select, wants_route, &mut images)?;
+    let ((cluster, provider, containers), route, early) =
+        discover(ctx, &req.select, &req.options, wants_route, &mut images)?;
+    if req.options.via_registry {
+        if let Err(why) = &route {
+            registry::finish_early(&early);
+            return Err(registry::required(why, &req.options));
+        }
+    }
     // The survey lists the records the load reads: the images' digests, their registry names.
     let mut records: Vec<String> =
         images.iter().flat_map(|i| [i.identity.config.clone(), i.identity.manifest.clone()]).flatten().collect();
@@ -154,6 +179,7 @@ type Discovered = (ClusterName, Provider, Vec<NodeContainer>);
 fn discover(
     ctx: &Context,
     select: &SelectArgs,
+    options: &LoadOptions,
     wants_route: bool,
     images: &mut [Image],
 ) -> Result<(Discovered, registry::RouteLookup, registry::EarlyPushes)> {
@@ -164,7 +190,7 @@ fn discover(
     let gate = registry::Gate::default();
     let (found, (route, early)) = std::thread::scope(|scope| {
         let lookup = scope.spawn(|| {
-            let route = registry::find_route(ctx, Provider::new(guess));
+            let route = registry::find_route(ctx, Provider::new(guess), options);
             if route.is_ok() {
                 registry::locate_engines(ctx.runner(), images);
             }
@@ -184,7 +210,7 @@ fn discover(
         }
     };
     registry::finish_early(&early);
-    let route = registry::find_route(ctx, found.1);
+    let route = registry::find_route(ctx, found.1, options);
     if route.is_ok() {
         registry::locate_engines(ctx.runner(), images);
     }
@@ -204,6 +230,7 @@ impl Pipeline<'_> {
     ) -> Result<(LoadReport, Vec<Image>)> {
         self.run_names = images.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)).collect();
         self.run_names.extend(registry::pushed_names(&self.route, &images));
+        *self.pushes.lock().expect("push reports") = vec![None; images.len()];
         let mut outcomes = match &archive {
             _ if !transfer => self.untouched(&images),
             Some(Source::Stdin) => {
@@ -241,6 +268,8 @@ struct Pipeline<'a> {
     run_names: Vec<String>,
     /// What the retention removed, per node.
     retained: std::sync::Mutex<Vec<RetentionReport>>,
+    /// Per image, the push that carried it to the registry.
+    pushes: std::sync::Mutex<Vec<Option<PushReport>>>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -284,6 +313,7 @@ impl<'a> Pipeline<'a> {
             stamp: retain::stamp(),
             run_names: Vec::new(),
             retained: Default::default(),
+            pushes: Default::default(),
             locks: Default::default(),
         }
     }

@@ -16,7 +16,8 @@ impl Pipeline<'_> {
         let images: Vec<ImageReport> = images
             .iter()
             .zip(outcomes)
-            .map(|(image, row)| ImageReport {
+            .enumerate()
+            .map(|(i, (image, row))| ImageReport {
                 reference: image.requested.clone(),
                 normalized: image.normalized(),
                 names: image.names.iter().map(|n| n.normalized()).collect(),
@@ -25,6 +26,7 @@ impl Pipeline<'_> {
                     .find_map(|o| o.verdict.as_ref().and_then(|v| v.id.clone()))
                     .unwrap_or_else(|| image.identity.id()),
                 transport: transport_of(row),
+                push: self.pushes.lock().expect("push reports").get(i).cloned().flatten(),
                 source: match (archive, &image.engine) {
                     (Some(s), _) => s.describe(),
                     (None, Some(e)) => e.kind.to_string(),

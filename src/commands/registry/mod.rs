@@ -24,7 +24,6 @@ use crate::resolve::provider::Provider;
 use super::Context;
 
 pub use doctor::doctor;
-pub(super) use trust::ensure_trust;
 
 pub fn registry(ctx: &Context, command: RegistryCommand) -> Result<i32> {
     match command {

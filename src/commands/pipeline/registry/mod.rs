@@ -11,14 +11,15 @@ mod push;
 
 use std::path::PathBuf;
 
-use super::{retain, Outcome, Outcomes, Pipeline};
+use super::{retain, LoadOptions, Outcome, Outcomes, Pipeline};
 use crate::commands::registry::{host_address, loopback};
-use crate::commands::via_registry::registry_repo;
 use crate::commands::Context;
 use crate::error::Result;
 use crate::exec::Runner;
+use crate::plan::push::{in_ci, PushSetting};
 use crate::plan::Action;
 use crate::registry::client::Client;
+use crate::registry::repo_of;
 use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
 use crate::resolve::image::Image;
 use crate::resolve::node::{Node, RegistryHost};
@@ -26,7 +27,7 @@ use crate::resolve::platform;
 use crate::resolve::provider::Provider;
 use crate::resolve::reference::ImageRef;
 use pull::NodePull;
-use push::{push_image, pushed_name};
+use push::{push_image, pushed_name, Pushed};
 
 pub(super) use pull::{close_sessions, survey_held, Sessions};
 pub(super) use push::{finish_early, locate_engines, push_early, EarlyPushes, Gate};
@@ -39,6 +40,10 @@ pub(crate) struct Route {
     ca_pem: String,
     /// A directory holding only the CA as `ca.crt`, for `podman push --cert-dir`.
     cert_dir: PathBuf,
+    /// The push the user asked for, if any (`plan::push` picks otherwise).
+    push: Option<PushSetting>,
+    /// Whether this is a CI job, where no reload follows.
+    ci: bool,
 }
 
 impl Route {
@@ -74,12 +79,12 @@ type Routed = Vec<Vec<bool>>;
 /// The registry to use, or why none: none made by `registry up` (nothing to say), or one
 /// that is not running (said, and the load sideloads). One started moments ago (restarted,
 /// or by an `up` running beside this load) is given a bounded wait to answer.
-pub(super) fn find_route(ctx: &Context, provider: Provider) -> RouteLookup {
-    let found = find_registry(ctx.runner(), provider).ok_or(None)?;
+pub(super) fn find_route(ctx: &Context, provider: Provider, options: &LoadOptions) -> RouteLookup {
+    let found = find_registry(ctx.runner(), provider, options.registry.as_deref()).ok_or(None)?;
     let name = found.name.clone();
     if !found.running {
         return Err(Some(format!(
-            "registry {name} is {}, so this load sideloads; `kindload registry up` starts it again",
+            "sideloaded: registry {name} is not running (it is {}); `kindload registry up` starts it again",
             found.state
         )));
     }
@@ -90,11 +95,32 @@ pub(super) fn find_route(ctx: &Context, provider: Provider) -> RouteLookup {
         ))
     })?;
     let cert_dir = state.join("registry").join("engine-certs");
-    let route = Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir };
+    let push = options.push.clone().or_else(|| {
+        let with = ctx.config.push?;
+        Some(PushSetting { with, from: format!("`push: {}` in kindload.yaml", with.as_str()) })
+    });
+    let ci = in_ci(crate::commands::context::env("CI").as_deref());
+    let route = Route { name, port: found.port.unwrap_or(DEFAULT_PORT), ca_pem, cert_dir, push, ci };
     if found.just_started() {
         await_start(ctx, &route);
     }
     Ok(route)
+}
+
+/// The error of `--via-registry` when the cluster has no registry to use: none (bad input,
+/// exit 2), or one that is not running (exit 1).
+pub(super) fn required(why: &Option<String>, options: &LoadOptions) -> crate::error::Error {
+    let name = options.registry.as_deref().unwrap_or(DEFAULT_NAME);
+    match why {
+        None => crate::error::Error::usage(
+            format!("--via-registry: there is no kindload registry {name} for this cluster"),
+            "start one with `kindload registry up` (or name yours with --registry), or load without --via-registry to sideload",
+        ),
+        Some(why) => crate::error::Error::failed(
+            format!("--via-registry: {}", why.trim_start_matches("sideloaded: ")),
+            "start it with `kindload registry up`, or load without --via-registry to sideload",
+        ),
+    }
 }
 
 /// The longest a load waits for a just-started registry before going on (a push to one that
@@ -115,10 +141,11 @@ fn await_start(ctx: &Context, route: &Route) {
     let _ = client.ping_until(std::time::Instant::now() + START_WAIT, &mut waiting);
 }
 
-/// The registry named by KINDLOAD_REGISTRY, else the default one, else the one kindload
-/// registry on the provider (a running one first, when there are several).
-fn find_registry(runner: &dyn Runner, provider: Provider) -> Option<container::Found> {
-    if let Some(name) = crate::commands::context::env("KINDLOAD_REGISTRY") {
+/// The registry named by `--registry` (with --via-registry) or KINDLOAD_REGISTRY, else the
+/// default one, else the one kindload registry on the provider (a running one first, when
+/// there are several).
+fn find_registry(runner: &dyn Runner, provider: Provider, named: Option<&str>) -> Option<container::Found> {
+    if let Some(name) = named.map(str::to_string).or_else(|| crate::commands::context::env("KINDLOAD_REGISTRY")) {
         return container::find(runner, provider, &name).filter(|f| f.ours);
     }
     if let Some(found) = container::find(runner, provider, DEFAULT_NAME).filter(|f| f.ours) {
@@ -140,23 +167,36 @@ impl Pipeline<'_> {
         outcomes: &mut Outcomes,
     ) -> Result<Routed> {
         let mut handled = vec![vec![false; self.nodes.len()]; images.len()];
+        let required = self.options.via_registry;
         let route = match &self.route {
             Ok(route) => route,
             Err(why) => {
                 for (i, row) in targets.iter().enumerate() {
                     for &n in row {
-                        outcomes[i][n].note = why.clone();
+                        pass_by(required, &mut outcomes[i][n], &mut handled[i][n], why.clone());
                     }
                 }
                 return Ok(handled);
             }
         };
         for (i, image) in images.iter_mut().enumerate() {
+            if targets[i].is_empty() && required && unroutable(image).is_none() {
+                // --via-registry: the registry holds the image even when every node already does.
+                match self.push_for(i, route, image) {
+                    Ok(Pushed { report, .. }) => self.pushes.lock().expect("push reports")[i] = Some(report),
+                    Err(e) => {
+                        for outcome in outcomes[i].iter_mut() {
+                            *outcome = Outcome::failed(format!("--via-registry: {e}"));
+                        }
+                    }
+                }
+                continue;
+            }
             let mut trusting = Vec::new();
             for &n in &targets[i] {
                 match distrust(&self.nodes[n], route) {
                     None => trusting.push(n),
-                    why => outcomes[i][n].note = why,
+                    why => pass_by(required, &mut outcomes[i][n], &mut handled[i][n], why),
                 }
             }
             if trusting.is_empty() {
@@ -164,22 +204,21 @@ impl Pipeline<'_> {
             }
             if let Some(why) = unroutable(image) {
                 for &n in &trusting {
-                    outcomes[i][n].note = Some(why.clone());
+                    pass_by(required, &mut outcomes[i][n], &mut handled[i][n], Some(why.clone()));
                 }
                 continue;
             }
-            let early = self.early.lock().expect("early pushes").get_mut(i).and_then(Option::take);
-            let pushed = match early {
-                Some(handle) => handle.join().expect("push panicked"),
-                None => push_image(self.runner(), route, image),
-            };
+            let pushed = self.push_for(i, route, image);
             let reference = match pushed {
-                Ok(reference) => reference,
+                Ok(Pushed { reference, report }) => {
+                    self.pushes.lock().expect("push reports")[i] = Some(report);
+                    reference
+                }
                 Err(e) => {
                     match not_pushed(route, image, &e) {
                         NotPushed::Sideload(note) => {
                             for &n in &trusting {
-                                outcomes[i][n].note = Some(note.clone());
+                                pass_by(required, &mut outcomes[i][n], &mut handled[i][n], Some(note.clone()));
                             }
                         }
                         // Not sideloaded elsewhere either: no node changes for an image the load failed.
@@ -207,6 +246,15 @@ impl Pipeline<'_> {
             }
         }
         Ok(handled)
+    }
+
+    /// The image's push: the early one when it was started, else one now.
+    fn push_for(&self, i: usize, route: &Route, image: &Image) -> Result<Pushed> {
+        let early = self.early.lock().expect("early pushes").get_mut(i).and_then(Option::take);
+        match early {
+            Some(handle) => handle.join().expect("push panicked"),
+            None => push_image(self.runner(), route, image),
+        }
     }
 
     /// Every trusting node pulls, concurrently, each through the session it was surveyed in.
@@ -259,6 +307,19 @@ impl Pipeline<'_> {
     }
 }
 
+/// Why a node does not pull from the registry: a note before its sideload, or with
+/// --via-registry, which allows no sideload, its failure.
+fn pass_by(required: bool, outcome: &mut Outcome, handled: &mut bool, why: Option<String>) {
+    if required {
+        let why = why.unwrap_or_else(|| "the cluster has no registry".into());
+        *outcome =
+            Outcome::failed(format!("--via-registry allows no sideload: {}", why.trim_start_matches("sideloaded: ")));
+        *handled = true;
+    } else {
+        outcome.note = why;
+    }
+}
+
 /// The registry names the images would be pushed under: the survey lists their records,
 /// which a pull moves and so may supersede.
 pub(super) fn pushed_names(route: &RouteLookup, images: &[Image]) -> Vec<String> {
@@ -302,7 +363,7 @@ fn unroutable(image: &Image) -> Option<String> {
 fn config_in_registry(route: &Route, image: &Image, platform: Option<&str>) -> Option<String> {
     let client = route.client().ok()?;
     let first = &image.names[0];
-    let repo = registry_repo(first);
+    let repo = repo_of(first);
     let (_, bytes) = client.get_manifest(&repo, first.tag().unwrap_or("latest")).ok()?;
     if let Some(config) = crate::registry::push::config_of(&bytes) {
         return Some(config);
@@ -348,7 +409,14 @@ mod tests {
 
     #[test]
     fn trust_is_the_hosts_files_registry_up_writes() {
-        let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
+        let route = Route {
+            name: "reg".into(),
+            port: 5001,
+            ca_pem: "PEM\n".into(),
+            cert_dir: PathBuf::new(),
+            push: None,
+            ci: false,
+        };
         let mut n = Node::for_tests("kind-worker");
         let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
         assert!(distrust(&n, &route).unwrap().contains("config_path"), "nothing read: no hosts directory");
@@ -370,7 +438,14 @@ mod tests {
 
     #[test]
     fn a_push_that_fails_sideloads_from_a_remote_engine_and_fails_a_local_ones_nodes() {
-        let route = Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::new() };
+        let route = Route {
+            name: "reg".into(),
+            port: 5001,
+            ca_pem: "PEM\n".into(),
+            cert_dir: PathBuf::new(),
+            push: None,
+            ci: false,
+        };
         let id = Identity { config: Some("sha256:c".into()), manifest: None };
         let mut image = Image::for_tests("app:dev", id);
         let mut engine = crate::resolve::engine::Engine::unprobed(EngineKind::Podman, "test");

@@ -1,17 +1,30 @@
-//! The engine's own push to the cluster's registry: made ready (the registry asked, the image
-//! given its push name) while the cluster is looked up, and sent before the survey ends.
+//! The push to the cluster's registry: made ready (the registry asked, the image given its
+//! push name) while the cluster is looked up, and sent before the survey ends, by the push
+//! `plan::push` picks for the engine: kindload's own push of the engine's export, or the
+//! engine's push.
 
 use super::{unroutable, Route, RouteLookup};
-use crate::commands::via_registry::registry_repo;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
+use crate::plan::push::{choose, PushChoice, PushWith};
+use crate::registry::repo_of;
+use crate::registry::CONTAINER_PORT;
+use crate::report::PushReport;
 use crate::resolve::engine::{Engine, EngineKind, Locality};
 use crate::resolve::image::Image;
 use crate::resolve::remote;
+use crate::transfer::export::Source;
+
+/// A push done: the name it left in the registry, and the report's account of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Pushed {
+    pub reference: String,
+    pub report: PushReport,
+}
 
 /// Pushes started before the survey, for images the registry likely lacks, so the survey
 /// and the push overlap; joined by the route when a node needs the image, or at the end.
-pub(crate) type EarlyPushes = std::sync::Mutex<Vec<Option<std::thread::JoinHandle<Result<String>>>>>;
+pub(crate) type EarlyPushes = std::sync::Mutex<Vec<Option<std::thread::JoinHandle<Result<Pushed>>>>>;
 
 /// Lets early pushes send once the cluster is found: a push is made ready (registry asked,
 /// image named) while the cluster is looked up, and sent only for a cluster that exists.
@@ -74,14 +87,14 @@ pub(crate) fn finish_early(early: &EarlyPushes) {
 /// The registry name an image is pushed under: its path and tag at the registry's loopback address.
 pub(super) fn pushed_name(route: &Route, image: &Image) -> String {
     let first = &image.names[0];
-    format!("{}/{}:{}", route.host(), registry_repo(first), first.tag().unwrap_or("latest"))
+    format!("{}/{}:{}", route.host(), repo_of(first), first.tag().unwrap_or("latest"))
 }
 
 /// The engine's own push to the registry's loopback address: it skips the layers the
 /// registry holds. The engine keeps the push name, as kind's registry recipe leaves it: it
 /// records what the registry was last given, so an unchanged image is not pushed again
 /// before the survey.
-pub(super) fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
+pub(super) fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Pushed> {
     let reference = ready_push(runner, route, image)?;
     send_push(runner, route, image, &reference)
 }
@@ -105,15 +118,41 @@ fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
     Ok(reference)
 }
 
-fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<String> {
+/// Sends the image by the push `plan::push` picks for its engine.
+fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<Pushed> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
-    if engine.kind == EngineKind::Podman && !engine.locality.is_remote() {
-        std::fs::create_dir_all(&route.cert_dir)
-            .and_then(|_| std::fs::write(route.cert_dir.join("ca.crt"), &route.ca_pem))
-            .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
+    let PushChoice { with, why } = choose(route.push.as_ref(), engine, route.ci);
+    let cluster_reference = reference.replacen(&route.host(), &format!("{}:{CONTAINER_PORT}", route.name), 1);
+    let mut report = PushReport {
+        with,
+        why,
+        reference: reference.to_string(),
+        cluster_reference,
+        blobs_sent: None,
+        blobs_present: None,
+    };
+    match with {
+        PushWith::Own => {
+            let client = route.client().map_err(|e| push_failed(route, image, e))?;
+            let first = &image.names[0];
+            let source = Source::Engine { engine: engine.clone(), refs: vec![image.engine_ref.clone()] };
+            let repo = repo_of(first);
+            let tag = first.tag().unwrap_or("latest");
+            let pushed = crate::registry::push::push(&client, &source, &image.identity, &image.layers, &repo, tag)
+                .map_err(|e| push_failed(route, image, e.to_string()))?;
+            report.blobs_sent = Some(pushed.blobs_sent);
+            report.blobs_present = Some(pushed.blobs_had);
+        }
+        PushWith::Engine => {
+            if engine.kind == EngineKind::Podman && !engine.locality.is_remote() {
+                std::fs::create_dir_all(&route.cert_dir)
+                    .and_then(|_| std::fs::write(route.cert_dir.join("ca.crt"), &route.ca_pem))
+                    .map_err(|e| Error::failed(format!("cannot write kindload's CA for podman push: {e}"), ""))?;
+            }
+            runner.run(&push_cmd(engine, route, reference)).map_err(|e| push_failed(route, image, e.to_string()))?;
+        }
     }
-    runner.run(&push_cmd(engine, route, reference)).map_err(|e| push_failed(route, image, e.to_string()))?;
-    Ok(reference.to_string())
+    Ok(Pushed { reference: reference.to_string(), report })
 }
 
 /// The engine's push to the registry's loopback address. A local Podman verifies the
@@ -157,7 +196,14 @@ mod tests {
     use std::path::PathBuf;
 
     fn route() -> Route {
-        Route { name: "reg".into(), port: 5001, ca_pem: "PEM\n".into(), cert_dir: PathBuf::from("/state/engine-certs") }
+        Route {
+            name: "reg".into(),
+            port: 5001,
+            ca_pem: "PEM\n".into(),
+            cert_dir: PathBuf::from("/state/engine-certs"),
+            push: None,
+            ci: false,
+        }
     }
 
     #[test]
