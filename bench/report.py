@@ -40,10 +40,11 @@ def kindload_fields(measure, stdout, stderr):
         fields["bytes_sent"] = sum(n.get("bytes") or 0 for n in nodes)
         fields["bytes_present"] = sum(n.get("bytes_present") or 0 for n in nodes)
         fields["actions"] = sorted({n.get("action") for n in nodes if n.get("action")})
-        images = report.get("images", [])
-        if any("blobs_sent" in i for i in images):
-            fields["blobs_sent"] = sum(i.get("blobs_sent") or 0 for i in images)
-            fields["blobs_present"] = sum(i.get("blobs_present") or 0 for i in images)
+        pushes = [i["push"] for i in report.get("images", []) if i.get("push")]
+        if pushes:
+            fields["push"] = ",".join(sorted({p["with"] for p in pushes}))
+            if all(p.get("blobs_sent") is not None for p in pushes):
+                fields["blobs_sent"] = sum(p["blobs_sent"] for p in pushes)
         fields["transport"] = transport_of(report)
     except (OSError, ValueError, AttributeError):
         pass
@@ -183,6 +184,12 @@ REGISTRY_CASES = [
 REGISTRY_TARGETS = {"reg_first_empty": 1.0, "reg_reload_1mb": 1.0, "reg_noop": 1.0}
 
 SOURCES = ["docker", "containerd-store", "podman"]
+
+# 10. the push to the registry: first load / kind's algorithm (per source), reload / recipe
+PUSH_FIRST_TARGET = 0.45
+PUSH_FIRST_SOURCES = ["containerd-store", "podman", "docker-ci"]
+PUSH_RELOAD_TARGET = 1.2
+PUSH_SOURCES = ["docker", "docker-ci", "containerd-store", "podman"]
 
 RSS_CASES = [("rss_first_load_1gib", "no registry"), ("rss_first_load_1gib_registry", "registry up")]
 
@@ -325,6 +332,81 @@ def summary(raw_path, out_path, opts):
         w("   every node at once, standing in for crictl pull; containerd-store: nodes on Podman, both sides;")
         w("   +check: the recipe plus the image and nodes looked up, the user's name tagged, and each node's")
         w("   record read back in its pull's exec: the least a load that keeps names and verifies adds)")
+
+    # 10. the push to the registry, per source
+    push_rows = [r for r in rows if r["case"].startswith("push_")]
+    pushes = {}
+    if push_rows:
+        if lines:
+            w(rule)
+        w("the push to the registry: first loads against kind's algorithm, reloads against kind's registry recipe, 3 nodes")
+        w(f"{'source':<17} {'case':<30} {'tool':<9} {'median s':>9} {'min s':>7} {'max s':>7} {'n':>2}  {'push':<7} ratio")
+        w(rule)
+    for source in PUSH_SOURCES:
+        if not any(r.get("source") == source for r in push_rows):
+            continue
+        base = "docker" if source == "docker-ci" else source  # docker-ci's baselines are docker's
+        kind = stats(values("push_first", "kind", source=base))
+        rec_first = stats(values("push_first", "recipe", source=base))
+        rec_reload = stats(values("push_reload", "recipe", source=base))
+        per = pushes.setdefault(source, {})
+        first = True
+
+        def line(title, tool, s, push, tail):
+            nonlocal first
+            w(f"{source if first else '':<17} {title:<30} {tool:<9} {s['median']:>9.2f} {s['min']:>7.2f} {s['max']:>7.2f} "
+              f"{s['n']:>2}  {push:<7} {tail}")
+            first = False
+
+        def pushed(case):
+            return ",".join(sorted({r.get("push", "-") for r in push_rows if r["case"] == case and r.get("source") == source
+                                    and r["tool"] == "kindload"})) or "-"
+
+        for tool, s, push in (("kind", kind, "-"), ("recipe", rec_first, "docker" if base == "docker" else base)):
+            if s and source != "docker-ci":
+                line("first load, empty registry" if tool == "kind" else "", tool, s, push, "")
+        for case, label in (("push_first", "kindload"), ("push_first_other", "other")):
+            s = stats(values(case, "kindload", source=source))
+            if not s:
+                continue
+            ratio = s["median"] / kind["median"] if kind and kind["median"] > 0 else None
+            tail = "" if ratio is None else f"{ratio:.2f} x kind"
+            if rec_first and rec_first["median"] > 0:
+                tail += f", {s['median'] / rec_first['median']:.2f} x recipe"
+            target = PUSH_FIRST_TARGET if case == "push_first" and source in PUSH_FIRST_SOURCES else None
+            if target is not None and ratio is not None:
+                tail += f"  (target <= {target}: {verdict(ratio <= target)})"
+                targets.append((f"first load through the registry <= {target} x kind's algorithm, {source}",
+                                f"{ratio:.2f} x ({s['median']:.2f} s vs {kind['median']:.2f} s; {pushed(case)})",
+                                ratio <= target))
+            per[case] = {"kindload": s, "push": pushed(case), "ratio_to_kind": ratio, "target_ratio": target}
+            line("first load, empty registry" if first else "", label, s, pushed(case), tail)
+        per["kind_first"], per["recipe_first"], per["recipe_reload"] = kind, rec_first, rec_reload
+        if rec_reload and source != "docker-ci":
+            line("reload, 1 MiB top layer changed", "recipe", rec_reload, "-", "")
+        s = stats(values("push_reload", "kindload", source=source))
+        if s:
+            ratio = s["median"] / rec_reload["median"] if rec_reload and rec_reload["median"] > 0 else None
+            tail = "" if ratio is None else f"{ratio:.2f} x recipe"
+            if ratio is not None and source != "docker-ci":
+                tail += f"  (target <= {PUSH_RELOAD_TARGET}: {verdict(ratio <= PUSH_RELOAD_TARGET)})"
+                targets.append((f"reload through the registry <= {PUSH_RELOAD_TARGET} x recipe, {source}",
+                                f"{ratio:.2f} x ({s['median']:.2f} s vs {rec_reload['median']:.2f} s; {pushed('push_reload')})",
+                                ratio <= PUSH_RELOAD_TARGET))
+            per["push_reload"] = {"kindload": s, "push": pushed("push_reload"), "ratio_to_recipe": ratio}
+            line("reload, 1 MiB top layer changed" if source == "docker-ci" else "", "kindload", s, pushed("push_reload"), tail)
+        again = [r["uploads"] for r in push_rows if r["case"] == "push_again_uploads" and r.get("source") == source]
+        if again:
+            per["push_again_uploads"] = again
+            w(f"{'':<17} unchanged image pushed again for a node that lost it: {max(again)} blob(s) uploaded at most "
+              f"({len(again)} round(s); push {pushed('push_again')})")
+            targets.append((f"an unchanged image pushed again sends no blob, {source}", f"{max(again)} blob(s) at most",
+                            max(again) == 0))
+    if pushes:
+        result["cases"]["push"] = pushes
+        w("  (kind: the source's `save` and every node's import at once; recipe: the source's push to a plain-HTTP registry,")
+        w("   then every node's `ctr images pull`; kindload: `load` with `registry up` done, by the push it picks, and")
+        w("   `other`: by the push it does not pick (KINDLOAD_PUSH); docker-ci: CI=true, against docker's kind and recipe)")
 
     # 7. floor
     saves = {r["round"]: r["seconds"] for r in timed if r["case"] == "floor_save"}

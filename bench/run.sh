@@ -5,7 +5,7 @@
 # See README.md, section "Benchmark".
 #
 #   bench/run.sh [--rounds N] [--containerd 1.6|1.7|2.1] [--quick] [--results FILE]
-#                [--cases kind,floor,rss,growth,tags,registry,parallel] [--sources docker,containerd-store,podman]
+#                [--cases kind,floor,rss,growth,tags,registry,parallel,push] [--sources docker,containerd-store,podman]
 #                [--soak N]
 #
 # Needs the test bed (run `tests/run.sh` once first): Docker, the node image
@@ -22,7 +22,7 @@ containerd=2.1
 quick=0
 snapshotter=overlayfs
 results=$BENCH_DIR/results/latest.json
-cases=kind,floor,rss,growth,tags,registry,parallel
+cases=kind,floor,rss,growth,tags,registry,parallel,push
 sources=docker,containerd-store,podman
 soak=
 
@@ -55,14 +55,15 @@ case $containerd in 1.6 | 1.7 | 2.1) ;; *) echo "--containerd must be 1.6, 1.7 o
 IFS=, read -r -a CASES <<<"$cases"
 IFS=, read -r -a SOURCES <<<"$sources"
 for c in "${CASES[@]}"; do
-  case $c in kind | floor | rss | growth | tags | registry | parallel) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, tags, registry, parallel)" >&2; exit 2 ;; esac
+  case $c in kind | floor | rss | growth | tags | registry | parallel | push) ;; *) echo "--cases: unknown case group '$c' (kind, floor, rss, growth, tags, registry, parallel, push)" >&2; exit 2 ;; esac
 done
 for s in "${SOURCES[@]}"; do
   case $s in docker | containerd-store | podman) ;; *) echo "--sources: unknown source '$s' (docker, containerd-store, podman)" >&2; exit 2 ;; esac
 done
 [ ${#CASES[@]} -gt 0 ] || { echo "--cases is empty" >&2; exit 2; }
 selected() { [[ ",$cases," == *",$1,"* ]]; }
-if selected registry && [ ${#SOURCES[@]} -eq 0 ]; then echo "--sources is empty" >&2; exit 2; fi
+by_source() { selected registry || selected push; }
+if by_source && [ ${#SOURCES[@]} -eq 0 ]; then echo "--sources is empty" >&2; exit 2; fi
 
 # Sizes in MiB.
 if [ "$quick" = 1 ]; then
@@ -97,10 +98,10 @@ command -v python3 >/dev/null || die "python3 is needed for the measurements and
 
 REGISTRY_IMAGE=kindload-testregistry:1
 with_registry=0 # kindload-registry variants of cases 4 and 5, and case 8, need the registry image
-if selected registry || selected rss || selected growth; then
+if by_source || selected rss || selected growth; then
   if docker image inspect "$REGISTRY_IMAGE" >/dev/null 2>&1; then
     with_registry=1
-  elif selected registry; then
+  elif by_source; then
     die "registry image $REGISTRY_IMAGE is missing; run tests/run.sh (the test command) first, it builds it"
   else
     log "registry image $REGISTRY_IMAGE is missing: cases 4 and 5 run without a registry only"
@@ -112,7 +113,7 @@ STORE_HOST=${KINDLOAD_TEST_CONTAINERD_STORE_HOST:-}
 if [ -z "$STORE_HOST" ]; then
   STORE_HOST=$(bash -c 'source "$1/tests/testbed/common.sh" >/dev/null 2>&1 && printf "%s" "$STORE_HOST"' _ "$REPO_ROOT" || true)
 fi
-uses_source() { selected registry && [[ ",$sources," == *",$1,"* ]]; }
+uses_source() { by_source && [[ ",$sources," == *",$1,"* ]]; }
 if uses_source containerd-store; then
   docker --host "$STORE_HOST" info >/dev/null 2>&1 ||
     die "the containerd-store Docker daemon does not answer at ${STORE_HOST:-?}; run tests/run.sh (it starts it), or leave it out with --sources docker,podman"
@@ -123,7 +124,7 @@ if uses_source podman || uses_source containerd-store; then
   podman image inspect "$NODE_IMAGE" "$REGISTRY_IMAGE" >/dev/null 2>&1 ||
     die "podman lacks $NODE_IMAGE or $REGISTRY_IMAGE; run tests/run.sh (the test command) first, it builds them"
 fi
-command -v curl >/dev/null || ! selected registry || die "curl is needed to wait for the registries (apt-get install curl)"
+command -v curl >/dev/null || ! by_source || die "curl is needed to wait for the registries (apt-get install curl)"
 
 log "building kindload (cargo build --release)"
 (cd "$REPO_ROOT" && cargo build --release --locked --quiet) || die "cargo build --release failed"
@@ -455,7 +456,8 @@ KL_STATE=$WORK/kindload-state
 CONTAINERS_CONF_FILE=$WORK/containers.conf # for the registries kindload runs on Podman
 printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n\n[engine]\nruntime = "runc"\n' \
   >"$CONTAINERS_CONF_FILE"
-KL_ENV=(KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE") # cases set more
+# CI and KINDLOAD_PUSH decide kindload's push: unset unless a case sets them
+KL_ENV=(-u CI -u KINDLOAD_PUSH KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE") # cases set more
 KL_SOURCE=docker  # the engine kindload reads images from (for the verification)
 KL_FIELDS=        # more JSON fields for the record
 
@@ -618,7 +620,7 @@ run_checked() {
 KL_ARGS=()
 set_source() {
   KL_SOURCE=$1
-  KL_ENV=(KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE")
+  KL_ENV=(-u CI -u KINDLOAD_PUSH KINDLOAD_STATE_DIR="$KL_STATE" CONTAINERS_CONF="$CONTAINERS_CONF_FILE")
   KL_FIELDS="\"source\": \"$1\""
   PROVIDER=docker
   KL_ARGS=()
@@ -709,6 +711,103 @@ registry_side() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# 10. The push to the registry, per source, on fresh clusters of 3 nodes, with the image of
+# case 8 (rebuilt in each source's store):
+#   push_first        first load: kind's algorithm (the source's save, every node's import);
+#                     kindload through an empty registry by the push it picks; kindload by the
+#                     other push (KINDLOAD_PUSH); the recipe (its push and the pulls)
+#   push_reload       the 1 MiB top layer changed, same tag: the recipe and kindload
+#   push_again        the unchanged image pushed again for a node that lost it: the blobs the
+#                     registry's access log shows uploaded
+# Source docker-ci is Docker's classic store with CI=true for kindload; its kind and recipe
+# sides are docker's.
+
+# kind_load_source SOURCE IMAGE: kind's algorithm with SOURCE's save, into NODES on PROVIDER
+kind_load_source() {
+  local source=$1 image=$2 dir node pids=() rc=0
+  dir=$(mktemp -d "$KIND_TMP/images-tar.XXXXXX")
+  engine "$source" save -o "$dir/images.tar" "$image"
+  for node in "${NODES[@]}"; do
+    (
+      $PROVIDER exec "$node" containerd config dump >/dev/null
+      $PROVIDER exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
+        --all-platforms --digests --snapshotter="$snapshotter" - <"$dir/images.tar" >/dev/null
+    ) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  rm -rf "$dir"
+  return $rc
+}
+
+# blob_uploads: blob uploads the registry REG_NAME completed, from its access log (read after
+# a moment: the engine copies the log from the container)
+blob_uploads() {
+  sleep 1
+  $PROVIDER logs "$REG_NAME" 2>&1 | grep -c '"PUT /v2/[^ ]*/blobs/uploads/' || true
+}
+
+# forget IMAGE NODE: every name of IMAGE and every id record on NODE, as `crictl rmi` does
+forget() {
+  local repo=${1%%:*} name
+  for name in $($PROVIDER exec "$2" ctr -n k8s.io images ls -q); do
+    [[ $name == *"$repo"* || $name == sha256:* ]] || continue
+    $PROVIDER exec "$2" ctr -n k8s.io images rm --sync "$name" >/dev/null
+  done
+}
+
+# push_side SIDE SOURCE ROUND; SIDE: kind, recipe, kindload (its own pick) or other
+push_side() {
+  local side=$1 source=$2 round=$3 engine_source=${2%-ci} t0 t1 before other
+  set_source "$engine_source"
+  KL_FIELDS="\"source\": \"$source\""
+  [ "$source" != docker-ci ] || KL_ENV+=(CI=true)
+  case $side in
+    kind)
+      new_cluster 3
+      t0=$(now)
+      kind_load_source "$engine_source" "$REG" || die "kind's algorithm failed ($source)"
+      t1=$(now)
+      record push_first kind "$round" "$(elapsed "$t0" "$t1")" "$KL_FIELDS, \"nodes\": ${#NODES[@]}"
+      remove_cluster
+      ;;
+    recipe)
+      new_network
+      new_cluster 3 "$NETWORK"
+      recipe_registry_up
+      recipe_hosts
+      run_recipe push_first "$round" "$engine_source" "$REG"
+      build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$engine_source"
+      run_recipe push_reload "$round" "$engine_source" "$REG"
+      $PROVIDER rm -f -v "$REG_NAME" >/dev/null 2>&1
+      ;;
+    kindload | other)
+      new_network
+      new_cluster 3 "$NETWORK"
+      kindload_registry_up
+      KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
+      if [ "$side" = other ]; then
+        other=own
+        [ "$source" != docker ] || [ -z "${PUSH_OTHER:-}" ] || other=$PUSH_OTHER
+        KL_ENV+=(KINDLOAD_PUSH=$other)
+        run_kindload push_first_other "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+      else
+        run_kindload push_first "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+        build_image "$WORK/ctx-reg" "$REG" "$app_mb" "$engine_source"
+        run_kindload push_reload "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+        forget "$REG" "${NODES[2]}"
+        before=$(blob_uploads)
+        run_kindload push_again "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
+        record push_again_uploads kindload "$round" 0 "$KL_FIELDS, \"uploads\": $(($(blob_uploads) - before))"
+      fi
+      remove_kindload_registry "$PROVIDER" "$REG_NAME"
+      ;;
+  esac
+  [ "$side" = kind ] || { remove_cluster; remove_network; }
+  reset_source
+}
+
+# ---------------------------------------------------------------------------------------------
 # 9. Parallel loads: three loads started at once into 3 fresh nodes, of three images built FROM
 # one base no node holds (what Tilt does on the first `tilt up`), by sideload.
 
@@ -785,8 +884,8 @@ RSS=kindload-bench-$$/big:v1
 REG=kindload-bench-$$/reg:v1 # case 8, in each source's own store
 REG_BASE=kindload-bench-$$/reg:base
 
-log "work dir $WORK; containerd $containerd nodes; $rounds round(s)$([ "$quick" = 1 ] && echo ', quick'); cases $cases$(selected registry && echo "; sources $sources")"
-if selected kind || selected floor || selected registry; then
+log "work dir $WORK; containerd $containerd nodes; $rounds round(s)$([ "$quick" = 1 ] && echo ', quick'); cases $cases$(by_source && echo "; sources $sources")"
+if selected kind || selected floor || by_source; then
   log "building images: $big_layers x $big_layer_mb MiB + $app_mb MiB"
   make_context "$WORK/ctx-big" "$big_layers" "$big_layer_mb" "$app_mb"
   if selected kind || selected floor; then build_image "$WORK/ctx-big" "$BIG"; fi
@@ -797,7 +896,7 @@ if selected rss; then
   build_image "$WORK/ctx-rss" "$RSS"
   rm -f "$WORK"/ctx-rss/l* # the image is built; the context is not needed again
 fi
-if selected registry; then
+if by_source; then
   # the same big layers as case 1's image, a top layer of its own; built in every source
   mkdir -p "$WORK/ctx-reg"
   ln "$WORK"/ctx-big/l* "$WORK"/ctx-big/Dockerfile "$WORK/ctx-reg/"
@@ -849,6 +948,21 @@ for ((round = 1; round <= rounds; round++)); do
         registry_side "$side" "$source" "$round"
       done
       log "  registry cases, $source: ${sides[*]} done"
+    done
+  fi
+
+  if selected push; then
+    # 10. the push to the registry, per source; the order of the sides alternates
+    i=0
+    for source in "${SOURCES[@]}" $([[ ",$sources," == *",docker,"* ]] && echo docker-ci); do
+      if (((round + i) % 2)); then sides=(kind recipe kindload other); else sides=(other kindload recipe kind); fi
+      i=$((i + 1))
+      for side in "${sides[@]}"; do
+        # docker-ci's kind and recipe sides are docker's, its other push docker's pick
+        [ "$source" = docker-ci ] && [[ $side != kindload ]] && continue
+        push_side "$side" "$source" "$round"
+      done
+      log "  push cases, $source: done"
     done
   fi
 
@@ -986,7 +1100,7 @@ BENCH_STORE_HOST=$(! uses_source containerd-store || echo "$STORE_HOST") \
   BENCH_PODMAN=$(! uses_source podman && ! uses_source containerd-store || echo 1) \
   python3 "$BENCH_DIR/report.py" summary "$RAW" "$results" \
   --containerd "$containerd" --rounds "$rounds" --quick "$quick" \
-  --cases "$cases" --sources "$(selected registry && echo "$sources" || echo)" \
+  --cases "$cases" --sources "$(by_source && echo "$sources" || echo)" \
   --big "$big_layers x $big_layer_mb MiB + $app_mb MiB" \
   --rss-image "$rss_layers x $rss_layer_mb MiB + 1 MiB" \
   --kindload-version "$("$KINDLOAD" --version 2>/dev/null || echo unknown)" \

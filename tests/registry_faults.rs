@@ -149,7 +149,7 @@ fn restart_keeps_images(provider: &'static str, source: &'static str, containerd
     let json = load(&registry, &cluster, source, &tag);
     assert_verified(&json, &cluster, &normalized, &second);
     let note = json["images"][0]["nodes"][0]["note"].as_str().unwrap_or_default().to_string();
-    assert!(note.contains("sideloads") && note.contains("kindload registry up"), "{json:#}");
+    assert!(note.contains("is not running") && note.contains("kindload registry up"), "{json:#}");
     registry.engine(&["start", &registry.name]);
     let third = build_two_layers(source, context.path(), &tag, "third");
     let uploads = uploaded(&registry.log());

@@ -21,6 +21,7 @@ use crate::plan::Action;
 use crate::registry::client::Client;
 use crate::registry::repo_of;
 use crate::registry::{container, hosts, DEFAULT_NAME, DEFAULT_PORT};
+use crate::resolve::engine::Locality;
 use crate::resolve::image::Image;
 use crate::resolve::node::{Node, RegistryHost};
 use crate::resolve::platform;
@@ -215,7 +216,7 @@ impl Pipeline<'_> {
                     reference
                 }
                 Err(e) => {
-                    match not_pushed(route, image, &e) {
+                    match not_pushed(route, image, &push::locate(self.runner(), engine_of(image)), &e) {
                         NotPushed::Sideload(note) => {
                             for &n in &trusting {
                                 pass_by(required, &mut outcomes[i][n], &mut handled[i][n], Some(note.clone()));
@@ -338,16 +339,20 @@ enum NotPushed {
 /// A remote engine pushes from its own host, where the registry's loopback address may
 /// lead nowhere (another VM, another machine): its nodes take the sideload instead. A
 /// local engine's push failing is the registry's or the engine's fault, and the load's.
-fn not_pushed(route: &Route, image: &Image, error: &crate::error::Error) -> NotPushed {
-    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
+fn not_pushed(route: &Route, image: &Image, locality: &Locality, error: &crate::error::Error) -> NotPushed {
+    let engine = engine_of(image);
     let fix = error.fix().filter(|f| !f.is_empty()).map(|f| format!("; {f}")).unwrap_or_default();
-    match engine.locality.via() {
+    match locality.via() {
         Some(via) => NotPushed::Sideload(format!(
             "sideloaded: {} runs elsewhere ({via}) and its push to registry {} did not go through: {error}",
             engine.kind, route.name
         )),
         None => NotPushed::Failed(format!("no node was changed: {error}{fix}")),
     }
+}
+
+fn engine_of(image: &Image) -> &crate::resolve::engine::Engine {
+    image.engine.as_ref().expect("unroutable() keeps engine images only")
 }
 
 /// Why an image cannot take the registry route, or None when it can.
@@ -448,12 +453,10 @@ mod tests {
         };
         let id = Identity { config: Some("sha256:c".into()), manifest: None };
         let mut image = Image::for_tests("app:dev", id);
-        let mut engine = crate::resolve::engine::Engine::unprobed(EngineKind::Podman, "test");
-        engine.locality = crate::resolve::engine::Locality::Local;
-        image.engine = Some(engine.clone());
+        image.engine = Some(crate::resolve::engine::Engine::unprobed(EngineKind::Podman, "test"));
         let error =
             crate::error::Error::failed("pushing app:dev to registry reg failed: refused", "load with --sideload");
-        match not_pushed(&route, &image, &error) {
+        match not_pushed(&route, &image, &Locality::Local, &error) {
             NotPushed::Failed(why) => {
                 assert_eq!(
                     why,
@@ -462,9 +465,8 @@ mod tests {
             }
             NotPushed::Sideload(note) => panic!("a local engine's failed push is the load's failure, not {note:?}"),
         }
-        engine.locality = crate::resolve::engine::Locality::Remote { via: "podman's service at unix:///p.sock".into() };
-        image.engine = Some(engine);
-        match not_pushed(&route, &image, &error) {
+        let remote = Locality::Remote { via: "podman's service at unix:///p.sock".into() };
+        match not_pushed(&route, &image, &remote, &error) {
             NotPushed::Sideload(note) => assert!(
                 note.starts_with("sideloaded: podman runs elsewhere (podman's service at unix:///p.sock) and its push to registry reg did not go through: pushing"),
                 "{note}"

@@ -170,21 +170,26 @@ fn push_cmd(engine: &Engine, route: &Route, reference: &str) -> Cmd {
     push.arg(reference)
 }
 
-/// Asks each engine the routable images come from, once, whether it runs here or behind a
-/// connection: the push and what a failed push means depend on it.
+/// Asks each Podman the routable images come from, once, whether it runs here or behind a
+/// connection: its push takes kindload's CA only from here. Docker's push is the same either
+/// way, so Docker is asked only when its push fails (`locate`), which saves the common load a
+/// call before the push.
 pub(crate) fn locate_engines(runner: &dyn Runner, images: &mut [Image]) {
-    let mut known: Vec<(EngineKind, Locality)> = Vec::new();
+    let mut known: Option<Locality> = None;
     for image in images.iter_mut().filter(|i| unroutable(i).is_none()) {
         let Some(engine) = image.engine.as_mut().filter(|e| e.locality == Locality::Unasked) else { continue };
-        let locality = match known.iter().find(|(kind, _)| *kind == engine.kind) {
-            Some((_, locality)) => locality.clone(),
-            None => {
-                let locality = remote::locate(runner, engine.kind);
-                known.push((engine.kind, locality.clone()));
-                locality
-            }
-        };
-        engine.locality = locality;
+        if engine.kind != EngineKind::Podman {
+            continue;
+        }
+        engine.locality = known.get_or_insert_with(|| remote::locate(runner, EngineKind::Podman)).clone();
+    }
+}
+
+/// Where the image's engine runs, asked now if it was not before.
+pub(super) fn locate(runner: &dyn Runner, engine: &Engine) -> Locality {
+    match &engine.locality {
+        Locality::Unasked => remote::locate(runner, engine.kind),
+        known => known.clone(),
     }
 }
 
@@ -228,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn each_engine_is_asked_once_and_archives_not_at_all() {
+    fn each_podman_is_asked_once_and_docker_and_archives_not_before_the_push() {
         let runner = FakeRunner::new().on(
             &["podman", "version"],
             0,
@@ -238,12 +243,15 @@ mod tests {
         let id = Identity { config: Some("sha256:c".into()), manifest: None };
         let mut from_podman = Image::for_tests("app:dev", id.clone());
         from_podman.engine = Some(Engine::unprobed(EngineKind::Podman, "test"));
-        let archived = Image::for_tests("other:dev", id);
-        let mut images = vec![from_podman.clone(), archived, from_podman];
+        let archived = Image::for_tests("other:dev", id.clone());
+        let mut from_docker = Image::for_tests("docker:dev", id);
+        from_docker.engine = Some(Engine::unprobed(EngineKind::Docker, "test"));
+        let mut images = vec![from_podman.clone(), archived, from_podman, from_docker];
         locate_engines(&runner, &mut images);
         assert_eq!(runner.seen.lock().unwrap().len(), 1, "asked {:?}", runner.seen.lock().unwrap());
         assert!(images[0].engine.as_ref().unwrap().locality.is_remote());
         assert!(images[2].engine.as_ref().unwrap().locality.is_remote());
         assert!(images[1].engine.is_none());
+        assert_eq!(images[3].engine.as_ref().unwrap().locality, Locality::Unasked);
     }
 }
