@@ -362,7 +362,7 @@ def summary(raw_path, out_path, opts):
             return ",".join(sorted({r.get("push", "-") for r in push_rows if r["case"] == case and r.get("source") == source
                                     and r["tool"] == "kindload"})) or "-"
 
-        for tool, s, push in (("kind", kind, "-"), ("recipe", rec_first, "docker" if base == "docker" else base)):
+        for tool, s, push in (("kind", kind, "-"), ("recipe", rec_first, "-")):
             if s and source != "docker-ci":
                 line("first load, empty registry" if tool == "kind" else "", tool, s, push, "")
         for case, label in (("push_first", "kindload"), ("push_first_other", "other")):

@@ -212,6 +212,17 @@ fn story(source: &'static str, provider: &'static str, tag: &str, default: (&str
         assert!(total(&after) - total(&before) > 2, "Docker's classic store reused layers it did not push: {after:?}");
     }
 
+    // kindload.yaml asks too, below the environment
+    let project = tempfile::tempdir().unwrap();
+    let config = project.path().join("kindload.yaml");
+    std::fs::write(&config, format!("push: {other}\n")).unwrap();
+    build_on(source, &base, &asked, "asked third");
+    let config = config.to_str().unwrap();
+    s.load_by(&asked, &[("KINDLOAD_CONFIG", config)], other, &format!("`push: {other}` in kindload.yaml"));
+    build_on(source, &base, &asked, "asked fourth");
+    let flag = [("KINDLOAD_CONFIG", config), ("KINDLOAD_PUSH", default.0)];
+    s.load_by(&asked, &flag, default.0, &format!("KINDLOAD_PUSH={} asks for it", default.0));
+
     remove_image(source, &base);
     for image in [&app, &asked] {
         remove_image(source, image);

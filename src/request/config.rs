@@ -170,6 +170,15 @@ mod tests {
     }
 
     #[test]
+    fn push_is_own_or_engine() {
+        use crate::plan::push::PushWith;
+        assert_eq!(parse("push: own\n").unwrap().push, Some(PushWith::Own));
+        assert_eq!(parse("push: engine\n").unwrap().push, Some(PushWith::Engine));
+        assert_eq!(parse("cluster: dev\n").unwrap().push, None);
+        assert!(parse("push: fast\n").unwrap_err().contains("own"));
+    }
+
+    #[test]
     fn empty_and_unknown() {
         assert_eq!(parse("").unwrap(), Config::default());
         assert!(parse("clustr: dev\n").unwrap_err().contains("clustr"));
