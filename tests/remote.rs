@@ -206,11 +206,19 @@ fn podman_remote_client_sideloads_and_goes_through_the_registry() {
     let (json, _) = load(service.kindload(&registry), &cluster, "podman", &tag, &["--sideload"]);
     verified_everywhere(&cluster, &json, &names, "sideload", &Held::Config(first.clone()));
 
-    // through the registry: the service pushes to the loopback registry without the
-    // client's --cert-dir, which it cannot read
+    // through the registry: the first push of the repository is kindload's, reading the
+    // service's export through the client
     let second = service.build(&tag, "second");
     let (json, stderr) = load(service.kindload(&registry), &cluster, "podman", &tag, &[]);
     verified_everywhere(&cluster, &json, &names, "registry", &Held::Config(second.clone()));
+    assert_eq!(json["images"][0]["push"]["with"], "own", "{json:#}");
+    assert!(!stderr.contains("podman push"), "{stderr}");
+    // the next is the service's, to the loopback registry without the client's --cert-dir,
+    // which it cannot read
+    let again = service.build(&tag, "second again");
+    let (json, stderr) = load(service.kindload(&registry), &cluster, "podman", &tag, &[]);
+    verified_everywhere(&cluster, &json, &names, "registry", &Held::Config(again.clone()));
+    assert_eq!(json["images"][0]["push"]["with"], "engine", "{json:#}");
     assert!(stderr.contains(&format!("podman push --tls-verify=false {pushed}")), "{stderr}");
     assert!(!stderr.contains("--cert-dir"), "{stderr}");
 

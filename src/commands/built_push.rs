@@ -86,12 +86,14 @@ pub fn push_built(
         }
         let found = image::find(ctx.runner(), engines, &reference.normalized())?;
         let Some(engine) = &found.engine else { return Ok(None) };
-        let choice = choose(setting, engine, in_ci(super::context::env("CI").as_deref()));
+        let (port, client) = reach(ctx, provider, &name)?;
+        let repo = crate::registry::repo_of(reference);
+        let earlier = || client.tags(&repo).is_ok_and(|tags| !tags.is_empty());
+        let choice = choose(setting, engine, in_ci(super::context::env("CI").as_deref()), earlier);
         ctx.say(format!("{}'s push to kindload's registry: {}", choice.with.as_str(), choice.why));
         if choice.with == PushWith::Engine {
             return Ok(None);
         }
-        let (port, client) = reach(ctx, provider, &name)?;
         return own_push(ctx, &client, &found, port).map(Some);
     }
     Ok(None)

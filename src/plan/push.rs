@@ -1,6 +1,7 @@
 //! Which push carries an image to the cluster's registry: kindload's own push of what the
 //! engine exports, or the engine's push. One rule, measured per engine (bench case 10): the
-//! push that costs least over the loop of a first load and the reloads that follow.
+//! push that costs least over the loop of a first load and the reloads that follow. Only
+//! Podman's depends on what the registry holds, so only Podman's asks it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,8 +50,9 @@ pub fn in_ci(value: Option<&str>) -> bool {
         .is_some_and(|v| !v.is_empty() && !matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "no"))
 }
 
-/// Picks the push for an image from `engine`.
-pub fn choose(setting: Option<&PushSetting>, engine: &Engine, ci: bool) -> PushChoice {
+/// Picks the push for an image from `engine`; `earlier` tells, when asked, whether the
+/// registry already holds a version of the image's repository.
+pub fn choose(setting: Option<&PushSetting>, engine: &Engine, ci: bool, earlier: impl FnOnce() -> bool) -> PushChoice {
     if let Some(setting) = setting {
         return PushChoice { with: setting.with, why: format!("{} asks for it", setting.from) };
     }
@@ -71,9 +73,13 @@ pub fn choose(setting: Option<&PushSetting>, engine: &Engine, ci: bool) -> PushC
             PushWith::Engine,
             "Docker's classic store trusts only layers it pushed itself: after kindload's push its next push would send every layer again (CI=true picks kindload's push)",
         ),
-        (EngineKind::Podman, _) => choice(
+        (EngineKind::Podman, _) if earlier() => choice(
             PushWith::Engine,
-            "Podman compresses in parallel, as fast as kindload's push of its `save`, and sends only the changed layers on a reload",
+            "the registry holds an earlier version: Podman's push sends only the changed layers, and reuses those kindload's push sent",
+        ),
+        (EngineKind::Podman, _) => choice(
+            PushWith::Own,
+            "the registry holds no version yet: kindload's push sends the layers as Podman stores them, uncompressed, and Podman's later pushes reuse them",
         ),
     }
 }
@@ -92,25 +98,30 @@ mod tests {
 
     #[test]
     fn each_engine_gets_the_push_that_costs_least() {
+        let never = || -> bool { panic!("only Podman's push depends on what the registry holds") };
         let docker = engine(EngineKind::Docker, false);
-        assert_eq!(choose(None, &docker, false).with, PushWith::Engine);
-        let ci = choose(None, &docker, true);
+        assert_eq!(choose(None, &docker, false, never).with, PushWith::Engine);
+        let ci = choose(None, &docker, true, never);
         assert_eq!(ci.with, PushWith::Own);
         assert!(ci.why.starts_with("CI is set"), "{}", ci.why);
-        assert_eq!(choose(None, &engine(EngineKind::Docker, true), true).with, PushWith::Engine);
-        assert_eq!(choose(None, &engine(EngineKind::Podman, false), false).with, PushWith::Engine);
+        assert_eq!(choose(None, &engine(EngineKind::Docker, true), true, never).with, PushWith::Engine);
+        let podman = engine(EngineKind::Podman, false);
+        let first = choose(None, &podman, false, || false);
+        assert_eq!(first.with, PushWith::Own);
+        assert!(first.why.starts_with("the registry holds no version yet"), "{}", first.why);
+        assert_eq!(choose(None, &podman, true, || true).with, PushWith::Engine);
     }
 
     #[test]
     fn a_setting_decides_first_and_a_remote_engine_keeps_its_rule() {
         let mut podman = engine(EngineKind::Podman, false);
         podman.locality = Locality::Remote { via: "podman's service at unix:///p.sock".into() };
-        assert_eq!(choose(None, &podman, false).with, PushWith::Engine);
+        assert_eq!(choose(None, &podman, false, || true).with, PushWith::Engine);
         let mut docker = engine(EngineKind::Docker, false);
         docker.locality = Locality::Remote { via: "docker context colima".into() };
-        assert_eq!(choose(None, &docker, true).with, PushWith::Own);
+        assert_eq!(choose(None, &docker, true, || true).with, PushWith::Own);
         let setting = PushSetting { with: PushWith::Engine, from: "KINDLOAD_PUSH=engine".into() };
-        let chosen = choose(Some(&setting), &podman, true);
+        let chosen = choose(Some(&setting), &podman, true, || false);
         assert_eq!(chosen, PushChoice { with: PushWith::Engine, why: "KINDLOAD_PUSH=engine asks for it".into() });
     }
 

@@ -165,6 +165,21 @@ impl Client {
         Ok(header(&response, "Docker-Content-Digest").unwrap_or_else(|| crate::digest::sha256(bytes)))
     }
 
+    /// `GET /v2/<repo>/tags/list`: the repository's tags, none when it does not exist.
+    pub fn tags(&self, repo: &str) -> Result<Vec<String>, String> {
+        let path = format!("/v2/{repo}/tags/list");
+        let response = self.agent.get(self.url(&path)).call().map_err(|e| self.unreachable(e))?;
+        if response.status().as_u16() == 404 {
+            return Ok(Vec::new());
+        }
+        let mut response = expect(response, &[200], &format!("GET {path}"))?;
+        let listed: serde_json::Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().map_err(|e| e.to_string())?)
+                .map_err(|e| format!("GET {path}: {e}"))?;
+        let tags = listed["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string));
+        Ok(tags.collect())
+    }
+
     /// `GET /v2/<repo>/manifests/<reference>`: media type and bytes.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<(String, Vec<u8>), String> {
         let path = format!("/v2/{repo}/manifests/{reference}");

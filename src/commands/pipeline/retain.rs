@@ -10,17 +10,20 @@ use crate::resolve::holdings::{parse_survey, section, Section, READY};
 use crate::resolve::reference::ImageRef;
 
 /// The retention, as a shell function: `retain KEEP STAMP NAMES...`, printing as the survey
-/// does (its `s`). Labels each name as loaded at STAMP under that name; unless KEEP is `all`, lists every
-/// record naming the content of a labelled one (`versions`) and the containers, beside each
-/// other, prints [`READY`] and reads the records to remove, one per line up to `@@end`,
+/// does (its `s`). Labels each name as loaded at STAMP under that name, all at once and
+/// beside the listing of the containers (each `ctr` is a process start in the node); unless
+/// KEEP is `all`, then lists every record naming the content of a labelled one (`versions`),
+/// prints [`READY`] and reads the records to remove, one per line up to `@@end`,
 /// then removes them in one `rm --sync` between two `du -sb` of containerd's root.
 macro_rules! retain_function {
     () => {
         r#"retain() {
 keep=$1; stamp=$2; shift 2
-for a; do s "label:$a" ctr -n k8s.io images label "$a" "io.kindload.loaded=$stamp:$a"; done
-[ "$keep" = all ] && return 0
-held=$(mktemp); ctr -n k8s.io containers ls >"$held" 2>&1 & listing=$!
+out=$(mktemp -d); labels=; i=0
+for a; do i=$((i + 1)); s "label:$a" ctr -n k8s.io images label "$a" "io.kindload.loaded=$stamp:$a" >"$out/$i" & labels="$labels $!"; done
+[ "$keep" = all ] || { ctr -n k8s.io containers ls >"$out/held" 2>&1 & listing=$!; }
+wait $labels; i=0; for a; do i=$((i + 1)); cat "$out/$i"; done
+[ "$keep" = all ] && { rm -rf "$out"; return 0; }
 first=$(ctr -n k8s.io images ls 'labels."io.kindload.loaded"' 2>&1); r=$?
 set --
 if [ $r -eq 0 ]; then
@@ -31,7 +34,7 @@ fi
 if [ $r -ne 0 ]; then printf '@@kindload versions %s\n%s\n' "$r" "$first"
 elif [ $# -gt 0 ]; then s versions ctr -n k8s.io images ls "$@"
 else printf '@@kindload versions 0\n'; fi
-wait $listing; printf '@@kindload containers %s\n' "$?"; cat "$held"; rm -f "$held"
+wait $listing; printf '@@kindload containers %s\n' "$?"; cat "$out/held"; rm -rf "$out"
 printf '@@kindload ready 0\n'
 set --; a=
 while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
@@ -265,10 +268,9 @@ mod tests {
         );
         assert_eq!(calls[0], "-n k8s.io images tag --force app:2 sha256:c2");
         assert_eq!(calls[1], "-n k8s.io images rm --sync sha256:c0");
-        assert_eq!(
-            calls[2],
-            "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77:docker.io/library/app:2"
-        );
+        // the labels and the container listing run at once
+        let label = "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77:docker.io/library/app:2";
+        assert!(calls[2..4].contains(&label.to_string()), "{calls:?}");
         assert!(calls.contains(&"-n k8s.io images ls labels.\"io.kindload.loaded\"".to_string()), "{calls:?}");
         assert!(calls.contains(&"-n k8s.io images ls target.digest==sha256:m1".to_string()), "{calls:?}");
         assert!(calls.contains(&"-n k8s.io containers ls".to_string()), "{calls:?}");

@@ -121,7 +121,9 @@ fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
 /// Sends the image by the push `plan::push` picks for its engine.
 fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<Pushed> {
     let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
-    let PushChoice { with, why } = choose(route.push.as_ref(), engine, route.ci);
+    let repo = repo_of(&image.names[0]);
+    let earlier = || route.client().and_then(|c| c.tags(&repo)).is_ok_and(|tags| !tags.is_empty());
+    let PushChoice { with, why } = choose(route.push.as_ref(), engine, route.ci, earlier);
     let cluster_reference = reference.replacen(&route.host(), &format!("{}:{CONTAINER_PORT}", route.name), 1);
     let mut report = PushReport {
         with,
@@ -136,7 +138,6 @@ fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str)
             let client = route.client().map_err(|e| push_failed(route, image, e))?;
             let first = &image.names[0];
             let source = Source::Engine { engine: engine.clone(), refs: vec![image.engine_ref.clone()] };
-            let repo = repo_of(first);
             let tag = first.tag().unwrap_or("latest");
             let pushed = crate::registry::push::push(&client, &source, &image.identity, &image.layers, &repo, tag)
                 .map_err(|e| push_failed(route, image, e.to_string()))?;
