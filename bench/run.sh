@@ -715,7 +715,8 @@ registry_side() {
 # case 8 (rebuilt in each source's store):
 #   push_first        first load: kind's algorithm (the source's save, every node's import);
 #                     kindload through an empty registry by the push it picks; kindload by the
-#                     other push (KINDLOAD_PUSH); the recipe (its push and the pulls)
+#                     other push (KINDLOAD_PUSH: own, for Podman engine); the recipe (its push
+#                     and the pulls)
 #   push_reload       the 1 MiB top layer changed, same tag: the recipe and kindload
 #   push_again        the unchanged image pushed again for a node that lost it: the blobs the
 #                     registry's access log shows uploaded
@@ -787,8 +788,9 @@ push_side() {
       kindload_registry_up
       KL_ENV+=(KINDLOAD_REGISTRY="$REG_NAME")
       if [ "$side" = other ]; then
+        # the push kindload does not pick for a first load (Podman's first is its own)
         other=own
-        [ "$source" != docker ] || [ -z "${PUSH_OTHER:-}" ] || other=$PUSH_OTHER
+        [ "$source" != podman ] || other=engine
         KL_ENV+=(KINDLOAD_PUSH=$other)
         run_kindload push_first_other "$round" "$REG" "$CLUSTER" "${KL_ARGS[@]}"
       else
