@@ -160,11 +160,15 @@ pub fn find_noting(runner: &dyn Runner, engines: &Engines, requested: &str, note
         if engine.kind == EngineKind::Podman && found.repo_tags.contains(&podman_name) {
             names.extend(ImageRef::parse(&podman_name).ok().filter(|n| !names.contains(n)));
         }
+        // Docker's containerd store knows an image by its manifest: the image tells the store
+        // without a `docker info`, which a load does not run.
+        let mut engine = engine.clone();
+        engine.containerd_store |= engine.kind == EngineKind::Docker && found.id_is_manifest_digest();
         return Ok(Image {
             requested: requested.to_string(),
             names,
             identity: Identity::from_engine(&found),
-            engine: Some(engine.clone()),
+            engine: Some(engine),
             engine_ref: requested.to_string(),
             engine_names: found.repo_tags.clone(),
             layers: found.diff_ids.clone(),
