@@ -90,10 +90,10 @@ pub(super) fn pushed_name(route: &Route, image: &Image) -> String {
     format!("{}/{}:{}", route.host(), repo_of(first), first.tag().unwrap_or("latest"))
 }
 
-/// The engine's own push to the registry's loopback address: it skips the layers the
-/// registry holds. The engine keeps the push name, as kind's registry recipe leaves it: it
-/// records what the registry was last given, so an unchanged image is not pushed again
-/// before the survey.
+/// The image's push to the registry's loopback address, by the push picked for it; either
+/// skips the blobs the registry holds. The engine keeps the push name, as kind's registry
+/// recipe leaves it: it records what the registry was last given, so an unchanged image is
+/// not pushed again before the survey.
 pub(super) fn push_image(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Pushed> {
     let reference = ready_push(runner, route, image)?;
     send_push(runner, route, image, &reference)
