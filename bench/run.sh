@@ -407,7 +407,7 @@ KIND_TMP=$WORK/kind-tmp
 mkdir -p "$KIND_TMP"
 
 kind_load() { # IMAGE CLUSTER
-  local image=$1 cluster=$2 ref id node dir rc=0
+  local image=$1 cluster=$2 ref id node
   ref=$(normalize "$image")
   id=$(docker image inspect -f '{{ .Id }}' "$image")
   local nodes=() candidates=()
@@ -421,14 +421,21 @@ kind_load() { # IMAGE CLUSTER
   done
   KIND_TAR_BYTES=0
   [ ${#candidates[@]} -gt 0 ] || return 0
+  save_and_import docker "$image" "${candidates[@]}"
+}
+
+# save_and_import SOURCE IMAGE NODE...: kind's export (`save -o`, whose size goes to
+# KIND_TAR_BYTES) and every NODE's import of it at once, on PROVIDER
+save_and_import() {
+  local source=$1 image=$2 dir node pids=() rc=0
+  shift 2
   dir=$(mktemp -d "$KIND_TMP/images-tar.XXXXXX")
-  docker save -o "$dir/images.tar" "$image"
+  engine "$source" save -o "$dir/images.tar" "$image"
   KIND_TAR_BYTES=$(stat -c %s "$dir/images.tar")
-  local pids=()
-  for node in "${candidates[@]}"; do
+  for node in "$@"; do
     (
-      docker exec "$node" containerd config dump >/dev/null # kind reads the snapshotter from it
-      docker exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
+      $PROVIDER exec "$node" containerd config dump >/dev/null # kind reads the snapshotter from it
+      $PROVIDER exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
         --all-platforms --digests --snapshotter="$snapshotter" - <"$dir/images.tar" >/dev/null
     ) &
     pids+=($!)
@@ -723,24 +730,6 @@ registry_side() {
 # Source docker-ci is Docker's classic store with CI=true for kindload; its kind and recipe
 # sides are docker's.
 
-# kind_load_source SOURCE IMAGE: kind's algorithm with SOURCE's save, into NODES on PROVIDER
-kind_load_source() {
-  local source=$1 image=$2 dir node pids=() rc=0
-  dir=$(mktemp -d "$KIND_TMP/images-tar.XXXXXX")
-  engine "$source" save -o "$dir/images.tar" "$image"
-  for node in "${NODES[@]}"; do
-    (
-      $PROVIDER exec "$node" containerd config dump >/dev/null
-      $PROVIDER exec -i "$node" ctr --namespace=k8s.io images import "${LOCAL_FLAG[@]}" \
-        --all-platforms --digests --snapshotter="$snapshotter" - <"$dir/images.tar" >/dev/null
-    ) &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  rm -rf "$dir"
-  return $rc
-}
-
 # blob_uploads: blob uploads the registry REG_NAME completed, from its access log (read after
 # a moment: the engine copies the log from the container)
 blob_uploads() {
@@ -767,7 +756,7 @@ push_side() {
     kind)
       new_cluster 3
       t0=$(now)
-      kind_load_source "$engine_source" "$REG" || die "kind's algorithm failed ($source)"
+      save_and_import "$engine_source" "$REG" "${NODES[@]}" || die "kind's algorithm failed ($source)"
       t1=$(now)
       record push_first kind "$round" "$(elapsed "$t0" "$t1")" "$KL_FIELDS, \"nodes\": ${#NODES[@]}"
       remove_cluster

@@ -203,16 +203,7 @@ fn upload_all(
 
 /// Hashes a layer the registry holds (one of `held`) instead of sending it.
 fn held_layer(entry: &mut dyn Read, held: &[String]) -> Result<super::client::Uploaded, Failure> {
-    let mut hasher = Hasher::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let fact = hasher.fact();
+    let fact = hash_through(entry, &mut io::sink())?;
     if !held.contains(&fact.digest) {
         return Err(Failure::Registry(format!(
             "the export holds a layer {} that is not one of the image's layers (was it rebuilt meanwhile?); load it again",
@@ -220,6 +211,20 @@ fn held_layer(entry: &mut dyn Read, held: &[String]) -> Result<super::client::Up
         )));
     }
     Ok(super::client::Uploaded { digest: fact.digest, size: fact.size, sent: false })
+}
+
+/// Reads `entry` to its end into `out`, hashing it on the way.
+fn hash_through(entry: &mut dyn Read, out: &mut dyn io::Write) -> io::Result<crate::digest::FileFact> {
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.fact());
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
 }
 
 /// A layer the registry may hold, named by no digest: written to a temporary file while
@@ -231,19 +236,9 @@ fn spooled_layer(
     size: u64,
     held: &[String],
 ) -> Result<super::client::Uploaded, Failure> {
-    use std::io::{Seek, Write};
+    use std::io::Seek;
     let mut spool = tempfile::tempfile()?;
-    let mut hasher = Hasher::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        spool.write_all(&buf[..n])?;
-    }
-    let fact = hasher.fact();
+    let fact = hash_through(entry, &mut spool)?;
     if held.contains(&fact.digest) {
         return Ok(super::client::Uploaded { digest: fact.digest, size: fact.size, sent: false });
     }

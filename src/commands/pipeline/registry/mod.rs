@@ -412,16 +412,20 @@ mod tests {
     use crate::resolve::engine::EngineKind;
     use crate::resolve::image::Identity;
 
-    #[test]
-    fn trust_is_the_hosts_files_registry_up_writes() {
-        let route = Route {
+    fn test_route() -> Route {
+        Route {
             name: "reg".into(),
             port: 5001,
             ca_pem: "PEM\n".into(),
             cert_dir: PathBuf::new(),
             push: None,
             ci: false,
-        };
+        }
+    }
+
+    #[test]
+    fn trust_is_the_hosts_files_registry_up_writes() {
+        let route = test_route();
         let mut n = Node::for_tests("kind-worker");
         let wanted = hosts::wanted("/etc/containerd/certs.d", "reg", 5001, "PEM\n");
         assert!(distrust(&n, &route).unwrap().contains("config_path"), "nothing read: no hosts directory");
@@ -443,14 +447,7 @@ mod tests {
 
     #[test]
     fn a_push_that_fails_sideloads_from_a_remote_engine_and_fails_a_local_ones_nodes() {
-        let route = Route {
-            name: "reg".into(),
-            port: 5001,
-            ca_pem: "PEM\n".into(),
-            cert_dir: PathBuf::new(),
-            push: None,
-            ci: false,
-        };
+        let route = test_route();
         let id = Identity { config: Some("sha256:c".into()), manifest: None };
         let mut image = Image::for_tests("app:dev", id);
         image.engine = Some(crate::resolve::engine::Engine::unprobed(EngineKind::Podman, "test"));
