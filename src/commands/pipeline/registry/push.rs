@@ -3,7 +3,7 @@
 //! `plan::push` picks for the engine: kindload's own push of the engine's export, or the
 //! engine's push.
 
-use super::{unroutable, Route, RouteLookup};
+use super::{engine_of, unroutable, Route, RouteLookup};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Runner};
 use crate::plan::push::{choose, PushChoice, PushWith};
@@ -109,7 +109,7 @@ fn push_failed(route: &Route, image: &Image, e: String) -> Error {
 /// Asks the registry (one that does not answer is said at once, rather than after the
 /// engine's retries) and gives the image its push name; returns that name.
 fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<String> {
-    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
+    let engine = engine_of(image);
     let reference = pushed_name(route, image);
     route.client().and_then(|client| client.ping()).map_err(|e| push_failed(route, image, e))?;
     if !image.engine_names.contains(&reference) && image.engine_ref != reference {
@@ -120,7 +120,7 @@ fn ready_push(runner: &dyn Runner, route: &Route, image: &Image) -> Result<Strin
 
 /// Sends the image by the push `plan::push` picks for its engine.
 fn send_push(runner: &dyn Runner, route: &Route, image: &Image, reference: &str) -> Result<Pushed> {
-    let engine = image.engine.as_ref().expect("unroutable() keeps engine images only");
+    let engine = engine_of(image);
     let repo = repo_of(&image.names[0]);
     let earlier = || route.client().and_then(|c| c.tags(&repo)).is_ok_and(|tags| !tags.is_empty());
     let PushChoice { with, why } = choose(route.push.as_ref(), engine, route.ci, earlier);
