@@ -821,7 +821,8 @@ build_parallel_images() {
 
 # parallel_round CASE TOOL ROUND: the three loads at once on a fresh cluster; records the wall
 # time, and for kindload the runs that hung, the reports that do not prove the right id on every
-# node, the leftovers (import-* records, ingests in progress, the import lock) and the most bytes
+# node, the leftovers (import-* records, ingests in progress, the survey lock, layer claims and run
+# registrations in /run/kindload) and the most bytes
 # any node received.
 parallel_round() {
   local case=$1 tool=$2 round=$3 i node pids=() hung=0 wrong=0 leftovers=0 rc t0 t1 most=0
@@ -858,7 +859,7 @@ parallel_round() {
     for node in "${NODES[@]}"; do
       leftovers=$((leftovers + $(docker exec "$node" ctr -n k8s.io images ls -q | grep -c '^import-' || true)))
       leftovers=$((leftovers + $(docker exec "$node" ctr -n k8s.io content active | tail -n +2 | grep -c . || true)))
-      ! docker exec "$node" test -e /run/kindload/import.lock || leftovers=$((leftovers + 1))
+      leftovers=$((leftovers + $(docker exec "$node" sh -c 'cd /run/kindload 2>/dev/null && ls -d import.lock claims/* runs/* 2>/dev/null' | grep -c . || true)))
     done
   fi
   record "$case" "$tool" "$round" "$(elapsed "$t0" "$t1")" \

@@ -93,24 +93,23 @@ impl Runs {
         }
     }
 
+    /// Starts `kindload load ARGS` into `cluster` with a JSON report.
+    fn start(&self, cluster: &TestCluster, engine: &str, args: &[String]) -> Child {
+        self.command()
+            .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", engine])
+            .args(["--output", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts every run at once and waits for each, killing any still running at the deadline.
     fn all_at_once(&self, cluster: &TestCluster, engine: &str, runs: &[Vec<String>]) -> Vec<Ended> {
-        let children: Vec<(String, Child)> = runs
-            .iter()
-            .map(|args| {
-                let child = self
-                    .command()
-                    .args(["load", "--cluster", &cluster.name, "--provider", &cluster.provider, "--engine", engine])
-                    .args(["--output", "json"])
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                (args.join(" "), child)
-            })
-            .collect();
+        let children: Vec<(String, Child)> =
+            runs.iter().map(|args| (args.join(" "), self.start(cluster, engine, args))).collect();
         let started = Instant::now();
         children.into_iter().map(|(args, child)| Ended::wait(args, child, started + DEADLINE)).collect()
     }
@@ -185,8 +184,8 @@ fn assert_settled(cluster: &TestCluster, family: &Family) {
         let active = cluster.exec(node, &["ctr", "--namespace=k8s.io", "content", "active"]);
         let active = String::from_utf8_lossy(&active.stdout);
         assert_eq!(active.lines().skip(1).filter(|l| !l.trim().is_empty()).count(), 0, "{node}: {active}");
-        let lock = cluster.exec(node, &["ls", "/run/kindload"]);
-        assert!(!String::from_utf8_lossy(&lock.stdout).contains("import.lock"), "{node} still has the import lock");
+        let state = cluster.run_state(node);
+        assert!(state.is_empty(), "{node} keeps a run's lock, claims or registration:\n{state}");
     }
 }
 
@@ -340,5 +339,96 @@ fn ten_images_from_manifests_in_one_run() {
     let ended = runs.all_at_once(&cluster, "docker", &[vec!["--from-manifests".into(), file.display().to_string()]]);
     ended[0].assert_ok();
     assert_eq!(ended[0].json["images"].as_array().unwrap().len(), 10, "{:#}", ended[0].json);
+    assert_settled(&cluster, &family);
+}
+
+/// A run that claimed the base on every node, stopped (SIGSTOP) before it sent much, and
+/// a second run of another app on the same base, started after it: the cluster, the
+/// family, the runs' environment, the stopped run and the second one.
+fn behind_a_stopped_claimant(tag: &str, second_args: &[&str]) -> (TestCluster, Family, Runs, Child, Child) {
+    let cluster =
+        TestCluster::start(tag, ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None });
+    let family = Family::build("docker", tag, 2, 200 * MB, MB);
+    let runs = Runs::new();
+    let first = runs.start(&cluster, "docker", &[family.apps[0].0.clone(), "--sideload".into()]);
+    wait_until("the first run to claim the base on every node", Duration::from_secs(60), || {
+        cluster.nodes.iter().all(|n| cluster.run_state(n).lines().any(|l| l.starts_with("claims/")))
+    });
+    signal(&first, libc::SIGSTOP);
+    let mut args = vec![family.apps[1].0.clone(), "--sideload".to_string()];
+    args.extend(second_args.iter().map(|a| a.to_string()));
+    let second = runs.start(&cluster, "docker", &args);
+    (cluster, family, runs, first, second)
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0, "kill({}, {signal})", child.id());
+}
+
+/// Whether `node` holds two runs' registrations: the second run's sign that it surveyed there.
+fn registered_twice(cluster: &TestCluster, node: &str) -> bool {
+    cluster.run_state(node).lines().filter(|l| l.starts_with("runs/")).count() >= 2
+}
+
+#[test]
+fn a_run_killed_while_another_waits_for_its_base_leaves_that_one_to_send_it() {
+    if !engine_available("docker") {
+        return;
+    }
+    let (cluster, family, runs, mut first, second) =
+        behind_a_stopped_claimant("killedclaim", &["--stall-timeout", "60"]);
+    wait_until("the second run to survey every node", Duration::from_secs(60), || {
+        cluster.nodes.iter().all(|n| registered_twice(&cluster, n))
+    });
+    // time for the second run to send its own layer and wait on the base
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = Ended::wait(family.apps[1].0.clone(), second, Instant::now() + DEADLINE);
+    second.assert_ok();
+    for node in &cluster.nodes {
+        assert!(
+            second.bytes_to(node) >= family.base_bytes as u64,
+            "the waiting run sent {node} the base the killed one did not: {:#}",
+            second.json
+        );
+    }
+    // the killed run's partial ingests go with the next transfer's survey
+    let again = runs.all_at_once(&cluster, "docker", &[vec![family.apps[0].0.clone(), "--sideload".into()]]);
+    again[0].assert_ok();
+    assert_settled(&cluster, &family);
+}
+
+#[test]
+fn a_run_waiting_on_a_stopped_run_names_it_within_the_stall_limit() {
+    if !engine_available("docker") {
+        return;
+    }
+    let started = Instant::now();
+    let (cluster, family, runs, mut first, second) =
+        behind_a_stopped_claimant("stoppedclaim", &["--stall-timeout", "8"]);
+    let second = Ended::wait(family.apps[1].0.clone(), second, Instant::now() + DEADLINE);
+    assert!(!second.hung, "{}", second.stderr);
+    assert_eq!(second.code, Some(1), "{}\n{:#}", second.stderr, second.json);
+    assert!(started.elapsed() < Duration::from_secs(150), "bounded by the stall limit");
+    let errors: Vec<&str> =
+        second.json["images"][0]["nodes"].as_array().unwrap().iter().filter_map(|n| n["error"].as_str()).collect();
+    assert_eq!(errors.len(), cluster.nodes.len(), "every node waited on the stopped run: {:#}", second.json);
+    for error in errors {
+        assert!(
+            error.contains(&format!("pid {}", first.id())) && error.contains("made no progress for 8 s"),
+            "names the stopped run and the stall: {error}"
+        );
+        assert!(error.contains("--stall-timeout"), "says how to allow more: {error}");
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let again = runs.all_at_once(
+        &cluster,
+        "docker",
+        &family.apps.iter().map(|(image, _)| vec![image.clone(), "--sideload".into()]).collect::<Vec<_>>(),
+    );
+    again.iter().for_each(Ended::assert_ok);
     assert_settled(&cluster, &family);
 }

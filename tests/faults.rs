@@ -1,5 +1,5 @@
-//! The faults of a day of development, on the real test bed: a run killed while it holds a
-//! node's import lock, a node container restarted mid-load, a node whose containerd stops
+//! The faults of a day of development, on the real test bed: a run killed while it holds
+//! layer claims on the nodes, a node container restarted mid-load, a node whose containerd stops
 //! answering. Each ends in bounded time with exit 1 naming the node (or, for the killed
 //! run, does not hold up the next), and the next load succeeds and leaves nothing behind.
 
@@ -24,15 +24,6 @@ fn kindload_child(cluster: &TestCluster, image: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Polls `check` every 50 ms until it holds; fails naming `what` after `limit`.
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits for a child with a deadline: its exit code and its output (stdout, stderr).
 fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
     let deadline = Instant::now() + limit;
@@ -52,14 +43,17 @@ fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
     (status.code(), text(&out.stdout), text(&out.stderr))
 }
 
-fn holds_lock(cluster: &TestCluster, node: &str) -> bool {
-    cluster.exec(node, &["test", "-d", "/run/kindload/import.lock"]).status.success()
+/// Whether a run has claimed layers on `node` (which it does right after its survey there).
+fn holds_claims(cluster: &TestCluster, node: &str) -> bool {
+    cluster.run_state(node).lines().any(|l| l.starts_with("claims/"))
 }
 
-/// No leftover on any node: no import lock, no ingest in progress, no `import-*` record.
+/// No leftover on any node: no lock, claim or registration, no ingest in progress, no
+/// `import-*` record.
 fn assert_clean(cluster: &TestCluster) {
     for node in &cluster.nodes {
-        assert!(!holds_lock(cluster, node), "{node} still has the import lock");
+        let state = cluster.run_state(node);
+        assert!(state.is_empty(), "{node} keeps a run's state:\n{state}");
         let active = cluster.exec(node, &["ctr", "--namespace=k8s.io", "content", "active"]);
         let active = String::from_utf8_lossy(&active.stdout);
         assert_eq!(active.lines().skip(1).filter(|l| !l.trim().is_empty()).count(), 0, "{node}: {active}");
@@ -99,19 +93,21 @@ fn container_pid(cluster: &TestCluster, node: &str) -> String {
 }
 
 #[test]
-fn a_run_killed_while_it_holds_a_nodes_lock_does_not_hold_up_the_next() {
+fn a_run_killed_while_it_holds_claims_does_not_hold_up_the_next() {
     if !engine_available("docker") {
         return;
     }
     let (cluster, image, id) = setting("docker", "killedrun", 120 * MB);
     let mut first = kindload_child(&cluster, &image, &[]);
     let node = cluster.nodes.last().unwrap().clone();
-    wait_until("the first run to take the last node's lock", Duration::from_secs(60), || holds_lock(&cluster, &node));
+    wait_until("the first run to claim layers on the last node", Duration::from_secs(60), || {
+        holds_claims(&cluster, &node)
+    });
     first.kill().unwrap();
     first.wait().unwrap();
-    // the killed run's shells see their stdin close and give the locks back
-    wait_until("the killed run's locks to go", Duration::from_secs(10), || {
-        cluster.nodes.iter().all(|n| !holds_lock(&cluster, n))
+    // the killed run's shells see their stdin close and give the claims back
+    wait_until("the killed run's claims and registrations to go", Duration::from_secs(10), || {
+        cluster.nodes.iter().all(|n| cluster.run_state(n).is_empty())
     });
     load_ok(&cluster, &image, &id);
     assert_clean(&cluster);
@@ -171,7 +167,7 @@ fn a_node_whose_containerd_stops_answering_is_a_stall_named_in_bounded_time() {
     let containerd = container_pid(&cluster, &worker);
     let started = Instant::now();
     let load = kindload_child(&cluster, &image, &["--stall-timeout", "4"]);
-    wait_until("the load to take the worker's lock", Duration::from_secs(60), || holds_lock(&cluster, &worker));
+    wait_until("the load to claim layers on the worker", Duration::from_secs(60), || holds_claims(&cluster, &worker));
     signal(&containerd, libc::SIGSTOP);
     let (code, stdout, stderr) = finish(load, Duration::from_secs(90));
     signal(&containerd, libc::SIGCONT);

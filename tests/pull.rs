@@ -91,17 +91,19 @@ fn build(registry: &Registry, engine: &str, ctx: &Path, image: &str, extra: &[&s
         "apiVersion: v1\nkind: Config\ncurrent-context: gke_proj_zone_prod\ncontexts:\n- name: gke_proj_zone_prod\n  context:\n    cluster: gke_proj_zone_prod\n    user: me\n",
     )
     .unwrap();
-    let out = kindload()
-        .arg("build")
-        .args(extra)
-        .current_dir(ctx)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("KINDLOAD_ENGINE", engine)
-        .env("IMAGE", image)
-        .env("PUSH_IMAGE", "false")
-        .env("BUILD_CONTEXT", ctx)
-        .output()
-        .unwrap();
+    let out = support::building(|| {
+        kindload()
+            .arg("build")
+            .args(extra)
+            .current_dir(ctx)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KINDLOAD_ENGINE", engine)
+            .env("IMAGE", image)
+            .env("PUSH_IMAGE", "false")
+            .env("BUILD_CONTEXT", ctx)
+            .output()
+    })
+    .unwrap();
     // The access log is written as each request completes; give the last line a moment.
     std::thread::sleep(Duration::from_millis(300));
     Built { out, requests: registry.requests().split_off(before) }

@@ -207,14 +207,16 @@ fn end_to_end(provider: &'static str, containerd: &'static str, workers: usize) 
     std::fs::write(context.path().join("built.txt"), format!("built {}", std::process::id())).unwrap();
     std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY built.txt /built.txt\n").unwrap();
     let built = format!("{}/kl-registry/built-{}-{provider}:v2", setup.host(), std::process::id());
-    let build = setup
-        .kindload()
-        .args(["build", "--engine", "docker"])
-        .env("IMAGE", &built)
-        .env("PUSH_IMAGE", "true")
-        .env("BUILD_CONTEXT", context.path())
-        .output()
-        .unwrap();
+    let build = support::building(|| {
+        setup
+            .kindload()
+            .args(["build", "--engine", "docker"])
+            .env("IMAGE", &built)
+            .env("PUSH_IMAGE", "true")
+            .env("BUILD_CONTEXT", context.path())
+            .output()
+    })
+    .unwrap();
     assert!(build.status.success(), "{}", text(&build));
     assert!(text(&build).contains("kindload's registry"), "{}", text(&build));
     let built_id =

@@ -184,7 +184,7 @@ fn restart_keeps_images(provider: &'static str, source: &'static str, containerd
     let log = registry.log();
     assert_eq!(uploaded(&log), Vec::<String>::new(), "the re-created registry was pushed blobs it held");
     assert!(blobs_served(&log) > 0, "the nodes pulled nothing from the re-created registry:\n{log}");
-    let _ = run(engine_command(source).args(["image", "rm", "-f", &tag, &pushed]));
+    remove_images(source, &[&tag, &pushed]);
 }
 
 #[test]
@@ -274,8 +274,7 @@ fn concurrent_ups(provider: &'static str, containerd: &'static str) {
     );
     assert!(said.contains(&waiting), "{said}");
     assert!(said.contains("nothing changed"), "{said}");
-    let _ =
-        run(engine_command("docker").args(["image", "rm", "-f", &tag, &format!("localhost:{}/{tag}", registry.port)]));
+    remove_images("docker", &[&tag, &format!("localhost:{}/{tag}", registry.port)]);
 }
 
 /// Runs `cmd`, dropping `held` once its stderr has a line containing `marker` (or when it

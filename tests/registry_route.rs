@@ -130,7 +130,7 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
         for node in &cluster.nodes {
             assert!(holds(&cluster, node, &normalized, source, &third), "{node}\n{json:#}");
         }
-        let _ = run(engine_command(source).args(["image", "rm", "-f", &tag, &format!("localhost:{port}/{tag}")]));
+        remove_images(source, &[&tag, &format!("localhost:{port}/{tag}")]);
         return;
     }
     let failed = kindload_for(&registry, source)
@@ -148,7 +148,7 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
         assert_eq!(node_report(&json, node)["transport"], "sideload", "{json:#}");
         assert!(holds(&cluster, node, &normalized, source, &third), "{node}\n{json:#}");
     }
-    let _ = run(engine_command(source).args(["image", "rm", "-f", &tag, &format!("localhost:{port}/{tag}")]));
+    remove_images(source, &[&tag, &format!("localhost:{port}/{tag}")]);
 }
 
 /// What `node` holds under `name` is the built image: CRI's id is the engine's id, except

@@ -237,16 +237,18 @@ fn keep_flag_and_config() {
     for build in 1..=3 {
         std::fs::write(ctx.join("hello.txt"), format!("tilt build {build}")).unwrap();
         let expected = format!("{repo}:tilt-build-{build}");
-        let out = kindload()
-            .current_dir(&ctx)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
-            .env("EXPECTED_REF", &expected)
-            .env("EXPECTED_IMAGE", &repo)
-            .env("EXPECTED_TAG", format!("tilt-build-{build}"))
-            .args(["build", "--keep", "2"])
-            .output()
-            .unwrap();
+        let out = support::building(|| {
+            kindload()
+                .current_dir(&ctx)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
+                .env("EXPECTED_REF", &expected)
+                .env("EXPECTED_IMAGE", &repo)
+                .env("EXPECTED_TAG", format!("tilt-build-{build}"))
+                .args(["build", "--keep", "2"])
+                .output()
+        })
+        .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         remove_image("docker", &expected);
     }

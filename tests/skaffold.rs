@@ -44,21 +44,23 @@ fn custom_build(engine: &'static str, provider: &'static str, file: &str) {
     let ctx = context(dir.path(), file, &cluster.name);
     let repo = format!("kl-test/{}-built", cluster.name);
     let image = format!("{repo}:v1");
-    let out = kindload()
-        .arg("build")
-        .current_dir(&ctx)
-        .env("KUBECONFIG", kubeconfig(dir.path(), &cluster.name))
-        .env("KINDLOAD_ENGINE", engine)
-        .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
-        .env("IMAGE", &image)
-        .env("PUSH_IMAGE", "false")
-        .env("BUILD_CONTEXT", &ctx)
-        .env("PLATFORMS", "")
-        .env("SKIP_TEST", "false")
-        .env("IMAGE_REPO", &repo)
-        .env("IMAGE_TAG", "v1")
-        .output()
-        .unwrap();
+    let out = support::building(|| {
+        kindload()
+            .arg("build")
+            .current_dir(&ctx)
+            .env("KUBECONFIG", kubeconfig(dir.path(), &cluster.name))
+            .env("KINDLOAD_ENGINE", engine)
+            .env("KINDLOAD_STATE_DIR", dir.path().join("state"))
+            .env("IMAGE", &image)
+            .env("PUSH_IMAGE", "false")
+            .env("BUILD_CONTEXT", &ctx)
+            .env("PLATFORMS", "")
+            .env("SKIP_TEST", "false")
+            .env("IMAGE_REPO", &repo)
+            .env("IMAGE_TAG", "v1")
+            .output()
+    })
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = inspect_id(engine, &image);
     for node in &cluster.nodes {
@@ -97,14 +99,16 @@ fn push(engine: &'static str) {
     let tag = format!("t{}", std::process::id());
     let repo = format!("kindload-test/push-{engine}");
     let image = format!("{registry}/{repo}:{tag}");
-    let out = kindload()
-        .arg("build")
-        .env("KINDLOAD_ENGINE", engine)
-        .env("IMAGE", &image)
-        .env("PUSH_IMAGE", "true")
-        .env("BUILD_CONTEXT", &ctx)
-        .output()
-        .unwrap();
+    let out = support::building(|| {
+        kindload()
+            .arg("build")
+            .env("KINDLOAD_ENGINE", engine)
+            .env("IMAGE", &image)
+            .env("PUSH_IMAGE", "true")
+            .env("BUILD_CONTEXT", &ctx)
+            .output()
+    })
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tags = support::registry_tags(&registry, &repo);
     assert!(tags.starts_with("HTTP/1.0 200") || tags.starts_with("HTTP/1.1 200"), "{tags}");
@@ -247,17 +251,19 @@ fn pre_deploy_hook_repairs_a_recreated_cluster() {
     let repo = format!("kl-test/{name}-repair");
     let image = format!("{repo}:v1");
     let state = dir.path().join("state");
-    let built = kindload()
-        .arg("build")
-        .current_dir(&ctx)
-        .env("KUBECONFIG", kubeconfig(dir.path(), &name))
-        .env("KINDLOAD_STATE_DIR", &state)
-        .env("IMAGE", &image)
-        .env("PUSH_IMAGE", "false")
-        .env("BUILD_CONTEXT", &ctx)
-        .env("KINDLOAD_ENGINE", "docker")
-        .output()
-        .unwrap();
+    let built = support::building(|| {
+        kindload()
+            .arg("build")
+            .current_dir(&ctx)
+            .env("KUBECONFIG", kubeconfig(dir.path(), &name))
+            .env("KINDLOAD_STATE_DIR", &state)
+            .env("IMAGE", &image)
+            .env("PUSH_IMAGE", "false")
+            .env("BUILD_CONTEXT", &ctx)
+            .env("KINDLOAD_ENGINE", "docker")
+            .output()
+    })
+    .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let id = inspect_id("docker", &image);
 
@@ -372,16 +378,18 @@ fn custom_build_only_builds_outside_kind_and_passes_required_artifacts() {
     )
     .unwrap();
     let image = format!("kl-test/outside-kind-{}:v1", std::process::id());
-    let out = kindload()
-        .args(["build", "--build-arg-from", "BASE_IMAGE"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("KINDLOAD_ENGINE", "docker")
-        .env("IMAGE", &image)
-        .env("PUSH_IMAGE", "false")
-        .env("BUILD_CONTEXT", &ctx)
-        .env("BASE_IMAGE", "kl-test/base:3f1c")
-        .output()
-        .unwrap();
+    let out = support::building(|| {
+        kindload()
+            .args(["build", "--build-arg-from", "BASE_IMAGE"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KINDLOAD_ENGINE", "docker")
+            .env("IMAGE", &image)
+            .env("PUSH_IMAGE", "false")
+            .env("BUILD_CONTEXT", &ctx)
+            .env("BASE_IMAGE", "kl-test/base:3f1c")
+            .output()
+    })
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

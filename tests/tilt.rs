@@ -50,7 +50,7 @@ fn run_as_tilt(command: &str, ctx: &Path, expected_ref: &str, extra: &[(&str, &s
         .env("EXPECTED_TAG", tag)
         .envs(extra.iter().copied())
         .stdin(Stdio::null());
-    cmd.output().unwrap_or_else(|e| panic!("cannot run sh -c {command:?}: {e}"))
+    support::building(|| cmd.output()).unwrap_or_else(|e| panic!("cannot run sh -c {command:?}: {e}"))
 }
 
 fn inspect_id(engine: &str, image: &str) -> String {

@@ -69,15 +69,41 @@ pub struct NodeNeeds {
     full: bool,
     /// Blobs of platforms the node cannot run.
     excluded: HashSet<String>,
+    /// Layers the node lacks that another run claimed there: not sent, awaited.
+    promised: HashSet<String>,
 }
 
 impl NodeNeeds {
     pub fn new(holds: &Holdings, full: bool) -> Self {
-        NodeNeeds { blobs: holds.blobs.clone(), snapshots: holds.snapshots.clone(), full, excluded: HashSet::new() }
+        NodeNeeds {
+            blobs: holds.blobs.clone(),
+            snapshots: holds.snapshots.clone(),
+            full,
+            excluded: HashSet::new(),
+            promised: HashSet::new(),
+        }
     }
 
     pub fn everything() -> Self {
-        NodeNeeds { blobs: HashMap::new(), snapshots: HashSet::new(), full: true, excluded: HashSet::new() }
+        NodeNeeds {
+            blobs: HashMap::new(),
+            snapshots: HashSet::new(),
+            full: true,
+            excluded: HashSet::new(),
+            promised: HashSet::new(),
+        }
+    }
+
+    /// Counts `layers`, which another run claimed on the node, as coming: they are not sent
+    /// (see `transfer::lock`).
+    pub fn promising(mut self, layers: HashSet<String>) -> Self {
+        self.promised = layers;
+        self
+    }
+
+    /// True when layer `digest` is not on the node but another run is bringing it.
+    pub fn promised(&self, digest: &str) -> bool {
+        !self.full && self.promised.contains(digest)
     }
 
     /// Leaves out the blobs of other platforms (see [`LayerHints::not_for`]).
@@ -92,10 +118,12 @@ impl NodeNeeds {
             return false;
         }
         self.blobs.contains_key(digest)
+            || self.promised.contains(digest)
             || hints.chains.get(digest).is_some_and(|chains| chains.iter().all(|c| self.snapshots.contains(c)))
     }
 
-    /// True when the node holds layer blob `blob`, or its snapshot under `chain`.
+    /// True when the node holds layer blob `blob`, or its snapshot under `chain` (a
+    /// promised layer is not held yet).
     pub fn holds(&self, blob: &str, chain: Option<&str>) -> bool {
         !self.full && (self.blobs.contains_key(blob) || chain.is_some_and(|c| self.snapshots.contains(c)))
     }

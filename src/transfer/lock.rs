@@ -1,89 +1,207 @@
-//! Runs that import into the same node take turns: a run holds a node's import lock from
-//! its full survey until its import there ends, so the next run surveys what the first
-//! one left and sends only what is still lacking (a shared base layer reaches each node
-//! once, whatever the number of runs).
+//! Runs that import into the same node share it by layer: each run, under the node's
+//! survey lock, reads what the node holds and claims the layers it lacks that no live run
+//! has claimed. It sends only what it claimed; for a layer another run claimed, it holds
+//! back its layout's index until that run's import there has ended, so its own import
+//! unpacks with the layer on the node. A shared base layer reaches each node once, and
+//! runs import at the same time instead of taking turns.
 //!
-//! The lock is a directory in the node's `/run/kindload`, made by `mkdir` (atomic, and in
-//! every node image: no `flock` needed). The shell that made it holds it for as long as
-//! kindload keeps the `exec`'s stdin open, and removes it when stdin closes, which is also
-//! what happens when kindload is killed. A lock whose holder's process is gone (the shell
-//! itself killed) is taken over. A run takes its nodes' locks one at a time in the order
-//! of their names, so no two runs ever wait for each other.
+//! No run waits on one that waits on it: a run waits on a node only for claims made there
+//! before its own, and a claim goes when its run's import on that node ends, not when the
+//! run ends. A claim whose run is gone (killed, or failed before the layer was there)
+//! leaves the waiting run to send the layer itself in a second pass.
 //!
-//! Under the lock no other run is importing there, so any ingest a kindload run left (one
-//! killed mid-import, or cut loose when its node stalled) is removed before the survey.
+//! Everything lives in the node's `/run/kindload`: the lock is a directory made by `mkdir`
+//! (atomic, and in every node image), a claim a directory per layer naming its run, and
+//! each run registers under `runs/` with the pid of its node shell. That shell holds the
+//! run's claims for as long as kindload keeps the `exec`'s stdin open and removes them
+//! when it closes, which is also what happens when kindload is killed. A lock, claim or
+//! ingest whose run's shell is gone is taken over or removed.
 //!
-//! While a run waits, the node prints who holds the lock and what the holder last said of
-//! its progress; the wait is judged by the holder's progress, so a run waiting behind a
-//! healthy slow one waits, and one behind a stuck one fails after the stall limit, naming it.
+//! While a run waits (for the lock, or for a layer), the node prints who it waits on and
+//! what that run last said of its progress; the wait is judged by that progress, so a run
+//! waiting behind a healthy slow one waits, and one behind a stuck one fails after the
+//! stall limit, naming it.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::thread;
 
 use crate::exec::{ExecError, Session};
+use crate::plan::layers::{LayerHints, NodeNeeds};
 use crate::resolve::holdings::{parse_survey, survey_functions, READY};
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
 
 const WAITING: &str = "@@kindload waiting ";
 const LOCKED: &str = "@@kindload locked 0";
+const CLAIMED: &str = "@@kindload claimed ";
+const WAITED: &str = "@@kindload waited";
 
-/// Waits for `go`, takes the lock (saying who holds it meanwhile), surveys fully, prints
-/// READY, then keeps the lock until stdin closes, each line read being the holder's progress.
+/// `sh -c SCRIPT kindload-claims WHO RUN SURVEY-ARGS...`. Registers the run, waits for
+/// `go`, takes the lock (saying who holds it meanwhile), removes the ingests of runs that
+/// are gone, surveys fully and prints READY; reads `claim LAYERS...`, claims those no
+/// live run holds, lets the lock go and prints what it claimed and what others hold.
+/// Then each line is `@@wait LAYERS...` (wait for their claims to go, then print the
+/// ones still missing), `@@release` (this run's import there ended) or this run's progress.
 const SCRIPT: &str = concat!(
     survey_functions!(),
-    r#"d=/run/kindload; l=$d/import.lock
-mkdir -p "$d" || exit 1
+    r#"kwho=$1; krun=$2; shift 2
+kd=/run/kindload; kl=$kd/import.lock; kr=$kd/runs/$krun
+mkdir -p "$kd/claims" "$kr" || exit 1
+printf '%s\n' "$kwho" > "$kr/who"; echo $$ > "$kr/pid.new" && mv "$kr/pid.new" "$kr/pid"
+kmine=
+bye() { for kx in $kmine; do rm -rf "$kd/claims/${kx#sha256:}"; done; kmine=; }
+trap 'bye; rm -rf "$kr"' EXIT
+alive() { kp=; read -r kp < "$kd/runs/$1/pid" 2>/dev/null; [ -n "$1" ] && [ -n "$kp" ] && kill -0 "$kp" 2>/dev/null; }
+said() { kw=; ks=; read -r kw < "$kd/runs/$1/who" 2>/dev/null; read -r ks < "$kd/runs/$1/progress" 2>/dev/null; know="$kw $ks"; }
 read -r go || exit 0
-while ! mkdir "$l" 2>/dev/null; do
-  p=$(cat "$l/pid" 2>/dev/null)
-  if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then
-    mv "$l" "$d/stale.$$" 2>/dev/null && rm -rf "$d/stale.$$"
+klast=
+while ! mkdir "$kl" 2>/dev/null; do
+  kh=; read -r kh < "$kl/run" 2>/dev/null
+  if [ -n "$kh" ] && ! alive "$kh"; then
+    mv "$kl" "$kd/stale.$$" 2>/dev/null && rm -rf "$kd/stale.$$"
     continue
   fi
-  printf '@@kindload waiting %s\n' "$(cat "$l/who" "$l/progress" 2>/dev/null | tr '\n' ' ')"
+  said "$kh"
+  [ "$know" = "$klast" ] || printf '@@kindload waiting %s\n' "$know"
+  klast=$know
   sleep 0.1
 done
-echo $$ > "$l/pid"
-printf '%s\n' "$1" > "$l/who"
+printf '%s\n' "$krun" > "$kl/run"
 printf '@@kindload locked 0\n'
-shift
-root=$(sed -n "s/^root[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" /etc/containerd/config.toml 2>/dev/null | head -n 1)
-for i in "${root:-/var/lib/containerd}"/io.containerd.content.v1.content/ingest/*; do
-  [ -f "$i/ref" ] || continue
-  case $(cat "$i/ref") in */tar-blobs/kindload-*) rm -rf "$i" ;; esac
+kroot=$(sed -n "s/^root[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" /etc/containerd/config.toml 2>/dev/null | head -n 1)
+kroot=${kroot:-/var/lib/containerd}/io.containerd.content.v1.content
+for ko in "$kd"/runs/*; do [ -f "$ko/pid" ] && ! alive "${ko##*/}" && rm -rf "$ko"; done
+for ki in "$kroot"/ingest/*; do
+  [ -f "$ki/ref" ] || continue
+  kref=; read -r kref < "$ki/ref"
+  case $kref in */tar-blobs/kindload-*) ko=${kref#*/tar-blobs/}; alive "${ko%%/*}" || rm -rf "$ki" ;; esac
 done
 survey full "$@"
 printf '%s\n' "@@kindload ready 0"
-while IFS= read -r line; do printf '%s\n' "$line" > "$l/progress"; done
-rm -rf "$l"
+read -r kwant || exit 0
+ktheirs=
+for kx in ${kwant#claim}; do
+  kc=$kd/claims/${kx#sha256:}
+  while ! mkdir "$kc" 2>/dev/null; do
+    kh=; read -r kh < "$kc/run" 2>/dev/null
+    alive "$kh" && break
+    rm -rf "$kc"
+  done
+  if [ -f "$kc/run" ]; then ktheirs="$ktheirs $kx"; else printf '%s\n' "$krun" > "$kc/run"; kmine="$kmine $kx"; fi
+done
+rm -rf "$kl"
+printf '@@kindload claimed %s|%s\n' "$kmine" "$ktheirs"
+while IFS= read -r kline; do
+  case $kline in
+  @@release) bye ;;
+  @@wait*)
+    kmissing=
+    for kx in ${kline#@@wait}; do
+      kc=$kd/claims/${kx#sha256:}; klast=
+      while [ -d "$kc" ]; do
+        kh=; read -r kh < "$kc/run" 2>/dev/null
+        alive "$kh" || break
+        said "$kh"
+        [ "$know" = "$klast" ] || printf '@@kindload waiting %s\n' "$know"
+        klast=$know
+        sleep 0.1
+      done
+      [ -f "$kroot/blobs/sha256/${kx#sha256:}" ] || kmissing="$kmissing $kx"
+    done
+    printf '@@kindload waited%s\n' "$kmissing" ;;
+  *) printf '%s\n' "$kline" > "$kr/progress" ;;
+  esac
+done
 "#
 );
 
-/// The locks this run holds, one session per node.
-#[derive(Default)]
-pub struct NodeLocks {
-    held: Vec<(String, Session)>,
+/// One node's session: this run's claims there, and the layers other runs claimed first.
+struct Held {
+    node: String,
+    session: Mutex<Session>,
+    theirs: HashSet<String>,
 }
 
-impl NodeLocks {
-    /// Tells the runs waiting on `node` how this one is getting on (a change is progress).
-    pub fn tell(&mut self, node: &str, progress: &str) {
-        if let Some((_, session)) = self.held.iter_mut().find(|(n, _)| n == node) {
+/// The sessions this run holds, one per node it sends to.
+#[derive(Default)]
+pub struct NodeClaims {
+    held: Vec<Held>,
+}
+
+impl NodeClaims {
+    fn find(&self, node: &str) -> Option<&Held> {
+        self.held.iter().find(|h| h.node == node)
+    }
+
+    /// Tells the runs waiting on this one at `node` how it is getting on (a change is
+    /// progress). Skipped while the session is busy waiting itself.
+    pub fn tell(&self, node: &str, progress: &str) {
+        if let Some(Ok(mut session)) = self.find(node).map(|h| h.session.try_lock()) {
             let _ = session.send(&[progress.replace('\n', " ")]);
         }
     }
 
     pub fn holds(&self, node: &str) -> bool {
-        self.held.iter().any(|(n, _)| n == node)
+        self.find(node).is_some()
+    }
+
+    /// The layers `node` lacked that other runs claimed first: this run does not send them.
+    pub fn theirs(&self, node: &str) -> HashSet<String> {
+        self.find(node).map(|h| h.theirs.clone()).unwrap_or_default()
     }
 }
 
-/// Letting go: each node's shell removes its lock as its stdin closes.
-impl Drop for NodeLocks {
-    fn drop(&mut self) {
-        for (_, session) in self.held.drain(..) {
-            session.end();
+impl crate::transfer::Sharing for NodeClaims {
+    fn await_layers(&self, node: &str, layers: &[String]) -> Result<Vec<String>, String> {
+        let Some(held) = self.find(node) else { return Ok(layers.to_vec()) };
+        let mut session = held.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut holder = String::new();
+        await_claims(&mut session, layers, &mut holder).map_err(|e| waited_for_layers(node, &holder, &e))
+    }
+
+    fn done(&self, node: &str) {
+        if let Some(held) = self.find(node) {
+            let mut session = held.session.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = session.send(&["@@release".to_string()]);
         }
+    }
+}
+
+/// Letting go: each node's shell removes this run's claims as its stdin closes.
+impl Drop for NodeClaims {
+    fn drop(&mut self) {
+        for held in self.held.drain(..) {
+            held.session.into_inner().unwrap_or_else(|e| e.into_inner()).end();
+        }
+    }
+}
+
+/// Waits in `node`'s session until the claims on `layers` go; the layers still missing.
+/// The wait is judged by what the claiming run says of its progress (kept in `holder`).
+fn await_claims(session: &mut Session, layers: &[String], holder: &mut String) -> Result<Vec<String>, ExecError> {
+    session.send(&[format!("@@wait {}", layers.join(" "))])?;
+    loop {
+        let line = session.read_line(false)?;
+        if let Some(missing) = line.strip_prefix(WAITED) {
+            return Ok(missing.split_whitespace().map(String::from).collect());
+        }
+        if let Some(said) = line.strip_prefix(WAITING) {
+            *holder = said.trim().to_string();
+            session.watch().touch();
+        }
+    }
+}
+
+fn waited_for_layers(node: &str, holder: &str, error: &ExecError) -> String {
+    match error {
+        ExecError::Stalled { limit, .. } => format!(
+            "waited on node {node} for layers another kindload run is sending{}, which made no progress for {} s: \
+             stop that run (or let it end), then load again; if it is only slow, allow more with --stall-timeout",
+            if holder.is_empty() { String::new() } else { format!(" ({holder})") },
+            limit.as_secs()
+        ),
+        _ => format!("waiting on node {node} for layers another run is sending failed: {error}{}", error.hint()),
     }
 }
 
@@ -108,58 +226,86 @@ fn hostname() -> Option<String> {
     (rc == 0 && end > 0).then(|| String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
-/// Takes the import lock of each node in `nodes`, in the order of their names, and
-/// surveys each fully under its lock. A node whose lock or survey fails is marked as not
-/// surveyed, with the reason; the others go on.
-pub fn lock_and_survey(provider: Provider, nodes: &mut [&mut Node], who: &str) -> NodeLocks {
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    // Every session starts at once; each takes its lock only when told, in order.
-    let mut sessions: Vec<Option<Session>> = nodes
-        .iter_mut()
-        .map(|node| {
-            let argv = ["sh", "-c", SCRIPT, "kindload-lock", who, "0", "0"];
-            match Session::start(&provider.exec_stdin(&node.name, &argv)) {
-                Ok(session) => Some(session),
-                Err(e) => {
-                    node.could_not_survey(&e);
-                    None
-                }
-            }
-        })
-        .collect();
-    for (node, slot) in nodes.iter_mut().zip(sessions.iter_mut()) {
-        if let Some(session) = slot {
-            if let Err(e) = take_turn(session) {
-                node.could_not_survey(&locked_out(&node.name, e));
-                *slot = None;
-            }
-        }
-    }
-    let surveyed: Vec<(usize, Result<String, ExecError>)> = thread::scope(|scope| {
-        let handles: Vec<_> = sessions
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_mut().map(|s| (i, s)))
-            .map(|(i, session)| scope.spawn(move || (i, session.read_until(READY))))
-            .collect();
+/// This run's name on the nodes: its layouts' folder, which its ingests are named after.
+fn run_id() -> &'static str {
+    let folder = crate::transfer::layout::run_folder();
+    folder.rsplit('/').next().unwrap_or(folder)
+}
+
+/// What a run may claim on each node: per node name, the layers of the images it sends
+/// there (none: it claims nothing, and sends all it lacks), judged with `hints`.
+pub struct Claimable<'a> {
+    pub layers: HashMap<String, Vec<String>>,
+    pub hints: &'a LayerHints,
+}
+
+/// On each node of `nodes` at once: takes the survey lock, surveys fully under it, claims
+/// the layers the node lacks of those `claimable` lists, and lets the lock go. A node
+/// whose lock or survey fails is marked as not surveyed, with the reason; the others go on.
+pub fn survey_and_claim(provider: Provider, nodes: &mut [&mut Node], who: &str, claimable: &Claimable) -> NodeClaims {
+    let held: Vec<Option<Held>> = thread::scope(|scope| {
+        let handles: Vec<_> =
+            nodes.iter_mut().map(|node| scope.spawn(move || claim_on(provider, node, who, claimable))).collect();
         handles.into_iter().map(|h| h.join().expect("a node survey panicked")).collect()
     });
-    let mut locks = NodeLocks::default();
-    for (i, survey) in surveyed {
-        match survey {
-            Ok(text) => {
-                nodes[i].learn(&parse_survey(&text), crate::resolve::holdings::Depth::Full);
-                let session = sessions[i].take().expect("a surveyed node has its session");
-                locks.held.push((nodes[i].name.clone(), session));
-            }
-            Err(e) => nodes[i].could_not_survey(&format!("{e}{}", e.hint())),
+    NodeClaims { held: held.into_iter().flatten().collect() }
+}
+
+fn claim_on(provider: Provider, node: &mut Node, who: &str, claimable: &Claimable) -> Option<Held> {
+    let argv = ["sh", "-c", SCRIPT, "kindload-claims", who, run_id(), "0", "0"];
+    let mut session = match Session::start(&provider.exec_stdin(&node.name, &argv)) {
+        Ok(session) => session,
+        Err(e) => {
+            node.could_not_survey(&e);
+            return None;
+        }
+    };
+    if let Err(e) = take_lock(&mut session) {
+        node.could_not_survey(&locked_out(&node.name, e));
+        return None;
+    }
+    let survey = match session.read_until(READY) {
+        Ok(text) => text,
+        Err(e) => {
+            node.could_not_survey(&format!("{e}{}", e.hint()));
+            return None;
+        }
+    };
+    node.learn(&parse_survey(&survey), crate::resolve::holdings::Depth::Full);
+    let lacking: Vec<String> = match (node.holdings(), claimable.layers.get(&node.name)) {
+        (Ok(holds), Some(layers)) => {
+            let needs = NodeNeeds::new(holds, false);
+            let mut lacking: Vec<String> = layers.iter().filter(|d| !needs.has(d, claimable.hints)).cloned().collect();
+            lacking.sort();
+            lacking.dedup();
+            lacking
+        }
+        _ => Vec::new(),
+    };
+    match claim(&mut session, &lacking) {
+        Ok((_, theirs)) => {
+            Some(Held { node: node.name.clone(), session: Mutex::new(session), theirs: theirs.into_iter().collect() })
+        }
+        Err(e) => {
+            node.could_not_survey(&format!("claiming layers on {} failed: {e}{}", node.name, e.hint()));
+            None
         }
     }
-    locks
+}
+
+/// Claims `layers` in a surveyed session (which then lets the lock go): the layers this
+/// run claimed, and those another live run had claimed.
+fn claim(session: &mut Session, layers: &[String]) -> Result<(Vec<String>, Vec<String>), ExecError> {
+    session.send(&[format!("claim {}", layers.join(" "))])?;
+    let line = session.read_line(true)?;
+    let answer = line.strip_prefix(CLAIMED).unwrap_or_default();
+    let (mine, theirs) = answer.split_once('|').unwrap_or((answer, ""));
+    let list = |text: &str| text.split_whitespace().map(String::from).collect();
+    Ok((list(mine), list(theirs)))
 }
 
 /// Asks for the lock and waits while its holder makes progress.
-fn take_turn(session: &mut Session) -> Result<(), Waited> {
+fn take_lock(session: &mut Session) -> Result<(), Waited> {
     session.send(&["go".to_string()]).map_err(|e| Waited { holder: String::new(), error: e })?;
     let mut holder = String::new();
     loop {
@@ -168,10 +314,8 @@ fn take_turn(session: &mut Session) -> Result<(), Waited> {
             return Ok(());
         }
         if let Some(said) = line.strip_prefix(WAITING) {
-            if said != holder {
-                holder = said.to_string();
-                session.watch().touch();
-            }
+            holder = said.to_string();
+            session.watch().touch();
         }
     }
 }
@@ -186,11 +330,11 @@ fn locked_out(node: &str, waited: Waited) -> String {
     let holder = waited.holder.trim();
     match (&waited.error, holder.is_empty()) {
         (ExecError::Stalled { limit, .. }, false) => format!(
-            "waited for node {node}'s import lock, held by {holder}, which made no progress for {} s: \
+            "waited for node {node}'s survey lock, held by {holder}, which made no progress for {} s: \
              stop that run (or let it end), then load again; if it is only slow, allow more with --stall-timeout",
             limit.as_secs()
         ),
-        _ => format!("could not take node {node}'s import lock: {}{}", waited.error, waited.error.hint()),
+        _ => format!("could not take node {node}'s survey lock: {}{}", waited.error, waited.error.hint()),
     }
 }
 
@@ -198,70 +342,102 @@ fn locked_out(node: &str, waited: Waited) -> String {
 mod tests {
     use super::*;
     use crate::exec::Cmd;
+    use std::path::Path;
     use std::time::{Duration, Instant};
 
-    /// The lock's shell under a real `sh`, in a private directory instead of the node's /run.
-    fn session(dir: &std::path::Path, who: &str) -> Session {
+    /// The claim session under a real `sh`, in a private directory instead of the node's
+    /// /run and content store, with a one-line survey.
+    fn session(dir: &Path, run: &str) -> Session {
         let script = SCRIPT
-            .replace("d=/run/kindload", &format!("d={}", dir.display()))
+            .replace("kd=/run/kindload", &format!("kd={}/run", dir.display()))
+            .replace("${kroot:-/var/lib/containerd}", &format!("{}/containerd", dir.display()))
             .replace("survey full \"$@\"", "echo surveyed");
-        Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-lock", who, "0", "0"])).unwrap()
+        Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-claims", &format!("run {run}"), run])).unwrap()
+    }
+
+    fn surveyed(dir: &Path, run: &str, layers: &[&str]) -> (Session, Vec<String>, Vec<String>) {
+        let mut session = session(dir, run);
+        take_lock(&mut session).ok().expect("the lock is free or freed");
+        assert_eq!(session.read_until(READY).unwrap(), "surveyed\n");
+        let layers: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+        let (mine, theirs) = claim(&mut session, &layers).unwrap();
+        (session, mine, theirs)
+    }
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn put_blob(dir: &Path, layer: &str) {
+        let blobs = dir.join("containerd/io.containerd.content.v1.content/blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join(layer.trim_start_matches("sha256:")), "layer").unwrap();
     }
 
     #[test]
-    fn a_second_run_waits_seeing_the_holder_and_gets_the_lock_when_it_lets_go() {
+    fn a_second_run_claims_only_what_no_run_claimed_and_waits_for_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = session(dir.path(), "run one");
-        take_turn(&mut first).ok().expect("a free lock is taken");
-        assert_eq!(first.read_until(READY).unwrap(), "surveyed\n");
-        first.send(&["sent 5 MiB".to_string()]).unwrap();
+        let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+        let (mut first, mine, theirs) = surveyed(dir.path(), "kindload-1-1", &[&a, &b]);
+        assert_eq!((mine, theirs), (vec![a.clone(), b.clone()], vec![]));
+        first.send(&["has sent it 5 MiB".to_string()]).unwrap();
 
-        let mut second = session(dir.path(), "run two");
-        second.send(&["go".to_string()]).unwrap();
-        let line = second.read_line(false).unwrap();
-        assert!(line.starts_with(WAITING) && line.contains("run one"), "{line}");
+        let (mut second, mine, theirs) = surveyed(dir.path(), "kindload-2-2", &[&a, &c]);
+        assert_eq!((mine, theirs), (vec![c.clone()], vec![a.clone()]), "a is the first run's");
         let started = Instant::now();
-        let waiter = thread::spawn(move || take_turn(&mut second).map(|()| second).ok());
-        thread::sleep(Duration::from_millis(300));
-        first.close().unwrap();
-        let mut second = waiter.join().unwrap().expect("the lock passes on once the holder lets go");
+        let waiter = thread::spawn(move || {
+            let mut holder = String::new();
+            let missing = await_claims(&mut second, &[a], &mut holder).unwrap();
+            (second, missing, holder)
+        });
+        thread::sleep(Duration::from_millis(400));
+        assert!(!waiter.is_finished(), "waits while the first run holds the claim");
+        put_blob(dir.path(), &digest('a'));
+        first.send(&["@@release".to_string()]).unwrap();
+        let (second, missing, holder) = waiter.join().unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(second.read_until(READY).unwrap(), "surveyed\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("import.lock/who")).unwrap(), "run two\n");
+        assert!(missing.is_empty(), "the layer is there: {missing:?}");
+        assert!(holder.contains("run kindload-1-1") && holder.contains("has sent it 5 MiB"), "{holder}");
+        assert!(!dir.path().join("run/claims").join("b".repeat(64)).exists(), "a release gives up every claim");
+        first.close().unwrap();
         second.close().unwrap();
-        assert!(!dir.path().join("import.lock").exists(), "closing stdin removes the lock");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("run/claims")).unwrap().collect();
+        assert!(left.is_empty(), "closing stdin gives up the claims: {left:?}");
+        assert!(!dir.path().join("run/runs/kindload-2-2").exists(), "and the registration");
+        assert!(!dir.path().join("run/import.lock").exists(), "the lock went with the claims");
     }
 
     #[test]
-    fn a_lock_whose_holder_is_gone_is_taken_over() {
+    fn a_layer_whose_claimant_ended_without_it_is_reported_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("import.lock");
-        std::fs::create_dir(&lock).unwrap();
+        let a = digest('a');
+        let (first, _, _) = surveyed(dir.path(), "kindload-1-1", &[&a]);
+        let (mut second, _, theirs) = surveyed(dir.path(), "kindload-2-2", &[&a]);
+        assert_eq!(theirs, std::slice::from_ref(&a));
+        first.close().unwrap();
+        let missing = await_claims(&mut second, std::slice::from_ref(&a), &mut String::new()).unwrap();
+        assert_eq!(missing, [a], "sent by the waiting run in a second pass");
+        second.close().unwrap();
+    }
+
+    #[test]
+    fn a_gone_runs_lock_and_claims_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
         let mut gone = std::process::Command::new("true").spawn().unwrap();
         let pid = gone.id();
         gone.wait().unwrap();
-        std::fs::write(lock.join("pid"), format!("{pid}\n")).unwrap();
-        let mut run = session(dir.path(), "next run");
-        take_turn(&mut run).ok().expect("a dead holder's lock is taken over");
-        run.close().unwrap();
-    }
+        std::fs::create_dir_all(run.join("runs/kindload-9-9")).unwrap();
+        std::fs::write(run.join("runs/kindload-9-9/pid"), format!("{pid}\n")).unwrap();
+        std::fs::create_dir_all(run.join("import.lock")).unwrap();
+        std::fs::write(run.join("import.lock/run"), "kindload-9-9\n").unwrap();
+        let claim = run.join("claims").join("a".repeat(64));
+        std::fs::create_dir_all(&claim).unwrap();
+        std::fs::write(claim.join("run"), "kindload-9-9\n").unwrap();
 
-    #[test]
-    fn a_waiter_behind_a_holder_that_makes_no_progress_says_who_holds_it() {
-        let message = locked_out(
-            "kind-worker",
-            Waited {
-                holder: "kindload (pid 7 on ci, loading app:dev, since 10:00:00 UTC) sent 6 MiB ".into(),
-                error: ExecError::Stalled {
-                    cmd: "docker exec".into(),
-                    limit: Duration::from_secs(60),
-                    stderr: String::new(),
-                },
-            },
-        );
-        assert!(
-            message.contains("kind-worker") && message.contains("pid 7 on ci") && message.contains("60 s"),
-            "{message}"
-        );
+        let (session, mine, theirs) = surveyed(dir.path(), "kindload-1-1", &[&digest('a')]);
+        assert_eq!((mine, theirs), (vec![digest('a')], vec![]));
+        assert!(!run.join("runs/kindload-9-9").exists(), "the gone run's registration is removed");
+        session.close().unwrap();
     }
 }

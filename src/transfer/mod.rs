@@ -72,6 +72,17 @@ pub struct Options {
 /// The names each image found in the archive must answer to on the nodes (none: leave it out).
 pub type Namer<'a> = dyn Fn(&[ArchiveImage]) -> Result<Vec<Vec<String>>> + 'a;
 
+/// Runs sending to the same nodes at once (see `lock`): a node's layers another run
+/// promised are awaited before its index is sent, and a node's import ending lets the
+/// runs waiting for what this one promised there go on.
+pub trait Sharing: Sync {
+    /// Waits until the runs that promised `layers` on `node` are done there; the layers
+    /// still missing then.
+    fn await_layers(&self, node: &str, layers: &[String]) -> std::result::Result<Vec<String>, String>;
+    /// This run's import into `node` ended.
+    fn done(&self, node: &str);
+}
+
 /// One node's side of the stream.
 struct Lane {
     node: String,
@@ -82,6 +93,9 @@ struct Lane {
     sent_blobs: HashSet<String>,
     had: u64,
     again: bool,
+    /// The index, held back until the layers other runs promised (`awaited`) are there.
+    closing: Option<Vec<u8>>,
+    awaited: Vec<String>,
 }
 
 impl Lane {
@@ -105,6 +119,7 @@ impl Lane {
 /// Streams `source` into the targets' containerd at once: the export runs once, each node
 /// gets the blobs it lacks. Per-node failures are returned, not raised.
 /// `export` is `source` opened already (an engine's save started early), else it is opened here.
+#[allow(clippy::too_many_arguments)]
 pub fn stream(
     provider: Provider,
     targets: Vec<Target>,
@@ -113,6 +128,7 @@ pub fn stream(
     hints: &LayerHints,
     options: &Options,
     namer: &Namer,
+    sharing: &dyn Sharing,
 ) -> Result<Transferred> {
     let started = Instant::now();
     let mut export = match export {
@@ -131,6 +147,8 @@ pub fn stream(
                 sent_blobs: HashSet::new(),
                 had: 0,
                 again: false,
+                closing: None,
+                awaited: Vec::new(),
             };
             match Import::start(provider, t.node) {
                 Ok((import, stdin)) => {
@@ -154,7 +172,7 @@ pub fn stream(
             close_layouts(&contents, &mut lanes, namer, source, !options.known.is_empty())
         }
     };
-    let nodes = finish(lanes);
+    let nodes = finish(lanes, sharing);
     let images = outcome?;
     Ok(Transferred { images, elapsed: started.elapsed(), nodes, paths })
 }
@@ -187,7 +205,7 @@ fn close_layouts(
         .map(|(image, names)| layout::Entry { image, names })
         .collect();
     for lane in lanes.iter_mut().filter(|l| l.live()) {
-        let lacking = lacking_layers(lane, &entries);
+        let (lacking, awaited) = lacking_layers(lane, &entries);
         if !lacking.is_empty() && !second_pass {
             // A size guess left out a layer the node lacks: its stream ends without an
             // index, so nothing is imported, and a second pass sends what it lacks.
@@ -203,44 +221,73 @@ fn close_layouts(
             ));
             continue;
         }
-        lane.send(layout::closing(&entries));
+        match awaited.is_empty() {
+            true => lane.send(layout::closing(&entries)),
+            false => {
+                lane.closing = Some(layout::closing(&entries));
+                lane.awaited = awaited;
+            }
+        }
     }
     Ok(images)
 }
 
-/// Layers of the named images that the node neither holds nor was sent.
-fn lacking_layers(lane: &Lane, entries: &[layout::Entry]) -> Vec<String> {
-    let mut lacking = Vec::new();
+/// Layers of the named images that the node neither holds nor was sent: those it lacks,
+/// and those another run promised to bring.
+fn lacking_layers(lane: &Lane, entries: &[layout::Entry]) -> (Vec<String>, Vec<String>) {
+    let (mut lacking, mut awaited) = (Vec::new(), Vec::new());
     for entry in entries {
         let chains = digest::chain_ids(&entry.image.diff_ids);
         for (i, layer) in entry.image.layers.iter().enumerate() {
             let chain = chains.get(i).map(String::as_str);
-            if !lane.sent_blobs.contains(layer) && !lane.needs.holds(layer, chain) && !lacking.contains(layer) {
-                lacking.push(layer.clone());
+            if lane.sent_blobs.contains(layer) || lane.needs.holds(layer, chain) {
+                continue;
+            }
+            let list = if lane.needs.promised(layer) { &mut awaited } else { &mut lacking };
+            if !list.contains(layer) {
+                list.push(layer.clone());
             }
         }
     }
-    lacking
+    (lacking, awaited)
 }
 
-/// Ends every node's input and waits for each import.
-fn finish(lanes: Vec<Lane>) -> Vec<NodeResult> {
-    lanes
-        .into_iter()
-        .map(|mut lane| {
-            let written = lane.stream.as_mut().map(NodeStream::close);
-            let sent = lane.stream.as_ref().map_or(0, |s| s.sent.load(std::sync::atomic::Ordering::Relaxed));
-            let imported = lane.import.take().map(Import::finish);
-            let stalled = matches!(&imported, Some(Err(e)) if e.is_stall());
-            let result = match (lane.failed.take(), imported, written) {
-                (Some(why), _, _) => Err(why),
-                (None, Some(Err(e)), _) => Err(e.to_string()),
-                (None, _, Some(Err(e))) => Err(format!("writing to the import failed: {e}")),
-                (None, _, _) => Ok(()),
-            };
-            NodeResult { node: lane.node, result, sent, had: lane.had, again: lane.again, stalled }
-        })
-        .collect()
+/// Ends every node's input and waits for each import, the nodes side by side: a node
+/// waiting for another run's layers holds back no other.
+fn finish(lanes: Vec<Lane>, sharing: &dyn Sharing) -> Vec<NodeResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes.into_iter().map(|lane| scope.spawn(move || finish_lane(lane, sharing))).collect();
+        handles.into_iter().map(|h| h.join().expect("a node's import panicked")).collect()
+    })
+}
+
+/// Sends the held-back index once the promised layers are there (or ends the stream
+/// without one, for a second pass, when a promise was not kept), ends the node's input,
+/// waits for its import and tells the other runs it ended.
+fn finish_lane(mut lane: Lane, sharing: &dyn Sharing) -> NodeResult {
+    if let Some(closing) = lane.closing.take() {
+        match sharing.await_layers(&lane.node, &lane.awaited) {
+            Ok(missing) if missing.is_empty() => lane.send(closing),
+            Ok(missing) => {
+                lane.again = true;
+                lane.failed =
+                    Some(format!("{} lacks layer(s) {} another run was to bring", lane.node, missing.join(", ")));
+            }
+            Err(why) => lane.failed = Some(why),
+        }
+    }
+    let written = lane.stream.as_mut().map(NodeStream::close);
+    let sent = lane.stream.as_ref().map_or(0, |s| s.sent.load(std::sync::atomic::Ordering::Relaxed));
+    let imported = lane.import.take().map(Import::finish);
+    let stalled = matches!(&imported, Some(Err(e)) if e.is_stall());
+    let result = match (lane.failed.take(), imported, written) {
+        (Some(why), _, _) => Err(why),
+        (None, Some(Err(e)), _) => Err(e.to_string()),
+        (None, _, Some(Err(e))) => Err(format!("writing to the import failed: {e}")),
+        (None, _, _) => Ok(()),
+    };
+    sharing.done(&lane.node);
+    NodeResult { node: lane.node, result, sent, had: lane.had, again: lane.again, stalled }
 }
 
 /// Reads a whole archive (no node listening), every file hashed and the JSON ones kept:
@@ -376,7 +423,9 @@ fn send_layer(
                 lane.send(layout::padding(size));
                 lane.sent_blobs.insert(fact.digest.clone());
             }
-            _ if lane.live() && lane.needs.has(&fact.digest, hints) => lane.had += size,
+            _ if lane.live() && lane.needs.has(&fact.digest, hints) && !lane.needs.promised(&fact.digest) => {
+                lane.had += size
+            }
             _ => {}
         }
     }

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -566,6 +566,20 @@ impl TestCluster {
         run_with_stdin(engine_command(&self.provider).args(["exec", "-i", node]).args(args), Some(stdin))
     }
 
+    /// What kindload runs keep in `node`'s /run/kindload while they run: the survey lock,
+    /// layer claims (`claims/<hex>`) and run registrations (`runs/<run>`), one per line.
+    /// Empty once every run has ended.
+    pub fn run_state(&self, node: &str) -> String {
+        let script = "cd /run/kindload 2>/dev/null || exit 0; for f in import.lock claims/* runs/*; do [ -e \"$f\" ] && echo \"$f\"; done; exit 0";
+        let out = self.exec(node, &["sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "listing {node}'s /run/kindload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// stdout of `ctr -n k8s.io images ls` in `node`; panics on failure.
     pub fn ctr_images(&self, node: &str) -> String {
         let out = self.exec(node, &["ctr", "-n", "k8s.io", "images", "ls"]);
@@ -653,7 +667,7 @@ pub fn build_ok(engine: &str, args: &[&str], context: &Path) -> String {
     for _ in 0..3 {
         let mut cmd = engine_command(engine);
         cmd.arg("build").args(args).arg(context);
-        let out = run(&mut cmd);
+        let out = building(|| run(&mut cmd));
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
@@ -668,9 +682,36 @@ pub fn build_ok(engine: &str, args: &[&str], context: &Path) -> String {
     unreachable!("check panics on a failed build")
 }
 
-/// `<engine> image rm -f <tag>`, ignoring errors.
+/// Polls `check` every 50 ms until it holds; fails naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Docker's legacy builder, looking for a cached step FROM scratch, reads every image
+/// without a parent and fails with "unable to find image" when one goes meanwhile. Within
+/// a test binary, builds share this lock and a removal takes it alone.
+static IMAGE_STORE: RwLock<()> = RwLock::new(());
+
+/// Runs `work`, which builds an image (by the engine or through `kindload build`), while
+/// no test of this binary removes one.
+pub fn building<T>(work: impl FnOnce() -> T) -> T {
+    let _shared = IMAGE_STORE.read().unwrap_or_else(|e| e.into_inner());
+    work()
+}
+
+/// `<engine> image rm -f <tag>`, ignoring errors; never while a build of this binary runs.
 pub fn remove_image(engine: &str, tag: &str) {
-    let _ = run(engine_command(engine).args(["image", "rm", "-f", tag]));
+    remove_images(engine, &[tag]);
+}
+
+/// `<engine> image rm -f <tags>`, as [`remove_image`].
+pub fn remove_images(engine: &str, tags: &[&str]) {
+    let _alone = IMAGE_STORE.write().unwrap_or_else(|e| e.into_inner());
+    let _ = run(engine_command(engine).args(["image", "rm", "-f"]).args(tags));
 }
 
 /// `<engine> save <tag>` as bytes (a docker-archive for docker and podman, an OCI

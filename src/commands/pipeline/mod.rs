@@ -258,8 +258,8 @@ struct Pipeline<'a> {
     route: registry::RouteLookup,
     early: registry::EarlyPushes,
     sessions: registry::Sessions,
-    /// The import locks of the nodes this run is sending to (see `transfer::lock`).
-    locks: std::sync::Mutex<crate::transfer::lock::NodeLocks>,
+    /// This run's claims on the nodes it sends to (see `transfer::lock`).
+    claims: crate::transfer::lock::NodeClaims,
     /// Versions of a repository each node keeps.
     keep: Keep,
     /// When this run loaded (Unix ms): the label's value on every name it loads.
@@ -314,7 +314,7 @@ impl<'a> Pipeline<'a> {
             run_names: Vec::new(),
             retained: Default::default(),
             pushes: Default::default(),
-            locks: Default::default(),
+            claims: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Planning: what each node lacks of each image (skip, retag or transfer), judged by
 //! the survey and the platform; retags happen here, transfers are handed to `stream`.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::images::{learn_config_digests, learn_identity, names_for_group, names_of, sources};
@@ -63,13 +64,26 @@ impl Pipeline<'_> {
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
         let groups = sources(images, archive, |i| (0..self.nodes.len()).any(|n| needs(i, n)));
         // An engine's save spends most of its time before its first byte (Docker writes the
-        // whole archive aside first): started now, that time passes while the nodes' locks
-        // are awaited, not while they are held. Until read, it waits on a full pipe.
+        // whole archive aside first): started now, that time passes while the nodes are
+        // surveyed. Until read, it waits on a full pipe.
         let mut exports: Vec<Option<Export>> = groups
             .iter()
             .map(|(source, _)| matches!(source, Source::Engine { .. }).then(|| Export::open(source).ok()).flatten())
             .collect();
-        self.take_turns(&receiving, &names_of(&images.iter().collect::<Vec<_>>()));
+        // Layers are claimed by a run of one export only: one streaming several could wait
+        // for a run that waits for its next export.
+        let claimable: HashMap<String, Vec<String>> = match groups.len() == 1 && !self.options.full {
+            true => receiving
+                .iter()
+                .map(|&n| {
+                    let layers = (0..images.len()).filter(|&i| needs(i, n)).flat_map(|i| images[i].layers.clone());
+                    (self.nodes[n].name.clone(), layers.collect())
+                })
+                .collect(),
+            false => HashMap::new(),
+        };
+        let all_hints = LayerHints::new(&images.iter().map(|i| i.layers.clone()).collect::<Vec<_>>());
+        self.survey_and_claim(&receiving, &names_of(&images.iter().collect::<Vec<_>>()), claimable, &all_hints);
         for (g, (source, members)) in groups.into_iter().enumerate() {
             let targets: Vec<usize> = (0..self.nodes.len()).filter(|&n| members.iter().any(|&i| needs(i, n))).collect();
             let group: Vec<&Image> = members.iter().map(|&i| &images[i]).collect();
@@ -96,22 +110,30 @@ impl Pipeline<'_> {
         Ok(outcomes)
     }
 
-    /// Takes the import lock of the nodes that will receive something and reads, under it,
-    /// what a transfer is planned with (containerd's config, blobs, snapshots): what other
-    /// runs imported meanwhile is not sent again. A node that needs nothing costs one light survey.
-    pub(super) fn take_turns(&mut self, which: &[usize], loading: &[String]) {
+    /// On the nodes that will receive something: reads, under each node's survey lock, what
+    /// a transfer is planned with (containerd's config, blobs, snapshots), and claims there
+    /// the layers of `claimable` it lacks that no other run claimed. What other runs
+    /// imported or claimed is not sent again. A node that needs nothing costs one light survey.
+    pub(super) fn survey_and_claim(
+        &mut self,
+        which: &[usize],
+        loading: &[String],
+        claimable: HashMap<String, Vec<String>>,
+        hints: &LayerHints,
+    ) {
         let mut nodes: Vec<&mut Node> =
             self.nodes.iter_mut().enumerate().filter(|(n, _)| which.contains(n)).map(|(_, node)| node).collect();
         if nodes.is_empty() {
             return;
         }
         let who = lock::describe_run(&loading.join(", "));
-        *self.locks.get_mut().unwrap() = lock::lock_and_survey(self.provider, &mut nodes, &who);
+        let claimable = lock::Claimable { layers: claimable, hints };
+        self.claims = lock::survey_and_claim(self.provider, &mut nodes, &who, &claimable);
     }
 
-    /// Gives back every node's import lock.
+    /// Gives up every claim this run still holds.
     pub(super) fn let_go(&mut self) {
-        *self.locks.get_mut().unwrap() = lock::NodeLocks::default();
+        self.claims = lock::NodeClaims::default();
     }
 
     /// Per image and node: why the node cannot run the image, judged by platform before

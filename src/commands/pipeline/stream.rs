@@ -25,7 +25,12 @@ impl Pipeline<'_> {
     /// node gets it, and the images are known afterwards.
     pub(super) fn load_stdin(&mut self, wanted: &[String]) -> Result<(Vec<Image>, Outcomes)> {
         let targets = self.usable();
-        self.take_turns(&targets, &["an archive from stdin".to_string()]);
+        self.survey_and_claim(
+            &targets,
+            &["an archive from stdin".to_string()],
+            Default::default(),
+            &LayerHints::default(),
+        );
         let chosen: std::cell::RefCell<Vec<Image>> = Default::default();
         let namer = |found: &[ArchiveImage]| {
             let mut images = images_from_archive(found, wanted, "stdin")?;
@@ -78,13 +83,11 @@ impl Pipeline<'_> {
         wanted_names: &[String],
     ) -> Result<(Vec<ArchiveImage>, HashMap<usize, Outcome>)> {
         let mut per_node = HashMap::new();
-        // A node whose lock could not be had (a stuck run holds it) is not sent to.
-        let locks = self.locks.lock().unwrap();
+        // A node whose survey lock could not be had (a stuck run holds it) is not sent to.
         let (targets, locked_out): (Vec<usize>, Vec<usize>) =
-            targets.iter().partition(|&&n| locks.holds(&self.nodes[n].name));
-        drop(locks);
+            targets.iter().partition(|&&n| self.claims.holds(&self.nodes[n].name));
         for n in locked_out {
-            let why = self.nodes[n].holdings().err().unwrap_or_else(|| "its import lock was not taken".into());
+            let why = self.nodes[n].holdings().err().unwrap_or_else(|| "its survey lock was not taken".into());
             per_node.insert(n, Outcome::failed(why));
         }
         let targets = &targets[..];
@@ -162,12 +165,14 @@ impl Pipeline<'_> {
         namer: &transfer::Namer,
         known: HashMap<String, String>,
     ) -> Result<transfer::Transferred> {
+        // A second pass (`known` digests) awaits no other run: it sends what is missing.
+        let first = known.is_empty();
         let needs: Vec<NodeNeeds> = targets
             .iter()
             .map(|&n| match self.nodes[n].holdings() {
-                Ok(holds) if !self.options.full => {
-                    NodeNeeds::new(holds, false).excluding(hints.not_for(self.nodes[n].platform.as_deref()))
-                }
+                Ok(holds) if !self.options.full => NodeNeeds::new(holds, false)
+                    .excluding(hints.not_for(self.nodes[n].platform.as_deref()))
+                    .promising(if first { self.claims.theirs(&self.nodes[n].name) } else { Default::default() }),
                 _ => NodeNeeds::everything(),
             })
             .collect();
@@ -187,13 +192,13 @@ impl Pipeline<'_> {
         let options = transfer::Options { spool_max: self.options.spool_max, known };
         let nodes: Vec<&str> = targets.iter().map(|&n| self.nodes[n].name.as_str()).collect();
         let result = self.telling_waiters(&nodes, &progress.counters, || {
-            transfer::stream(self.provider, lanes, source, export, hints, &options, namer)
+            transfer::stream(self.provider, lanes, source, export, hints, &options, namer, &self.claims)
         });
         progress.finish();
         result
     }
 
-    /// Runs `work` while telling the runs waiting for these nodes' locks, twice a second,
+    /// Runs `work` while telling the runs waiting on this one at these nodes, twice a second,
     /// how many bytes each node has taken: their wait is judged by this progress.
     fn telling_waiters<T>(&self, nodes: &[&str], sent: &[Arc<AtomicU64>], work: impl FnOnce() -> T) -> T {
         let (done, ticks) = mpsc::channel::<()>();
@@ -201,12 +206,11 @@ impl Pipeline<'_> {
             scope.spawn(move || {
                 let mut told = vec![u64::MAX; nodes.len()];
                 while let Err(RecvTimeoutError::Timeout) = ticks.recv_timeout(Duration::from_millis(500)) {
-                    let mut locks = self.locks.lock().unwrap();
                     for ((node, counter), told) in nodes.iter().zip(sent).zip(told.iter_mut()) {
                         let now = counter.load(Ordering::Relaxed);
                         if now != *told {
                             *told = now;
-                            locks.tell(node, &format!("has sent it {}", crate::report::human_bytes(now)));
+                            self.claims.tell(node, &format!("has sent it {}", crate::report::human_bytes(now)));
                         }
                     }
                 }
