@@ -66,7 +66,8 @@ fn route(source: &'static str, provider: &'static str, containerd: &'static str)
     assert_eq!(up.status.code(), Some(2), "the last worker has no config_path: {}", text(&up));
     let (trusting, plain) = (&cluster.nodes[..2], &cluster.nodes[2]);
 
-    let tag = format!("kl-route/app-{source}-{}-{}:v1", containerd.replace('.', ""), std::process::id());
+    // Two tests share a source and a containerd version: the provider keeps their images apart.
+    let tag = format!("kl-route/app-{source}-on-{provider}-{}-{}:v1", containerd.replace('.', ""), std::process::id());
     let normalized = if source == "podman" { format!("localhost/{tag}") } else { format!("docker.io/{tag}") };
     let id = |built: String| sha256_id(&built);
     let first = id(build_image(source, &tag, "first version"));

@@ -40,13 +40,15 @@ if [ "$nhosts" -gt 0 ]; then
 fi
 nrec=$1; shift; recs=
 while [ "$nrec" -gt 0 ]; do nrec=$((nrec - 1)); recs="$recs $1"; shift; done
+if [ "$depth" != holdings ]; then
 s arch uname -m
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
   for name in "$@"; do j "inspecti:$name" crictl inspecti -o json "$name"; done
 fi
 if [ -n "$recs$*" ]; then set -f; records $recs "$@"; set +f; else s images ctr --namespace=k8s.io images ls; fi
-[ "$depth" = full ] || return 0
+fi
+[ "$depth" = light ] && return 0
 s version containerd --version
 cfg=$(containerd config dump 2>&1); r=$?; printf '@@kindload config %s\n%s\n' "$r" "$cfg"
 s content ctr --namespace=k8s.io content ls
@@ -84,6 +86,9 @@ pub enum Depth {
     Light,
     /// Also containerd's version and config, content blobs and snapshots.
     Full,
+    /// Only containerd's version and config, content blobs and snapshots: what a transfer
+    /// is planned with, read again after a light survey (see `transfer::lock`).
+    Holdings,
 }
 
 /// What a survey asks about, besides what every survey reads.
@@ -114,6 +119,7 @@ pub fn survey_argv(depth: Depth, asked: &Asked) -> Vec<String> {
     let depth = match depth {
         Depth::Light => "light",
         Depth::Full => "full",
+        Depth::Holdings => "holdings",
     };
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SURVEY.into(), "kindload-survey".into(), depth.into()];
     argv.extend(asked.args());
@@ -181,6 +187,15 @@ pub struct Holdings {
 impl Holdings {
     /// From the survey, for `snapshotter`. A listing that failed is an error naming it.
     pub fn from_survey(sections: &[Section], snapshotter: &str) -> Result<Holdings, String> {
+        Holdings::read(sections, snapshotter, None)
+    }
+
+    /// From a survey of holdings only (no records): the records are `images`, read before.
+    pub fn with_records(sections: &[Section], snapshotter: &str, images: Vec<CtrImage>) -> Result<Holdings, String> {
+        Holdings::read(sections, snapshotter, Some(images))
+    }
+
+    fn read(sections: &[Section], snapshotter: &str, images: Option<Vec<CtrImage>>) -> Result<Holdings, String> {
         let read = |name: &str| -> Result<&str, String> {
             match section(sections, name) {
                 Some(s) if s.ok() => Ok(s.body.as_str()),
@@ -188,12 +203,16 @@ impl Holdings {
                 None => Err(format!("the node's survey printed no `{name}` listing")),
             }
         };
+        let images = match images {
+            Some(images) => images,
+            None => parse_ctr_images(read("images")?),
+        };
         let Some(content) = section(sections, "content") else {
-            return Ok(Holdings { images: parse_ctr_images(read("images")?), ..Default::default() });
+            return Ok(Holdings { images, ..Default::default() });
         };
         Ok(Holdings {
             complete: content.ok(),
-            images: parse_ctr_images(read("images")?),
+            images,
             blobs: parse_content(read("content")?),
             // A snapshotter that cannot be listed holds nothing kindload can count on;
             // the import says what is wrong with it.

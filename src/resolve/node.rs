@@ -173,12 +173,21 @@ impl Node {
 
     /// Takes in what the survey printed.
     pub(crate) fn learn(&mut self, sections: &[Section], depth: Depth) {
+        if depth == Depth::Holdings {
+            // The records, the platform and CRI's answers are the light survey's.
+            self.learn_containerd(sections);
+            let records = self.holds.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.images.clone());
+            let holds = Holdings::with_records(sections, self.import_snapshotter(), records.unwrap_or_default());
+            self.holds = Some(holds.map_err(|e| format!("cannot list what {} holds: {e}", self.name)));
+            return;
+        }
         self.platform = section(sections, "arch").filter(|s| s.ok()).and_then(|s| platform::from_uname(&s.body));
         if depth == Depth::Light {
             self.crictl = section(sections, "crictl").is_some_and(Section::ok);
             self.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
         }
         if depth == Depth::Full {
+            self.crictl = section(sections, "crictl").is_some_and(Section::ok);
             self.learn_containerd(sections);
         }
         self.learn_registry_hosts(sections);
@@ -189,7 +198,6 @@ impl Node {
     }
 
     fn learn_containerd(&mut self, sections: &[Section]) {
-        self.crictl = section(sections, "crictl").is_some_and(Section::ok);
         match section(sections, "version") {
             Some(s) if s.ok() => self.containerd_version = parse_containerd_version(&s.body),
             Some(s) => self.warnings.push(format!("could not ask containerd its version: {}", s.body.trim())),

@@ -39,10 +39,12 @@ const WAITED: &str = "@@kindload waited";
 
 /// `sh -c SCRIPT kindload-claims WHO RUN SURVEY-ARGS...`. Registers the run, waits for
 /// `go`, takes the lock (saying who holds it meanwhile), removes the ingests of runs that
-/// are gone, surveys fully and prints READY; reads `claim LAYERS...`, claims those no
+/// are gone, reads containerd's facts and holdings (blobs, snapshots) and prints READY; reads `claim LAYERS...`, claims those no
 /// live run holds, lets the lock go and prints what it claimed and what others hold.
 /// Then each line is `@@wait LAYERS...` (wait for their claims to go, then print the
-/// ones still missing), `@@release` (this run's import there ended) or this run's progress.
+/// ones still missing), `@@release` (this run's import there ended), `@@call ARGS...`
+/// (runs the caller's function `called` with ARGS, split at spaces, never expanded) or
+/// this run's progress.
 const SCRIPT: &str = concat!(
     survey_functions!(),
     r#"kwho=$1; krun=$2; shift 2
@@ -77,7 +79,7 @@ for ki in "$kroot"/ingest/*; do
   kref=; read -r kref < "$ki/ref"
   case $kref in */tar-blobs/kindload-*) ko=${kref#*/tar-blobs/}; alive "${ko%%/*}" || rm -rf "$ki" ;; esac
 done
-survey full "$@"
+survey holdings "$@"
 printf '%s\n' "@@kindload ready 0"
 read -r kwant || exit 0
 ktheirs=
@@ -95,6 +97,7 @@ printf '@@kindload claimed %s|%s\n' "$kmine" "$ktheirs"
 while IFS= read -r kline; do
   case $kline in
   @@release) bye ;;
+  "@@call "*) set -f; set -- ${kline#@@call }; set +f; called "$@" ;;
   @@wait*)
     kmissing=
     for kx in ${kline#@@wait}; do
@@ -144,6 +147,18 @@ impl NodeClaims {
 
     pub fn holds(&self, node: &str) -> bool {
         self.find(node).is_some()
+    }
+
+    /// Calls the caller's function `called` with `args` in `node`'s session, which is then
+    /// the caller's to read until the function's last line. None when this run has no
+    /// session there, or an argument holds a space or line break (the line could not carry it).
+    pub fn call(&self, node: &str, args: &[String]) -> Option<std::sync::MutexGuard<'_, Session>> {
+        if args.iter().any(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+            return None;
+        }
+        let mut session = self.find(node)?.session.lock().unwrap_or_else(|e| e.into_inner());
+        session.send(&[format!("@@call {}", args.join(" "))]).ok()?;
+        Some(session)
     }
 
     /// The layers `node` lacked that other runs claimed first: this run does not send them.
@@ -239,21 +254,30 @@ pub struct Claimable<'a> {
     pub hints: &'a LayerHints,
 }
 
-/// On each node of `nodes` at once: takes the survey lock, surveys fully under it, claims
-/// the layers the node lacks of those `claimable` lists, and lets the lock go. A node
-/// whose lock or survey fails is marked as not surveyed, with the reason; the others go on.
-pub fn survey_and_claim(provider: Provider, nodes: &mut [&mut Node], who: &str, claimable: &Claimable) -> NodeClaims {
+/// On each node of `nodes` at once: takes the survey lock, reads containerd's facts and holdings under it, claims
+/// the layers the node lacks of those `claimable` lists, and lets the lock go. The session
+/// stays open, offering `functions` (which define `called`, see [`NodeClaims::call`]). A
+/// node whose lock or survey fails is marked as not surveyed, with the reason; the others go on.
+pub fn survey_and_claim(
+    provider: Provider,
+    nodes: &mut [&mut Node],
+    who: &str,
+    claimable: &Claimable,
+    functions: &str,
+) -> NodeClaims {
+    let script = format!("{functions}{SCRIPT}");
+    let argv = ["sh", "-c", &script, "kindload-claims", who, run_id(), "0", "0"];
     let held: Vec<Option<Held>> = thread::scope(|scope| {
+        let argv = &argv;
         let handles: Vec<_> =
-            nodes.iter_mut().map(|node| scope.spawn(move || claim_on(provider, node, who, claimable))).collect();
+            nodes.iter_mut().map(|node| scope.spawn(move || claim_on(provider, node, argv, claimable))).collect();
         handles.into_iter().map(|h| h.join().expect("a node survey panicked")).collect()
     });
     NodeClaims { held: held.into_iter().flatten().collect() }
 }
 
-fn claim_on(provider: Provider, node: &mut Node, who: &str, claimable: &Claimable) -> Option<Held> {
-    let argv = ["sh", "-c", SCRIPT, "kindload-claims", who, run_id(), "0", "0"];
-    let mut session = match Session::start(&provider.exec_stdin(&node.name, &argv)) {
+fn claim_on(provider: Provider, node: &mut Node, argv: &[&str], claimable: &Claimable) -> Option<Held> {
+    let mut session = match Session::start(&provider.exec_stdin(&node.name, argv)) {
         Ok(session) => session,
         Err(e) => {
             node.could_not_survey(&e);
@@ -271,7 +295,7 @@ fn claim_on(provider: Provider, node: &mut Node, who: &str, claimable: &Claimabl
             return None;
         }
     };
-    node.learn(&parse_survey(&survey), crate::resolve::holdings::Depth::Full);
+    node.learn(&parse_survey(&survey), crate::resolve::holdings::Depth::Holdings);
     let lacking: Vec<String> = match (node.holdings(), claimable.layers.get(&node.name)) {
         (Ok(holds), Some(layers)) => {
             let needs = NodeNeeds::new(holds, false);
@@ -348,11 +372,26 @@ mod tests {
     /// The claim session under a real `sh`, in a private directory instead of the node's
     /// /run and content store, with a one-line survey.
     fn session(dir: &Path, run: &str) -> Session {
-        let script = SCRIPT
+        let called = "called() { printf '%s|' \"$@\"; echo; echo '@@kindload called 0'; }\n";
+        let script = format!("{called}{SCRIPT}")
             .replace("kd=/run/kindload", &format!("kd={}/run", dir.display()))
             .replace("${kroot:-/var/lib/containerd}", &format!("{}/containerd", dir.display()))
-            .replace("survey full \"$@\"", "echo surveyed");
+            .replace("survey holdings \"$@\"", "echo surveyed");
         Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-claims", &format!("run {run}"), run])).unwrap()
+    }
+
+    #[test]
+    fn a_call_runs_the_callers_function_with_each_argument_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (session, _, _) = surveyed(dir.path(), "kindload-1-1", &[]);
+        let claims =
+            NodeClaims { held: vec![Held { node: "n".into(), session: Mutex::new(session), theirs: HashSet::new() }] };
+        let args = ["2".to_string(), "docker.io/library/app:$(id)".to_string(), "*".to_string()];
+        let mut session = claims.call("n", &args).expect("the node has a session");
+        assert_eq!(session.read_until("@@kindload called 0").unwrap(), "2|docker.io/library/app:$(id)|*|\n");
+        drop(session);
+        assert!(claims.call("n", &["two words".to_string()]).is_none(), "a space cannot cross the line");
+        assert!(claims.call("other", &args).is_none(), "no session there");
     }
 
     fn surveyed(dir: &Path, run: &str, layers: &[&str]) -> (Session, Vec<String>, Vec<String>) {

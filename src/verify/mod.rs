@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use crate::exec::Runner;
 use crate::plan::any_holding;
-use crate::resolve::holdings::list_images;
+use crate::resolve::holdings::{list_images, section, Holdings, Section};
 use crate::resolve::image::Image;
 use crate::resolve::node::Node;
 use crate::resolve::provider::Provider;
-use crate::resolve::records::{config_digest_for_target, CtrImage};
+use crate::resolve::records::{config_digest_for_target, parse_ctr_images, CtrImage};
 use cri::{crictl_says_missing, parse_crictl_inspecti};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -34,6 +34,24 @@ pub struct Verdict {
     pub id: Option<String>,
     /// Why not, and what to do; empty when verified.
     pub diagnosis: String,
+}
+
+/// The verdict from what a node printed right after a load (CRI's answers, or its image
+/// records), when it proves the load; else None, and verification asks the node again
+/// (CRI may index the image a moment later).
+pub fn read_back(node: &Node, image: &Image, sections: &[Section]) -> Option<Verdict> {
+    let crictl = section(sections, "crictl").is_some();
+    // Where crictl answers, its answers are the proof and no listing is printed.
+    let images = match section(sections, "images") {
+        Some(s) if s.ok() => parse_ctr_images(&s.body),
+        None if crictl => Vec::new(),
+        _ => return None,
+    };
+    let mut after = node.clone();
+    after.holds = Some(Ok(Holdings { images, ..Default::default() }));
+    after.crictl = crictl;
+    after.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
+    from_survey(&after, image)
 }
 
 /// Checks, and checks again for up to `settle`: CRI indexes imported images from

@@ -105,8 +105,9 @@ impl Pipeline<'_> {
                 }
             }
         }
-        self.let_go();
+        // The nodes' sessions tidy, then go.
         self.tidy(images, &mut outcomes);
+        self.let_go();
         Ok(outcomes)
     }
 
@@ -128,7 +129,8 @@ impl Pipeline<'_> {
         }
         let who = lock::describe_run(&loading.join(", "));
         let claimable = lock::Claimable { layers: claimable, hints };
-        self.claims = lock::survey_and_claim(self.provider, &mut nodes, &who, &claimable);
+        self.claims =
+            lock::survey_and_claim(self.provider, &mut nodes, &who, &claimable, super::retain::SESSION_FUNCTIONS);
     }
 
     /// Gives up every claim this run still holds.

@@ -49,37 +49,63 @@ printf '@@kindload freed 0\n%s %s\n' "${b%%[!0-9]*}" "${f%%[!0-9]*}"
 }
 pub(super) use retain_function;
 
-/// The sideload's tidying in one `exec`: `NIDS (NAME ID)... NDOOMED DOOMED... KEEP STAMP
-/// NAMES...`. Gives reloaded names CRI's id record, removes the superseded records, then
-/// runs the retention; [`READY`] when done.
-const TIDY: &str = concat!(
-    crate::resolve::holdings::survey_functions!(),
-    retain_function!(),
-    r#"count=$1; shift
+/// The sideload's tidying, as a shell function: `tidy NIDS (NAME ID)... NDOOMED DOOMED...
+/// KEEP STAMP NAMES...`. Gives reloaded names CRI's id record, removes the superseded
+/// records, runs the retention and prints [`READY`]; then reads the names back from CRI
+/// (where crictl exists), for verification, and prints [`TIDIED`].
+macro_rules! tidy_function {
+    () => {
+        r#"tidy() {
+count=$1; shift
 while [ "$count" -gt 0 ]; do count=$((count - 1)); s "tag:$2" ctr -n k8s.io images tag --force "$1" "$2"; shift 2; done
 count=$1; shift; doomed=
 while [ "$count" -gt 0 ]; do count=$((count - 1)); doomed="$doomed $1"; shift; done
 if [ -n "$doomed" ]; then set -f; s superseded ctr -n k8s.io images rm --sync $doomed; set +f; fi
 retain "$@"
 printf '@@kindload ready 0\n'
+shift 2
+if command -v crictl >/dev/null 2>&1; then
+  printf '@@kindload crictl 0\n'
+  for name; do j "inspecti:$name" crictl inspecti -o json "$name"; done
+fi
+printf '@@kindload tidied 0\n'
+}
 "#
-);
+    };
+}
 
-/// The argv of the tidying exec. Every name is an argument; the script is constant.
-pub(super) fn tidy_argv(
+/// The line the tidying prints when it is done, after the read-back.
+pub(super) const TIDIED: &str = "@@kindload tidied 0";
+
+/// The functions a sideload's node session offers besides the survey and the claims (see
+/// `transfer::lock`): the tidying, called in the session instead of an `exec` of its own.
+pub(super) const SESSION_FUNCTIONS: &str = concat!(retain_function!(), tidy_function!(), "called() { tidy \"$@\"; }\n");
+
+/// The tidying in an `exec` of its own, for a node that has no session (only retagged).
+const TIDY: &str =
+    concat!(crate::resolve::holdings::survey_functions!(), retain_function!(), tidy_function!(), "tidy \"$@\"\n");
+
+/// The tidying's arguments. Every name is an argument; the script is constant.
+pub(super) fn tidy_args(
     ids: &[(String, String)],
     doomed: &[String],
     keep: Keep,
     stamp: u64,
     names: &[String],
 ) -> Vec<String> {
+    let mut args = vec![ids.len().to_string()];
+    args.extend(ids.iter().flat_map(|(name, id)| [name.clone(), id.clone()]));
+    args.push(doomed.len().to_string());
+    args.extend(doomed.iter().cloned());
+    args.extend([keep.word(), stamp.to_string()]);
+    args.extend(names.iter().cloned());
+    args
+}
+
+/// The argv of the tidying exec, with `args` from [`tidy_args`].
+pub(super) fn tidy_argv(args: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), TIDY.into(), "kindload-tidy".into()];
-    argv.push(ids.len().to_string());
-    argv.extend(ids.iter().flat_map(|(name, id)| [name.clone(), id.clone()]));
-    argv.push(doomed.len().to_string());
-    argv.extend(doomed.iter().cloned());
-    argv.extend([keep.word(), stamp.to_string()]);
-    argv.extend(names.iter().cloned());
+    argv.extend(args.iter().cloned());
     argv
 }
 
@@ -215,7 +241,13 @@ mod tests {
     #[test]
     fn tidy_takes_every_name_as_an_argument() {
         let ids = vec![("docker.io/library/app:dev".to_string(), "sha256:c".to_string())];
-        let argv = tidy_argv(&ids, &["sha256:old".into()], Keep::Newest(2), 17, &["docker.io/library/app:$(x)".into()]);
+        let argv = tidy_argv(&tidy_args(
+            &ids,
+            &["sha256:old".into()],
+            Keep::Newest(2),
+            17,
+            &["docker.io/library/app:$(x)".into()],
+        ));
         assert_eq!(argv[2], TIDY);
         assert_eq!(
             argv[4..],
@@ -255,6 +287,7 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (text, _) = text.split_once(TIDIED).expect("the tidying's end");
         let (listed, done) = text.split_once(&format!("{READY}\n")).expect("a first ready");
         let calls = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
         (calls, parse_survey(listed), parse_survey(done))

@@ -64,8 +64,8 @@ impl Pipeline<'_> {
                     .collect()
             })
             .collect();
-        self.let_go();
         self.tidy(&images, &mut outcomes);
+        self.let_go();
         Ok((images, outcomes))
     }
 

@@ -10,11 +10,11 @@ use crate::exec::{ExecError, Session};
 use crate::plan::Action;
 use crate::report::RetentionReport;
 use crate::report::Transport;
-use crate::resolve::holdings::{parse_survey, section, survey_functions, Asked, Holdings, Section, READY};
+use crate::resolve::holdings::{parse_survey, section, survey_functions, Asked, READY};
 use crate::resolve::image::Image;
 use crate::resolve::node::{self, Node};
 use crate::resolve::provider::Provider;
-use crate::resolve::records::{parse_ctr_images, CtrImage};
+use crate::resolve::records::CtrImage;
 use crate::resolve::reference::ImageRef;
 use crate::transfer::import;
 
@@ -183,7 +183,7 @@ pub(super) fn pull(
         Some(s) if s.ok() => Outcome {
             seconds: started.elapsed().as_secs_f64(),
             transport: Some(Transport::Registry),
-            verdict: read_back(node, image, &sections),
+            verdict: crate::verify::read_back(node, image, &sections),
             error: tidied,
             ..Outcome::new(Action::Loaded)
         },
@@ -206,23 +206,6 @@ pub(super) fn retain(
     session.send(&lines)?;
     let listed = parse_survey(&session.read_until(READY)?);
     retain::settle(session, &node.name, &listed, scope)
-}
-
-/// The verdict from what the node printed after the pull, when it proves the load; else
-/// None, and verification asks the node again (CRI may index the image a moment later).
-fn read_back(node: &Node, image: &Image, sections: &[Section]) -> Option<crate::verify::Verdict> {
-    let crictl = section(sections, "crictl").is_some();
-    // Where crictl answers, its answers are the proof and no listing is printed.
-    let images = match section(sections, "images") {
-        Some(s) if s.ok() => parse_ctr_images(&s.body),
-        None if crictl => Vec::new(),
-        _ => return None,
-    };
-    let mut after = node.clone();
-    after.holds = Some(Ok(Holdings { images, ..Default::default() }));
-    after.crictl = crictl;
-    after.cri_answers = sections.iter().filter(|s| s.name.starts_with("inspecti:")).cloned().collect();
-    crate::verify::from_survey(&after, image)
 }
 
 #[cfg(test)]
@@ -370,19 +353,21 @@ mod tests {
                 Identity { config: Some(config.into()), manifest: Some("sha256:m".into()) },
             )
         };
-        let verdict = read_back(&Node::for_tests("kind-worker"), &image(id), &sections).expect("proved");
+        let verdict = crate::verify::read_back(&Node::for_tests("kind-worker"), &image(id), &sections).expect("proved");
         assert!(verdict.verified);
         assert_eq!(verdict.with, crate::verify::VerifiedWith::Crictl);
         assert_eq!(verdict.id.as_deref(), Some(id));
         assert!(
-            read_back(&Node::for_tests("kind-worker"), &image("sha256:other"), &sections).is_none(),
+            crate::verify::read_back(&Node::for_tests("kind-worker"), &image("sha256:other"), &sections).is_none(),
             "another id: ask again"
         );
         let missing = printed.replace("inspecti:example.com/app/bb:dev 0", "inspecti:example.com/app/bb:dev 1");
-        assert!(read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(&missing)).is_none());
+        assert!(
+            crate::verify::read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(&missing)).is_none()
+        );
         let no_crictl = "@@kindload pulled 0\n";
         assert!(
-            read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(no_crictl)).is_none(),
+            crate::verify::read_back(&Node::for_tests("kind-worker"), &image(id), &parse_survey(no_crictl)).is_none(),
             "nothing read"
         );
     }
