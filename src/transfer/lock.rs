@@ -37,17 +37,26 @@ const LOCKED: &str = "@@kindload locked 0";
 const CLAIMED: &str = "@@kindload claimed ";
 const WAITED: &str = "@@kindload waited";
 
-/// `sh -c SCRIPT kindload-claims WHO RUN SURVEY-ARGS...`. Registers the run, waits for
-/// `go`, takes the lock (saying who holds it meanwhile), removes the ingests of runs that
-/// are gone, reads containerd's facts and holdings (blobs, snapshots) and prints READY; reads `claim LAYERS...`, claims those no
-/// live run holds, lets the lock go and prints what it claimed and what others hold.
-/// Then each line is `@@wait LAYERS...` (wait for their claims to go, then print the
-/// ones still missing), `@@release` (this run's import there ended), `@@call ARGS...`
-/// (runs the caller's function `called` with ARGS, split at spaces, never expanded) or
-/// this run's progress.
+/// A sideload's node session, `sh -c SCRIPT kindload-session SURVEY-ARGS...`, the
+/// caller's functions first (see [`session_script`]):
+/// - surveys lightly (the records, CRI's answers, the platform) and prints READY;
+/// - on `go RUN WHO`, registers the run, takes the lock (saying who holds it meanwhile),
+///   removes the ingests of runs that are gone, reads containerd's facts and holdings
+///   (blobs, snapshots) and prints READY;
+/// - on `claim LAYERS...`, claims those no live run holds, lets the lock go and prints what
+///   it claimed and what others hold;
+/// - then each line is `@@wait LAYERS...` (wait for their claims to go, then print the
+///   ones still missing), `@@release` (this run's import there ended), `@@call ARGS...`
+///   (runs the caller's function `called` with ARGS, split at spaces, never expanded) or
+///   this run's progress.
+///
+/// A session whose stdin closes before `go` (its node needs nothing) leaves nothing.
 const SCRIPT: &str = concat!(
     survey_functions!(),
-    r#"kwho=$1; krun=$2; shift 2
+    r#"survey light "$@"
+printf '%s\n' "@@kindload ready 0"
+read -r kgo || exit 0
+krun=${kgo#go }; kwho=${krun#* }; krun=${krun%% *}
 kd=/run/kindload; kl=$kd/import.lock; kr=$kd/runs/$krun
 mkdir -p "$kd/claims" "$kr" || exit 1
 printf '%s\n' "$kwho" > "$kr/who"; echo $$ > "$kr/pid.new" && mv "$kr/pid.new" "$kr/pid"
@@ -56,7 +65,6 @@ bye() { for kx in $kmine; do rm -rf "$kd/claims/${kx#sha256:}"; done; kmine=; }
 trap 'bye; rm -rf "$kr"' EXIT
 alive() { kp=; read -r kp < "$kd/runs/$1/pid" 2>/dev/null; [ -n "$1" ] && [ -n "$kp" ] && kill -0 "$kp" 2>/dev/null; }
 said() { kw=; ks=; read -r kw < "$kd/runs/$1/who" 2>/dev/null; read -r ks < "$kd/runs/$1/progress" 2>/dev/null; know="$kw $ks"; }
-read -r go || exit 0
 klast=
 while ! mkdir "$kl" 2>/dev/null; do
   kh=; read -r kh < "$kl/run" 2>/dev/null
@@ -79,7 +87,7 @@ for ki in "$kroot"/ingest/*; do
   kref=; read -r kref < "$ki/ref"
   case $kref in */tar-blobs/kindload-*) ko=${kref#*/tar-blobs/}; alive "${ko%%/*}" || rm -rf "$ki" ;; esac
 done
-survey holdings "$@"
+survey holdings 0 0
 printf '%s\n' "@@kindload ready 0"
 read -r kwant || exit 0
 ktheirs=
@@ -254,37 +262,66 @@ pub struct Claimable<'a> {
     pub hints: &'a LayerHints,
 }
 
-/// On each node of `nodes` at once: takes the survey lock, reads containerd's facts and holdings under it, claims
-/// the layers the node lacks of those `claimable` lists, and lets the lock go. The session
-/// stays open, offering `functions` (which define `called`, see [`NodeClaims::call`]). A
-/// node whose lock or survey fails is marked as not surveyed, with the reason; the others go on.
+/// The script of a sideload's node session (see [`SCRIPT`]), offering `functions`, which
+/// define `called` (see [`NodeClaims::call`]).
+pub fn session_script(functions: &str) -> String {
+    format!("{functions}{SCRIPT}")
+}
+
+/// On each node of `nodes` at once, in its session from the light survey (`held`, one per
+/// node; a new one where there is none): takes the survey lock, reads containerd's facts
+/// and holdings under it, claims the layers the node lacks of those `claimable` lists, and
+/// lets the lock go. The sessions stay open. A node whose lock or survey fails is marked
+/// as not surveyed, with the reason; the others go on.
 pub fn survey_and_claim(
     provider: Provider,
     nodes: &mut [&mut Node],
+    held: Vec<Option<Session>>,
     who: &str,
     claimable: &Claimable,
     functions: &str,
 ) -> NodeClaims {
-    let script = format!("{functions}{SCRIPT}");
-    let argv = ["sh", "-c", &script, "kindload-claims", who, run_id(), "0", "0"];
-    let held: Vec<Option<Held>> = thread::scope(|scope| {
-        let argv = &argv;
-        let handles: Vec<_> =
-            nodes.iter_mut().map(|node| scope.spawn(move || claim_on(provider, node, argv, claimable))).collect();
+    let script = session_script(functions);
+    let go = format!("go {} {}", run_id(), who.replace('\n', " "));
+    let claimed: Vec<Option<Held>> = thread::scope(|scope| {
+        let (script, go) = (script.as_str(), go.as_str());
+        let handles: Vec<_> = nodes
+            .iter_mut()
+            .zip(held)
+            .map(|(node, session)| scope.spawn(move || claim_on(provider, node, session, script, go, claimable)))
+            .collect();
         handles.into_iter().map(|h| h.join().expect("a node survey panicked")).collect()
     });
-    NodeClaims { held: held.into_iter().flatten().collect() }
+    NodeClaims { held: claimed.into_iter().flatten().collect() }
 }
 
-fn claim_on(provider: Provider, node: &mut Node, argv: &[&str], claimable: &Claimable) -> Option<Held> {
-    let mut session = match Session::start(&provider.exec_stdin(&node.name, argv)) {
+/// A session on `node` past its light survey: `held`, or a new one.
+fn session_on(provider: Provider, node: &Node, held: Option<Session>, script: &str) -> Result<Session, ExecError> {
+    if let Some(session) = held {
+        return Ok(session);
+    }
+    let mut session =
+        Session::start(&provider.exec_stdin(&node.name, &["sh", "-c", script, "kindload-session", "0", "0"]))?;
+    session.read_until(READY)?;
+    Ok(session)
+}
+
+fn claim_on(
+    provider: Provider,
+    node: &mut Node,
+    held: Option<Session>,
+    script: &str,
+    go: &str,
+    claimable: &Claimable,
+) -> Option<Held> {
+    let mut session = match session_on(provider, node, held, script) {
         Ok(session) => session,
         Err(e) => {
-            node.could_not_survey(&e);
+            node.could_not_survey(&format!("{e}{}", e.hint()));
             return None;
         }
     };
-    if let Err(e) = take_lock(&mut session) {
+    if let Err(e) = take_lock(&mut session, go) {
         node.could_not_survey(&locked_out(&node.name, e));
         return None;
     }
@@ -328,9 +365,9 @@ fn claim(session: &mut Session, layers: &[String]) -> Result<(Vec<String>, Vec<S
     Ok((list(mine), list(theirs)))
 }
 
-/// Asks for the lock and waits while its holder makes progress.
-fn take_lock(session: &mut Session) -> Result<(), Waited> {
-    session.send(&["go".to_string()]).map_err(|e| Waited { holder: String::new(), error: e })?;
+/// Asks for the lock (`go`, naming the run) and waits while its holder makes progress.
+fn take_lock(session: &mut Session, go: &str) -> Result<(), Waited> {
+    session.send(&[go.to_string()]).map_err(|e| Waited { holder: String::new(), error: e })?;
     let mut holder = String::new();
     loop {
         let line = session.read_line(false).map_err(|e| Waited { holder: holder.clone(), error: e })?;
@@ -371,13 +408,23 @@ mod tests {
 
     /// The claim session under a real `sh`, in a private directory instead of the node's
     /// /run and content store, with a one-line survey.
-    fn session(dir: &Path, run: &str) -> Session {
+    fn session(dir: &Path) -> Session {
         let called = "called() { printf '%s|' \"$@\"; echo; echo '@@kindload called 0'; }\n";
-        let script = format!("{called}{SCRIPT}")
+        let script = session_script(called)
             .replace("kd=/run/kindload", &format!("kd={}/run", dir.display()))
             .replace("${kroot:-/var/lib/containerd}", &format!("{}/containerd", dir.display()))
-            .replace("survey holdings \"$@\"", "echo surveyed");
-        Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-claims", &format!("run {run}"), run])).unwrap()
+            .replace("survey light \"$@\"", "echo light")
+            .replace("survey holdings 0 0", "echo surveyed");
+        let mut session = Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-session"])).unwrap();
+        assert_eq!(session.read_until(READY).unwrap(), "light\n");
+        session
+    }
+
+    #[test]
+    fn a_session_that_ends_after_its_light_survey_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        session(dir.path()).close().unwrap();
+        assert!(!dir.path().join("run").exists(), "no registration, lock or claim");
     }
 
     #[test]
@@ -395,8 +442,8 @@ mod tests {
     }
 
     fn surveyed(dir: &Path, run: &str, layers: &[&str]) -> (Session, Vec<String>, Vec<String>) {
-        let mut session = session(dir, run);
-        take_lock(&mut session).ok().expect("the lock is free or freed");
+        let mut session = session(dir);
+        take_lock(&mut session, &format!("go {run} run {run}")).ok().expect("the lock is free or freed");
         assert_eq!(session.read_until(READY).unwrap(), "surveyed\n");
         let layers: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
         let (mine, theirs) = claim(&mut session, &layers).unwrap();

@@ -146,27 +146,53 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
     let mut records: Vec<String> =
         images.iter().flat_map(|i| [i.identity.config.clone(), i.identity.manifest.clone()]).flatten().collect();
     records.extend(registry::pushed_names(&route, &images));
-    // With a registry, each node is surveyed in a session that stays open for its pull.
-    let (nodes, sessions) = match &route {
-        Ok(route) => registry::survey_held(provider, containers, route, &names, &records),
+    // Each node is surveyed in a session that stays open: with a registry for its pull,
+    // without one for its sideload (`transfer::lock`).
+    let asked = Asked { names: &names, records: &records, ..Default::default() };
+    let (nodes, sessions, sideload) = match &route {
+        Ok(route) => {
+            let (nodes, sessions) = registry::survey_held(provider, containers, route, &names, &records);
+            (nodes, sessions, Default::default())
+        }
+        Err(_) if req.transfer => {
+            let script = crate::transfer::lock::session_script(retain::SESSION_FUNCTIONS);
+            let (nodes, sessions) = held(node::probe_all_held(provider, containers, &script, &asked));
+            (nodes, Default::default(), sessions)
+        }
         Err(_) => {
-            let asked = Asked { names: &names, records: &records, ..Default::default() };
-            (node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &asked), Default::default())
+            let nodes = node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &asked);
+            (nodes, Default::default(), Default::default())
         }
     };
     let nodes = match select_nodes(nodes, &req.select.nodes) {
         Ok(nodes) => nodes,
         Err(e) => {
             registry::close_sessions(&sessions);
+            registry::close_sessions(&sideload);
             registry::finish_early(&early);
             return Err(e);
         }
     };
     let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options, route, early, sessions);
+    pipeline.sideload = sideload;
     let result = pipeline.carry_out(images, archive, req.transfer, &req.wanted, &cluster.name);
     registry::close_sessions(&pipeline.sessions);
+    registry::close_sessions(&pipeline.sideload);
     registry::finish_early(&pipeline.early);
     result
+}
+
+/// The nodes, and the sessions of those that have one, by node name.
+fn held(probed: Vec<(Node, Option<crate::exec::Session>)>) -> (Vec<Node>, registry::Sessions) {
+    let mut sessions = std::collections::HashMap::new();
+    let mut nodes = Vec::new();
+    for (node, session) in probed {
+        if let Some(session) = session {
+            sessions.insert(node.name.clone(), session);
+        }
+        nodes.push(node);
+    }
+    (nodes, std::sync::Mutex::new(sessions))
 }
 
 /// A cluster, its provider and its node containers.
@@ -258,6 +284,8 @@ struct Pipeline<'a> {
     route: registry::RouteLookup,
     early: registry::EarlyPushes,
     sessions: registry::Sessions,
+    /// Without a registry: each node's session from its light survey, until it claims.
+    sideload: registry::Sessions,
     /// This run's claims on the nodes it sends to (see `transfer::lock`).
     claims: crate::transfer::lock::NodeClaims,
     /// Versions of a repository each node keeps.
@@ -315,6 +343,7 @@ impl<'a> Pipeline<'a> {
             retained: Default::default(),
             pushes: Default::default(),
             claims: Default::default(),
+            sideload: Default::default(),
         }
     }
 

@@ -129,8 +129,13 @@ impl Pipeline<'_> {
         }
         let who = lock::describe_run(&loading.join(", "));
         let claimable = lock::Claimable { layers: claimable, hints };
+        let mut sessions = self.sideload.lock().expect("sessions");
+        let held = nodes.iter().map(|node| sessions.remove(&node.name)).collect();
+        drop(sessions);
+        // The nodes that receive nothing are done with their sessions.
+        super::registry::close_sessions(&self.sideload);
         self.claims =
-            lock::survey_and_claim(self.provider, &mut nodes, &who, &claimable, super::retain::SESSION_FUNCTIONS);
+            lock::survey_and_claim(self.provider, &mut nodes, held, &who, &claimable, super::retain::SESSION_FUNCTIONS);
     }
 
     /// Gives up every claim this run still holds.
