@@ -262,6 +262,13 @@ def summary(raw_path, out_path, opts):
           f"{rounds_n} rounds ({soak_n} of them the soak): {3 * rounds_n} runs, {hung} hung, {wrong} not proven, "
           f"{left} leftovers; most bytes one node received {most / MIB:.1f} MiB (the base and the apps once: "
           f"<= {once / MIB:.1f} MiB)")
+        cpu = {tool: [r["cpu_s"] for r in timed if r["case"] == "parallel_3loads" and r["tool"] == tool and "cpu_s" in r]
+               for tool in ("kind", "kindload")}
+        if cpu["kind"] and cpu["kindload"]:
+            used = {tool: statistics.median(v) for tool, v in cpu.items()}
+            result["cases"]["parallel"]["cpu_seconds_median"] = used
+            w(f"CPU the machine was busy during the three loads (median, steal included): kind {used['kind']:.2f} s, "
+              f"kindload {used['kindload']:.2f} s ({used['kindload'] / used['kind']:.2f} x)")
         targets.append((f"parallel loads over {rounds_n} rounds: 0 hung, 0 wrong ids, 0 leftovers",
                         f"{hung} hung, {wrong} wrong, {left} leftovers", hung == 0 and wrong == 0 and left == 0))
         targets.append(("parallel loads: each node receives the base once", f"{most / MIB:.1f} MiB at most per node",

@@ -232,6 +232,9 @@ sweep_orphans() {
 sweep_orphans
 
 now() { printf '%s' "$EPOCHREALTIME"; }
+# busy_seconds: CPU time the whole machine has spent busy (steal included: the VM's share
+# taken by others shows as busy too), from /proc/stat at USER_HZ 100.
+busy_seconds() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit }' /proc/stat; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 
 # record CASE TOOL ROUND SECONDS [JSON fields without braces]
@@ -825,8 +828,9 @@ build_parallel_images() {
 # registrations in /run/kindload) and the most bytes
 # any node received.
 parallel_round() {
-  local case=$1 tool=$2 round=$3 i node pids=() hung=0 wrong=0 leftovers=0 rc t0 t1 most=0
+  local case=$1 tool=$2 round=$3 i node pids=() hung=0 wrong=0 leftovers=0 rc t0 t1 most=0 cpu0 cpu1
   new_cluster 3
+  cpu0=$(busy_seconds)
   t0=$(now)
   for i in 0 1 2; do
     if [ "$tool" = kind ]; then
@@ -849,6 +853,7 @@ parallel_round() {
     fi
   done
   t1=$(now)
+  cpu1=$(busy_seconds)
   if [ "$tool" = kindload ]; then
     for i in 0 1 2; do
       [ -s "$WORK/par-$i.out" ] || continue
@@ -863,7 +868,7 @@ parallel_round() {
     done
   fi
   record "$case" "$tool" "$round" "$(elapsed "$t0" "$t1")" \
-    "\"nodes\": ${#NODES[@]}, \"hung\": $hung, \"wrong\": $wrong, \"leftovers\": $leftovers, \"max_node_bytes\": $most, \"base_mib\": $par_base_mb, \"app_mib\": $par_app_mb"
+    "\"cpu_s\": $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }'), \"nodes\": ${#NODES[@]}, \"hung\": $hung, \"wrong\": $wrong, \"leftovers\": $leftovers, \"max_node_bytes\": $most, \"base_mib\": $par_base_mb, \"app_mib\": $par_app_mb"
   remove_cluster
 }
 

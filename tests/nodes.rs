@@ -45,6 +45,12 @@ fn check_versions(provider: &'static str) {
             assert_eq!(row["crictl"], false, "the test bed's nodes have no crictl");
             assert_eq!(row["warnings"], Value::Array(vec![]));
         }
+        // containerd's version and config are kept per containerd process, and read from there
+        for node in &cluster.nodes {
+            let kept = cluster.exec(node, &["sh", "-c", "cat /run/kindload/facts-*.config"]);
+            assert!(String::from_utf8_lossy(&kept.stdout).contains("version = "), "{node} keeps no config");
+        }
+        assert_eq!(nodes_json(cluster), rows, "the kept facts say what containerd said");
     }
 }
 

@@ -63,11 +63,11 @@ printf '%s\n' "$kwho" > "$kr/who"; echo $$ > "$kr/pid.new" && mv "$kr/pid.new" "
 kmine=
 bye() { for kx in $kmine; do rm -rf "$kd/claims/${kx#sha256:}"; done; kmine=; }
 trap 'bye; rm -rf "$kr"' EXIT
-alive() { kp=; read -r kp < "$kd/runs/$1/pid" 2>/dev/null; [ -n "$1" ] && [ -n "$kp" ] && kill -0 "$kp" 2>/dev/null; }
-said() { kw=; ks=; read -r kw < "$kd/runs/$1/who" 2>/dev/null; read -r ks < "$kd/runs/$1/progress" 2>/dev/null; know="$kw $ks"; }
+alive() { kp=; read -r kp 2>/dev/null < "$kd/runs/$1/pid"; [ -n "$1" ] && [ -n "$kp" ] && kill -0 "$kp" 2>/dev/null; }
+said() { kw=; ks=; read -r kw 2>/dev/null < "$kd/runs/$1/who"; read -r ks 2>/dev/null < "$kd/runs/$1/progress"; know="$kw $ks"; }
 klast=
 while ! mkdir "$kl" 2>/dev/null; do
-  kh=; read -r kh < "$kl/run" 2>/dev/null
+  kh=; read -r kh 2>/dev/null < "$kl/run"
   if [ -n "$kh" ] && ! alive "$kh"; then
     mv "$kl" "$kd/stale.$$" 2>/dev/null && rm -rf "$kd/stale.$$"
     continue
@@ -84,7 +84,7 @@ kroot=${kroot:-/var/lib/containerd}/io.containerd.content.v1.content
 for ko in "$kd"/runs/*; do [ -f "$ko/pid" ] && ! alive "${ko##*/}" && rm -rf "$ko"; done
 for ki in "$kroot"/ingest/*; do
   [ -f "$ki/ref" ] || continue
-  kref=; read -r kref < "$ki/ref"
+  kref=; read -r kref 2>/dev/null < "$ki/ref"
   case $kref in */tar-blobs/kindload-*) ko=${kref#*/tar-blobs/}; alive "${ko%%/*}" || rm -rf "$ki" ;; esac
 done
 survey holdings 0 0
@@ -94,7 +94,7 @@ ktheirs=
 for kx in ${kwant#claim}; do
   kc=$kd/claims/${kx#sha256:}
   while ! mkdir "$kc" 2>/dev/null; do
-    kh=; read -r kh < "$kc/run" 2>/dev/null
+    kh=; read -r kh 2>/dev/null < "$kc/run"
     alive "$kh" && break
     rm -rf "$kc"
   done
@@ -111,7 +111,7 @@ while IFS= read -r kline; do
     for kx in ${kline#@@wait}; do
       kc=$kd/claims/${kx#sha256:}; klast=
       while [ -d "$kc" ]; do
-        kh=; read -r kh < "$kc/run" 2>/dev/null
+        kh=; read -r kh 2>/dev/null < "$kc/run"
         alive "$kh" || break
         said "$kh"
         [ "$know" = "$klast" ] || printf '@@kindload waiting %s\n' "$know"
@@ -418,6 +418,16 @@ mod tests {
         let mut session = Session::start(&Cmd::new("sh").args(["-c", &script, "kindload-session"])).unwrap();
         assert_eq!(session.read_until(READY).unwrap(), "light\n");
         session
+    }
+
+    /// The session's stderr counts as its progress: an error printed at every poll (a file
+    /// read before its run wrote it) would keep a wait on a stopped run from ever stalling.
+    #[test]
+    fn a_read_that_may_fail_says_nothing() {
+        let script = session_script("");
+        for line in script.lines().filter(|l| l.contains("read -r") && l.contains("< \"")) {
+            assert!(line.contains("2>/dev/null < \""), "silence the error before the redirection fails: {line}");
+        }
     }
 
     #[test]
