@@ -52,8 +52,9 @@ pub(super) use retain_function;
 /// The sideload's tidying, as a shell function: `tidy NIDS (NAME ID)... NDOOMED DOOMED...
 /// KEEP STAMP NAMES...`. Gives reloaded names CRI's id record, removes the superseded
 /// records, runs the retention and prints [`READY`]; then reads the names back, for
-/// verification (from CRI where crictl exists, else their records and those of the same
-/// content, CRI's `sha256:<id>` among them), and prints [`TIDIED`].
+/// verification, and prints [`TIDIED`]: from CRI where crictl exists, else their records and
+/// those of the same content, CRI's `sha256:<id>` among them, which the retention's
+/// `versions` listing already holds unless every version is kept (see [`read_back`]).
 macro_rules! tidy_function {
     () => {
         r#"tidy() {
@@ -64,17 +65,28 @@ while [ "$count" -gt 0 ]; do count=$((count - 1)); doomed="$doomed $1"; shift; d
 if [ -n "$doomed" ]; then set -f; s superseded ctr -n k8s.io images rm --sync $doomed; set +f; fi
 retain "$@"
 printf '@@kindload ready 0\n'
-shift 2
+kept=$1; shift 2
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
   for name; do j "inspecti:$name" crictl inspecti -o json "$name"; done
-else
+elif [ "$kept" = all ]; then
   set -f; records "$@"; set +f
 fi
 printf '@@kindload tidied 0\n'
 }
 "#
     };
+}
+
+/// What the tidying read back for verification (`after`, up to [`TIDIED`]); where crictl
+/// is absent and the retention listed the versions (`listed`), that listing, as the records
+/// it is: every record naming the content of a name kindload labelled.
+pub(super) fn read_back(listed: &[Section], mut after: Vec<Section>) -> Vec<Section> {
+    let answered = after.iter().any(|s| s.name == "crictl" || s.name == "images");
+    if let Some(versions) = section(listed, "versions").filter(|s| s.ok() && !answered) {
+        after.push(Section { name: "images".into(), ..versions.clone() });
+    }
+    after
 }
 
 /// The line the tidying prints when it is done, after the read-back.
@@ -329,6 +341,17 @@ mod tests {
         assert!(read_back.iter().all(|c| c.contains("images ls")), "only the read-back lists: {calls:?}");
         assert_eq!(listed.len(), 2, "labels only: {listed:?}");
         assert!(done.iter().all(|s| s.name == "images"), "after the labels, only the read-back: {done:?}");
+    }
+
+    #[test]
+    fn without_crictl_the_versions_listing_is_the_read_back() {
+        let (_, listed, done) = run_tidy(&["0", "0", "2", "77", "docker.io/library/app:2"], &[]);
+        assert!(section(&done, "images").is_none(), "no second listing: {done:?}");
+        let back = read_back(&listed, done);
+        let images = section(&back, "images").expect("the versions listing stands in");
+        assert!(images.ok() && images.body.contains("docker.io/library/app:1"), "{images:?}");
+        let crictl = vec![Section { name: "crictl".into(), status: 0, body: String::new() }];
+        assert!(section(&read_back(&listed, crictl), "images").is_none(), "CRI's answers are the proof there");
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl Pipeline<'_> {
         let scope = retain::Scope { keep: self.keep, labelled, run_names: &self.run_names };
         let retained: Option<RetentionReport> = retain::settle(session, node, &listed, &scope)
             .map_err(|e| format!("removing older versions failed: {e}"))?;
-        *read_back = parse_survey(&session.read_until(retain::TIDIED).map_err(|e| format!("tidying failed: {e}"))?);
+        let after = session.read_until(retain::TIDIED).map_err(|e| format!("tidying failed: {e}"))?;
+        *read_back = retain::read_back(&listed, parse_survey(&after));
         if let Some(report) = retained {
             retain::record(&self.retained, report);
         }
