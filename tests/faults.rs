@@ -106,9 +106,15 @@ fn a_run_killed_while_it_holds_claims_does_not_hold_up_the_next() {
     first.kill().unwrap();
     first.wait().unwrap();
     // the killed run's shells see their stdin close and give the claims back
-    wait_until("the killed run's claims and registrations to go", Duration::from_secs(10), || {
-        cluster.nodes.iter().all(|n| cluster.run_state(n).is_empty())
-    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = cluster.nodes.iter().map(|n| cluster.run_state(n)).filter(|s| !s.is_empty()).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the killed run's claims and registrations are still there: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     load_ok(&cluster, &image, &id);
     assert_clean(&cluster);
     remove_image("docker", &image);

@@ -62,7 +62,8 @@ mkdir -p "$kd/claims" "$kr" || exit 1
 printf '%s\n' "$kwho" > "$kr/who"; echo $$ > "$kr/pid.new" && mv "$kr/pid.new" "$kr/pid"
 kmine=
 bye() { for kx in $kmine; do rm -rf "$kd/claims/${kx#sha256:}"; done; kmine=; }
-trap 'bye; rm -rf "$kr"' EXIT
+klocked=
+trap 'bye; [ -z "$klocked" ] || rm -rf "$kl"; rm -rf "$kr"' EXIT
 alive() { kp=; read -r kp 2>/dev/null < "$kd/runs/$1/pid"; [ -n "$1" ] && [ -n "$kp" ] && kill -0 "$kp" 2>/dev/null; }
 said() { kw=; ks=; read -r kw 2>/dev/null < "$kd/runs/$1/who"; read -r ks 2>/dev/null < "$kd/runs/$1/progress"; know="$kw $ks"; }
 klast=
@@ -77,7 +78,7 @@ while ! mkdir "$kl" 2>/dev/null; do
   klast=$know
   sleep 0.1
 done
-printf '%s\n' "$krun" > "$kl/run"
+klocked=1; printf '%s\n' "$krun" > "$kl/run"
 printf '@@kindload locked 0\n'
 kroot=$(sed -n "s/^root[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" /etc/containerd/config.toml 2>/dev/null | head -n 1)
 kroot=${kroot:-/var/lib/containerd}/io.containerd.content.v1.content
@@ -100,7 +101,7 @@ for kx in ${kwant#claim}; do
   done
   if [ -f "$kc/run" ]; then ktheirs="$ktheirs $kx"; else printf '%s\n' "$krun" > "$kc/run"; kmine="$kmine $kx"; fi
 done
-rm -rf "$kl"
+rm -rf "$kl"; klocked=
 printf '@@kindload claimed %s|%s\n' "$kmine" "$ktheirs"
 while IFS= read -r kline; do
   case $kline in
@@ -428,6 +429,18 @@ mod tests {
         for line in script.lines().filter(|l| l.contains("read -r") && l.contains("< \"")) {
             assert!(line.contains("2>/dev/null < \""), "silence the error before the redirection fails: {line}");
         }
+    }
+
+    #[test]
+    fn a_session_that_ends_while_it_holds_the_lock_lets_it_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = session(dir.path());
+        take_lock(&mut session, "go kindload-1-1 run one").ok().expect("a free lock is taken");
+        assert_eq!(session.read_until(READY).unwrap(), "surveyed\n");
+        assert!(dir.path().join("run/import.lock").exists());
+        session.close().unwrap();
+        assert!(!dir.path().join("run/import.lock").exists(), "its run ended before claiming: the lock goes");
+        assert!(!dir.path().join("run/runs/kindload-1-1").exists(), "and the registration");
     }
 
     #[test]
