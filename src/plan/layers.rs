@@ -60,7 +60,7 @@ pub enum Need {
 }
 
 /// What one node lacks, asked file by file while the archive streams.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeNeeds {
     /// Blob digest → size in bytes, as precise as containerd lists it.
     blobs: HashMap<String, u64>,
@@ -75,23 +75,11 @@ pub struct NodeNeeds {
 
 impl NodeNeeds {
     pub fn new(holds: &Holdings, full: bool) -> Self {
-        NodeNeeds {
-            blobs: holds.blobs.clone(),
-            snapshots: holds.snapshots.clone(),
-            full,
-            excluded: HashSet::new(),
-            promised: HashSet::new(),
-        }
+        NodeNeeds { blobs: holds.blobs.clone(), snapshots: holds.snapshots.clone(), full, ..Default::default() }
     }
 
     pub fn everything() -> Self {
-        NodeNeeds {
-            blobs: HashMap::new(),
-            snapshots: HashSet::new(),
-            full: true,
-            excluded: HashSet::new(),
-            promised: HashSet::new(),
-        }
+        NodeNeeds { full: true, ..Default::default() }
     }
 
     /// Counts `layers`, which another run claimed on the node, as coming: they are not sent

@@ -156,7 +156,7 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
         }
         Err(_) if req.transfer => {
             let script = crate::transfer::lock::session_script(retain::SESSION_FUNCTIONS);
-            let (nodes, sessions) = held(node::probe_all_held(provider, containers, &script, &asked));
+            let (nodes, sessions) = registry::by_name(node::probe_all_held(provider, containers, &script, &asked));
             (nodes, Default::default(), sessions)
         }
         Err(_) => {
@@ -180,19 +180,6 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
     registry::close_sessions(&pipeline.sideload);
     registry::finish_early(&pipeline.early);
     result
-}
-
-/// The nodes, and the sessions of those that have one, by node name.
-fn held(probed: Vec<(Node, Option<crate::exec::Session>)>) -> (Vec<Node>, registry::Sessions) {
-    let mut sessions = std::collections::HashMap::new();
-    let mut nodes = Vec::new();
-    for (node, session) in probed {
-        if let Some(session) = session {
-            sessions.insert(node.name.clone(), session);
-        }
-        nodes.push(node);
-    }
-    (nodes, std::sync::Mutex::new(sessions))
 }
 
 /// A cluster, its provider and its node containers.

@@ -30,7 +30,7 @@ use crate::resolve::reference::ImageRef;
 use pull::NodePull;
 use push::{push_image, pushed_name, Pushed};
 
-pub(super) use pull::{close_sessions, survey_held, Sessions};
+pub(super) use pull::{by_name, close_sessions, survey_held, Sessions};
 pub(super) use push::{finish_early, locate_engines, push_early, EarlyPushes, Gate};
 
 /// The cluster's registry, running and made by kindload.

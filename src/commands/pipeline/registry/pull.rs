@@ -38,9 +38,14 @@ pub(crate) fn survey_held(
 ) -> (Vec<Node>, Sessions) {
     let hosts = route.hosts();
     let asked = Asked { hosts: &hosts, names, records };
+    by_name(node::probe_all_held(provider, containers, SESSION, &asked))
+}
+
+/// The nodes, and the sessions of those that have one, by node name.
+pub(crate) fn by_name(probed: Vec<(Node, Option<Session>)>) -> (Vec<Node>, Sessions) {
     let mut sessions = std::collections::HashMap::new();
     let mut nodes = Vec::new();
-    for (node, session) in node::probe_all_held(provider, containers, SESSION, &asked) {
+    for (node, session) in probed {
         if let Some(session) = session {
             sessions.insert(node.name.clone(), session);
         }
