@@ -147,15 +147,7 @@ pub fn choose(
     let mut kept: HashSet<&str> = HashSet::new();
     let mut beyond: Vec<&str> = Vec::new();
     for repo in repositories {
-        let mut versions: Vec<(u64, &str)> = Vec::new();
-        for r in records.iter().filter(|r| r.named() && repository(&r.name).as_ref() == Some(repo)) {
-            let Some(at) = r.loaded else { continue };
-            match versions.iter_mut().find(|(_, t)| *t == r.target) {
-                Some(v) => v.0 = v.0.max(at),
-                None => versions.push((at, &r.target)),
-            }
-        }
-        versions.sort_by(|a, b| b.cmp(a));
+        let versions = versions(records, repo);
         kept.extend(versions.iter().take(keep as usize).map(|(_, t)| *t));
         beyond.extend(versions.iter().skip(keep as usize).map(|(_, t)| *t));
     }
@@ -171,6 +163,30 @@ pub fn choose(
         }
     }
     choice
+}
+
+/// Whether any of `repositories` holds more than `keep` versions kindload labelled, in
+/// `records` that list at least every labelled one: only then can [`choose`] remove any.
+pub fn beyond(records: &[Record], repositories: &[String], keep: u32) -> bool {
+    repositories.iter().any(|repo| versions(records, repo).len() > keep as usize)
+}
+
+/// The versions of `repo` kindload labelled in `records`, newest first: each target once,
+/// at the newest label on a name of it.
+fn versions<'a>(records: &'a [Record], repo: &str) -> Vec<(u64, &'a str)> {
+    let mut versions: Vec<(u64, &str)> = Vec::new();
+    for r in records.iter().filter(|r| r.named()) {
+        let Some(at) = r.loaded else { continue };
+        if ImageRef::parse(&r.name).ok().map(|n| n.repository()).as_deref() != Some(repo) {
+            continue;
+        }
+        match versions.iter_mut().find(|(_, t)| *t == r.target) {
+            Some(v) => v.0 = v.0.max(at),
+            None => versions.push((at, &r.target)),
+        }
+    }
+    versions.sort_by(|a, b| b.cmp(a));
+    versions
 }
 
 #[cfg(test)]
@@ -251,6 +267,8 @@ mod tests {
         assert_eq!(choice.versions, ["docker.io/library/app:z", "docker.io/library/app:y", "docker.io/library/app:x"]);
         assert_eq!(choice.records.len(), 6, "their id records too");
         assert_eq!(choose(&records, &[], &app, &run, 5), Choice::default());
+        assert!(beyond(&records, &app, 4) && !beyond(&records, &app, 5), "five versions");
+        assert!(!beyond(&records, &repos(&["docker.io/library/other"]), 1));
         let one = choose(&records, &[], &app, &run, 1);
         assert_eq!(one.versions.len(), 4);
         assert!(!one.versions.contains(&"docker.io/library/app:v".to_string()));
@@ -277,6 +295,7 @@ mod tests {
         let app = repos(&["docker.io/library/app"]);
         let choice = choose(&records, &[], &app, &[], 1);
         assert_eq!(choice.versions, ["docker.io/library/app:2"]);
+        assert!(beyond(&records, &app, 1) && !beyond(&records, &app, 2), "two versions, not three");
     }
 
     #[test]

@@ -7,37 +7,46 @@ use crate::exec::{ExecError, Session};
 use crate::plan::retention::{self, Keep};
 use crate::report::RetentionReport;
 use crate::resolve::holdings::{parse_survey, section, Section, READY};
+use crate::resolve::image::Identity;
 use crate::resolve::reference::ImageRef;
 
-/// The retention, as a shell function: `retain KEEP STAMP NAMES...`, printing as the survey
-/// does (its `s`). Labels each name as loaded at STAMP under that name, all at once and
-/// beside the listing of the containers (each `ctr` is a process start in the node); unless
-/// KEEP is `all`, then lists every record naming the content of a labelled one (`versions`),
-/// prints [`READY`] and reads the records to remove, one per line up to `@@end`,
-/// then removes them in one `rm --sync` between two `du -sb` of containerd's root.
+/// The retention, as a shell function: `retain KEEP STAMP NREAD READ... NAMES...`, printing
+/// as the survey does (its `s`). Labels each name as loaded at STAMP under that name, all at
+/// once (each `ctr` is a process start in the node); unless KEEP is `all`, then lists the
+/// labelled records and those READ's filters match (CRI's id records, for the read-back)
+/// as `loaded`,
+/// prints [`READY`] and reads lines up to `@@end`. `@@more` first asks for what a removal is
+/// chosen from: every record naming the content of a labelled one (`versions`) and the
+/// node's containers, then [`READY`] and the records to remove, one per line up to `@@end`,
+/// removed in one `rm --sync` between two `du -sb` of containerd's root. A node whose
+/// repositories hold no more than KEEP versions is spared those two listings.
 macro_rules! retain_function {
     () => {
         r#"retain() {
-keep=$1; stamp=$2; shift 2
+keep=$1; stamp=$2; nread=$3; shift 3; rd=
+while [ "$nread" -gt 0 ]; do nread=$((nread - 1)); rd="$rd $1"; shift; done
 out=$(mktemp -d); labels=; i=0
 for a; do i=$((i + 1)); s "label:$a" ctr -n k8s.io images label "$a" "io.kindload.loaded=$stamp:$a" >"$out/$i" & labels="$labels $!"; done
-[ "$keep" = all ] || { ctr -n k8s.io containers ls >"$out/held" 2>&1 & listing=$!; }
 wait $labels; i=0; for a; do i=$((i + 1)); cat "$out/$i"; done
-[ "$keep" = all ] && { rm -rf "$out"; return 0; }
-first=$(ctr -n k8s.io images ls 'labels."io.kindload.loaded"' 2>&1); r=$?
-set --
-if [ $r -eq 0 ]; then
-  for t in $(printf '%s\n' "$first" | while read -r _ _ d _; do case $d in sha256:*) echo "$d" ;; esac; done | sort -u); do
-    set -- "$@" "target.digest==$t"
-  done
-fi
-if [ $r -ne 0 ]; then printf '@@kindload versions %s\n%s\n' "$r" "$first"
-elif [ $# -gt 0 ]; then s versions ctr -n k8s.io images ls "$@"
-else printf '@@kindload versions 0\n'; fi
-wait $listing; printf '@@kindload containers %s\n' "$?"; cat "$out/held"; rm -rf "$out"
+rm -rf "$out"
+[ "$keep" = all ] && return 0
+set -f; loaded=$(ctr -n k8s.io images ls 'labels."io.kindload.loaded"' $rd 2>&1); r=$?; set +f
+printf '@@kindload loaded %s\n%s\n' "$r" "$loaded"
 printf '@@kindload ready 0\n'
 set --; a=
 while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
+if [ "${1-}" = @@more ]; then
+  held=$(mktemp); ctr -n k8s.io containers ls >"$held" 2>&1 & listing=$!
+  set --
+  for t in $(printf '%s\n' "$loaded" | while read -r _ _ d _; do case $d in sha256:*) echo "$d" ;; esac; done | sort -u); do
+    set -- "$@" "target.digest==$t"
+  done
+  if [ $# -gt 0 ]; then s versions ctr -n k8s.io images ls "$@"; else printf '@@kindload versions 0\n'; fi
+  wait $listing; printf '@@kindload containers %s\n' "$?"; cat "$held"; rm -f "$held"
+  printf '@@kindload ready 0\n'
+  set --; a=
+  while IFS= read -r a; do [ "$a" = @@end ] && break; set -- "$@" "$a"; done
+fi
 [ $# -gt 0 ] || return 0
 b=$(du -sb /var/lib/containerd 2>/dev/null)
 s removed ctr -n k8s.io images rm --sync "$@"
@@ -50,11 +59,11 @@ printf '@@kindload freed 0\n%s %s\n' "${b%%[!0-9]*}" "${f%%[!0-9]*}"
 pub(super) use retain_function;
 
 /// The sideload's tidying, as a shell function: `tidy NIDS (NAME ID)... NDOOMED DOOMED...
-/// KEEP STAMP NAMES...`. Gives reloaded names CRI's id record, removes the superseded
-/// records, runs the retention and prints [`READY`]; then reads the names back, for
-/// verification, and prints [`TIDIED`]: from CRI where crictl exists, else their records and
-/// those of the same content, CRI's `sha256:<id>` among them, which the retention's
-/// `versions` listing already holds unless every version is kept (see [`read_back`]).
+/// KEEP STAMP NREAD READ... NAMES...`. Gives reloaded names CRI's id record, removes the
+/// superseded records, runs the retention and prints [`READY`]; then reads the names back,
+/// for verification, and prints [`TIDIED`]: from CRI where crictl exists, else their records
+/// and CRI's `sha256:<id>` records (READ's filters), which the retention's `loaded` listing
+/// already holds unless every version is kept (see [`read_back`]).
 macro_rules! tidy_function {
     () => {
         r#"tidy() {
@@ -65,7 +74,7 @@ while [ "$count" -gt 0 ]; do count=$((count - 1)); doomed="$doomed $1"; shift; d
 if [ -n "$doomed" ]; then set -f; s superseded ctr -n k8s.io images rm --sync $doomed; set +f; fi
 retain "$@"
 printf '@@kindload ready 0\n'
-kept=$1; shift 2
+kept=$1; shift 2; shift "$(($1 + 1))"
 if command -v crictl >/dev/null 2>&1; then
   printf '@@kindload crictl 0\n'
   for name; do j "inspecti:$name" crictl inspecti -o json "$name"; done
@@ -79,12 +88,12 @@ printf '@@kindload tidied 0\n'
 }
 
 /// What the tidying read back for verification (`after`, up to [`TIDIED`]); where crictl
-/// is absent and the retention listed the versions (`listed`), that listing, as the records
-/// it is: every record naming the content of a name kindload labelled.
+/// is absent and the retention listed what it labelled (`listed`), that listing, as the
+/// records it is: every name kindload labelled, and the CRI id records it was asked for.
 pub(super) fn read_back(listed: &[Section], mut after: Vec<Section>) -> Vec<Section> {
     let answered = after.iter().any(|s| s.name == "crictl" || s.name == "images");
-    if let Some(versions) = section(listed, "versions").filter(|s| s.ok() && !answered) {
-        after.push(Section { name: "images".into(), ..versions.clone() });
+    if let Some(loaded) = section(listed, "loaded").filter(|s| s.ok() && !answered) {
+        after.push(Section { name: "images".into(), ..loaded.clone() });
     }
     after
 }
@@ -100,19 +109,31 @@ pub(super) const SESSION_FUNCTIONS: &str = concat!(retain_function!(), tidy_func
 const TIDY: &str =
     concat!(crate::resolve::holdings::survey_functions!(), retain_function!(), tidy_function!(), "tidy \"$@\"\n");
 
-/// The tidying's arguments. Every name is an argument; the script is constant.
-pub(super) fn tidy_args(
-    ids: &[(String, String)],
-    doomed: &[String],
-    keep: Keep,
-    stamp: u64,
-    names: &[String],
-) -> Vec<String> {
+/// The tidying's arguments: the id records to make, the records to remove, the retention's
+/// (see [`retain_args`]). Every name is an argument; the script is constant.
+pub(super) fn tidy_args(ids: &[(String, String)], doomed: &[String], retention: Vec<String>) -> Vec<String> {
     let mut args = vec![ids.len().to_string()];
     args.extend(ids.iter().flat_map(|(name, id)| [name.clone(), id.clone()]));
     args.push(doomed.len().to_string());
     args.extend(doomed.iter().cloned());
-    args.extend([keep.word(), stamp.to_string()]);
+    args.extend(retention);
+    args
+}
+
+/// The retention's arguments: `KEEP STAMP NREAD READ... NAMES...`, READ being `ctr images
+/// ls` filters for CRI's id records of the `read` images, listed beside the labelled names
+/// for the read-back: by name where the id is known, else by the content named.
+pub(super) fn retain_args(keep: Keep, stamp: u64, read: &[&Identity], names: &[String]) -> Vec<String> {
+    let filters: Vec<String> = read
+        .iter()
+        .filter_map(|i| match (&i.config, &i.manifest) {
+            (Some(id), _) => Some(format!("name==\"{id}\"")),
+            (None, Some(manifest)) => Some(format!("target.digest=={manifest}")),
+            (None, None) => None,
+        })
+        .collect();
+    let mut args = vec![keep.word(), stamp.to_string(), filters.len().to_string()];
+    args.extend(filters);
     args.extend(names.iter().cloned());
     args
 }
@@ -155,7 +176,8 @@ pub(super) fn label_errors(sections: &[Section]) -> Option<String> {
     (!failed.is_empty()).then(|| failed.join("; "))
 }
 
-/// After the script printed up to its first [`READY`] (`listed`): with a count to keep, the
+/// After the script printed up to its first [`READY`] (`listed`): with a count to keep and a
+/// repository holding more versions, the listings a removal is chosen from asked for, the
 /// choice sent and the removal read back, up to the next [`READY`]. The report, or None
 /// when the policy is off and the labels were written.
 pub(super) fn settle(
@@ -169,23 +191,30 @@ pub(super) fn settle(
     let Keep::Newest(keep) = scope.keep else {
         return Ok(report.error.is_some().then_some(report));
     };
-    let read = |name: &str| match section(listed, name) {
-        Some(s) if s.ok() => Ok(s.body.as_str()),
-        Some(s) => Err(format!("listing the {name} failed: {}", s.body.trim())),
-        None => Err(format!("the node printed no {name} listing")),
-    };
-    // What this node was given now stays, even when the run knew its names only on reading
-    // them (an archive on stdin).
-    let protected: Vec<String> = scope.run_names.iter().chain(scope.labelled).cloned().collect();
-    let choice = match (read("versions"), read("containers")) {
-        (Ok(versions), Ok(containers)) => retention::choose(
-            &retention::parse_records(versions),
-            &retention::parse_container_images(containers),
-            &scope.repositories(),
-            &protected,
-            keep,
-        ),
-        (Err(e), _) | (_, Err(e)) => {
+    let repositories = scope.repositories();
+    let choice = match read(listed, "loaded") {
+        Ok(loaded) if retention::beyond(&retention::parse_records(loaded), &repositories, keep) => {
+            session.send(&["@@more".into(), "@@end".into()])?;
+            let more = parse_survey(&session.read_until(READY)?);
+            // What this node was given now stays, even when the run knew its names only on
+            // reading them (an archive on stdin).
+            let protected: Vec<String> = scope.run_names.iter().chain(scope.labelled).cloned().collect();
+            match (read(&more, "versions"), read(&more, "containers")) {
+                (Ok(versions), Ok(containers)) => retention::choose(
+                    &retention::parse_records(versions),
+                    &retention::parse_container_images(containers),
+                    &repositories,
+                    &protected,
+                    keep,
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    report.error = Some(join(report.error.take(), &format!("older versions were left: {e}")));
+                    Default::default()
+                }
+            }
+        }
+        Ok(_) => Default::default(),
+        Err(e) => {
             report.error = Some(join(report.error.take(), &format!("older versions were left: {e}")));
             Default::default()
         }
@@ -204,6 +233,15 @@ pub(super) fn settle(
     }
     report.bytes_freed = section(&done, "freed").map(|s| bytes_freed(&s.body)).unwrap_or(0);
     Ok(Some(report))
+}
+
+/// A listing the script printed, or why it is missing.
+fn read<'a>(sections: &'a [Section], name: &str) -> Result<&'a str, String> {
+    match section(sections, name) {
+        Some(s) if s.ok() => Ok(s.body.as_str()),
+        Some(s) => Err(format!("listing the {name} failed: {}", s.body.trim())),
+        None => Err(format!("the node printed no {name} listing")),
+    }
 }
 
 /// `BEFORE AFTER` (bytes under containerd's root): what the removal freed, never negative.
@@ -256,102 +294,155 @@ mod tests {
     #[test]
     fn tidy_takes_every_name_as_an_argument() {
         let ids = vec![("docker.io/library/app:dev".to_string(), "sha256:c".to_string())];
-        let argv = tidy_argv(&tidy_args(
-            &ids,
-            &["sha256:old".into()],
-            Keep::Newest(2),
-            17,
-            &["docker.io/library/app:$(x)".into()],
-        ));
+        let id = Identity { config: Some("sha256:c".into()), manifest: None };
+        let stored = Identity { config: None, manifest: Some("sha256:m".into()) };
+        let retention = retain_args(Keep::Newest(2), 17, &[&id, &stored], &["docker.io/library/app:$(x)".into()]);
+        let argv = tidy_argv(&tidy_args(&ids, &["sha256:old".into()], retention));
         assert_eq!(argv[2], TIDY);
         assert_eq!(
             argv[4..],
-            ["1", "docker.io/library/app:dev", "sha256:c", "1", "sha256:old", "2", "17", "docker.io/library/app:$(x)"]
+            [
+                "1",
+                "docker.io/library/app:dev",
+                "sha256:c",
+                "1",
+                "sha256:old",
+                "2",
+                "17",
+                "2",
+                "name==\"sha256:c\"",
+                "target.digest==sha256:m",
+                "docker.io/library/app:$(x)"
+            ]
         );
         assert!(!TIDY.contains("app"), "the script is constant");
     }
 
-    /// Runs TIDY with a stand-in ctr (each call's arguments to fd 3) and `du`, answering the
-    /// retention's listing with `doomed` as the records to remove.
-    fn run_tidy(args: &[&str], doomed: &[&str]) -> (Vec<String>, Vec<Section>, Vec<Section>) {
-        let stand_in = concat!(
-            "exec 3>&2\n",
-            "ctr() { echo \"$*\" >&3; case \"$3 $4\" in\n",
-            "'images ls') echo 'REF TYPE DIGEST SIZE PLATFORMS LABELS'; echo 'docker.io/library/app:1 t sha256:m1 1 kB linux/amd64 io.kindload.loaded=5:docker.io/library/app:1' ;;\n",
-            "'containers ls') echo 'CONTAINER IMAGE RUNTIME' ;; esac; }\n",
-            "du() { echo \"$((1000 + $(cat \"$DU_STATE\" 2>/dev/null || echo 500))) /var/lib/containerd\"; echo 0 >\"$DU_STATE\"; }\n",
-        );
-        let script = format!("{stand_in}{TIDY}");
-        let state = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("sh")
-            .env("DU_STATE", state.path().join("du"))
-            .args(["-c", &script, "kindload-tidy"])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            for line in doomed.iter().chain(&["@@end"]) {
-                writeln!(stdin, "{line}").unwrap();
-            }
+    /// The node's side of a tidying: TIDY under a real `sh`, with stand-ins for `ctr` (each
+    /// call's arguments appended to a file; `images ls` answered with `listing`, `containers
+    /// ls` with no container) and `du`. The host's side is driven as the pipeline drives it.
+    struct Tidying {
+        session: Session,
+        dir: tempfile::TempDir,
+    }
+
+    impl Tidying {
+        fn start(args: &[&str], listing: &str) -> Tidying {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("listing"), listing).unwrap();
+            let stand_in = concat!(
+                "ctr() { echo \"$*\" >>\"$DIR/calls\"; case \"$3 $4\" in\n",
+                "'images ls') cat \"$DIR/listing\" ;;\n",
+                "'containers ls') echo 'CONTAINER IMAGE RUNTIME' ;; esac; }\n",
+                "du() { echo \"$((1000 + $(cat \"$DIR/du\" 2>/dev/null || echo 500))) /var/lib/containerd\"; echo 0 >\"$DIR/du\"; }\n",
+            );
+            let script = format!("{stand_in}{TIDY}");
+            let cmd =
+                crate::exec::Cmd::new("sh").env("DIR", dir.path()).args(["-c", &script, "kindload-tidy"]).args(args);
+            Tidying { session: Session::start(&cmd).expect("sh runs"), dir }
         }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (text, _) = text.split_once(TIDIED).expect("the tidying's end");
-        let (listed, done) = text.split_once(&format!("{READY}\n")).expect("a first ready");
-        let calls = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
-        (calls, parse_survey(listed), parse_survey(done))
+
+        /// The listings up to the first ready, the retention's report, the read-back.
+        fn settle(&mut self, scope: &Scope) -> (Vec<Section>, Option<RetentionReport>, Vec<Section>) {
+            let listed = parse_survey(&self.session.read_until(READY).unwrap());
+            let report = settle(&mut self.session, "kind-worker", &listed, scope).unwrap();
+            let after = parse_survey(&self.session.read_until(TIDIED).unwrap());
+            (listed, report, after)
+        }
+
+        fn calls(&self) -> Vec<String> {
+            std::fs::read_to_string(self.dir.path().join("calls")).unwrap().lines().map(String::from).collect()
+        }
+    }
+
+    const HEADER: &str = "REF TYPE DIGEST SIZE PLATFORMS LABELS\n";
+
+    fn row(name: &str, target: &str, loaded: Option<u64>) -> String {
+        let label = loaded.map(|at| format!("io.kindload.loaded={at}:{name}")).unwrap_or("-".into());
+        format!("{name} application/vnd.oci.image.index.v1+json {target} 1.0 kB linux/amd64 {label}\n")
     }
 
     #[test]
-    fn tidy_tags_removes_superseded_labels_lists_then_removes_what_it_is_told() {
-        let (calls, listed, done) = run_tidy(
-            &["1", "app:2", "sha256:c2", "1", "sha256:c0", "2", "77", "docker.io/library/app:2"],
-            &["docker.io/library/app:1", "sha256:c1"],
-        );
+    fn a_repository_beyond_keep_is_listed_in_full_then_its_oldest_removed() {
+        let listing = [HEADER.to_string(), row("docker.io/library/app:1", "sha256:m1", Some(5))]
+            .into_iter()
+            .chain([row("sha256:c1", "sha256:m1", None), row("docker.io/library/app:2", "sha256:m2", Some(77))])
+            .collect::<String>();
+        let args = [
+            "1",
+            "app:2",
+            "sha256:c2",
+            "1",
+            "sha256:c0",
+            "1",
+            "77",
+            "1",
+            "name==\"sha256:c2\"",
+            "docker.io/library/app:2",
+        ];
+        let mut tidying = Tidying::start(&args, &listing);
+        let labelled = ["docker.io/library/app:2".to_string()];
+        let scope = Scope { keep: Keep::Newest(1), labelled: &labelled, run_names: &labelled };
+        let (listed, report, _) = tidying.settle(&scope);
+        let calls = tidying.calls();
         assert_eq!(calls[0], "-n k8s.io images tag --force app:2 sha256:c2");
         assert_eq!(calls[1], "-n k8s.io images rm --sync sha256:c0");
-        // the labels and the container listing run at once
-        let label = "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77:docker.io/library/app:2";
-        assert!(calls[2..4].contains(&label.to_string()), "{calls:?}");
-        assert!(calls.contains(&"-n k8s.io images ls labels.\"io.kindload.loaded\"".to_string()), "{calls:?}");
-        assert!(calls.contains(&"-n k8s.io images ls target.digest==sha256:m1".to_string()), "{calls:?}");
+        assert_eq!(
+            calls[2],
+            "-n k8s.io images label docker.io/library/app:2 io.kindload.loaded=77:docker.io/library/app:2"
+        );
+        assert_eq!(calls[3], "-n k8s.io images ls labels.\"io.kindload.loaded\" name==\"sha256:c2\"");
         assert!(calls.contains(&"-n k8s.io containers ls".to_string()), "{calls:?}");
         assert!(
-            calls.contains(&"-n k8s.io images rm --sync docker.io/library/app:1 sha256:c1".to_string()),
+            calls.contains(&"-n k8s.io images ls target.digest==sha256:m1 target.digest==sha256:m2".to_string()),
             "{calls:?}"
         );
-        assert!(section(&listed, "versions").is_some_and(|s| s.ok() && s.body.contains("app:1")));
-        assert!(section(&listed, "containers").is_some_and(|s| s.ok() && s.body.starts_with("CONTAINER")));
-        assert!(section(&done, "removed").is_some_and(Section::ok));
-        assert_eq!(bytes_freed(&section(&done, "freed").unwrap().body), 500);
-        assert!(label_errors(&listed).is_none());
+        assert_eq!(calls.last().unwrap(), "-n k8s.io images rm --sync docker.io/library/app:1 sha256:c1");
+        assert!(section(&listed, "loaded").is_some_and(|s| s.ok() && s.body.contains("app:1")));
+        let report = report.expect("a report where versions are kept");
+        assert_eq!(
+            (report.removed, report.bytes_freed, report.error),
+            (vec!["docker.io/library/app:1".to_string()], 500, None)
+        );
+    }
+
+    #[test]
+    fn a_repository_within_keep_is_labelled_and_listed_once() {
+        let listing = [HEADER.to_string(), row("docker.io/library/app:1", "sha256:m1", Some(5))]
+            .into_iter()
+            .chain([row("docker.io/library/app:2", "sha256:m2", Some(77)), row("sha256:c2", "sha256:m2", None)])
+            .collect::<String>();
+        let args = ["0", "0", "2", "77", "1", "name==\"sha256:c2\"", "docker.io/library/app:2"];
+        let mut tidying = Tidying::start(&args, &listing);
+        let labelled = ["docker.io/library/app:2".to_string()];
+        let scope = Scope { keep: Keep::Newest(2), labelled: &labelled, run_names: &labelled };
+        let (listed, report, after) = tidying.settle(&scope);
+        assert_eq!(tidying.calls().len(), 2, "a label and one listing: {:?}", tidying.calls());
+        let report = report.expect("a report where versions are kept");
+        assert!(report.removed.is_empty() && report.error.is_none(), "{report:?}");
+        // Without crictl, that listing is the read-back: the name and CRI's id record.
+        assert!(section(&after, "images").is_none(), "no second listing: {after:?}");
+        let back = read_back(&listed, after);
+        let images = section(&back, "images").expect("the labelled listing stands in");
+        assert!(images.ok() && images.body.contains("sha256:c2 "), "{images:?}");
+        let crictl = vec![Section { name: "crictl".into(), status: 0, body: String::new() }];
+        assert!(section(&read_back(&listed, crictl), "images").is_none(), "CRI's answers are the proof there");
     }
 
     #[test]
     fn tidy_with_every_version_kept_only_labels() {
-        let (calls, listed, done) = run_tidy(&["0", "0", "all", "77", "docker.io/library/app:2", "r:5000/app:2"], &[]);
+        let args = ["0", "0", "all", "77", "0", "docker.io/library/app:2", "r:5000/app:2"];
+        let mut tidying = Tidying::start(&args, HEADER);
+        let labelled = ["docker.io/library/app:2".to_string(), "r:5000/app:2".to_string()];
+        let scope = Scope { keep: Keep::All, labelled: &labelled, run_names: &labelled };
+        let (listed, report, after) = tidying.settle(&scope);
+        let calls = tidying.calls();
         let (labels, read_back) = calls.split_at(2);
         assert!(labels.iter().all(|c| c.contains("images label")), "{calls:?}");
         assert!(read_back.iter().all(|c| c.contains("images ls")), "only the read-back lists: {calls:?}");
         assert_eq!(listed.len(), 2, "labels only: {listed:?}");
-        assert!(done.iter().all(|s| s.name == "images"), "after the labels, only the read-back: {done:?}");
-    }
-
-    #[test]
-    fn without_crictl_the_versions_listing_is_the_read_back() {
-        let (_, listed, done) = run_tidy(&["0", "0", "2", "77", "docker.io/library/app:2"], &[]);
-        assert!(section(&done, "images").is_none(), "no second listing: {done:?}");
-        let back = read_back(&listed, done);
-        let images = section(&back, "images").expect("the versions listing stands in");
-        assert!(images.ok() && images.body.contains("docker.io/library/app:1"), "{images:?}");
-        let crictl = vec![Section { name: "crictl".into(), status: 0, body: String::new() }];
-        assert!(section(&read_back(&listed, crictl), "images").is_none(), "CRI's answers are the proof there");
+        assert!(report.is_none());
+        assert!(after.iter().all(|s| s.name == "images"), "after the labels, only the read-back: {after:?}");
     }
 
     #[test]

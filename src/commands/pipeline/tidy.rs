@@ -10,7 +10,7 @@ use crate::exec::Session;
 use crate::plan::Action;
 use crate::report::{RetentionReport, Transport};
 use crate::resolve::holdings::{parse_survey, section, Section, READY};
-use crate::resolve::image::Image;
+use crate::resolve::image::{Identity, Image};
 use crate::resolve::reference::ImageRef;
 use crate::transfer::import;
 
@@ -41,7 +41,10 @@ impl Pipeline<'_> {
                 let doomed = if keep_superseded { Vec::new() } else { import::superseded(before, &moved_images) };
                 let labelled: Vec<String> =
                     moved_images.iter().flat_map(|i| i.names.iter().map(ImageRef::normalized)).collect();
-                let args = retain::tidy_args(&ids, &doomed, self.keep, self.stamp, &labelled);
+                // CRI's id records, read back with the labelled names where crictl is absent.
+                let read: Vec<&Identity> = moved_images.iter().map(|i| &i.identity).collect();
+                let retention = retain::retain_args(self.keep, self.stamp, &read, &labelled);
+                let args = retain::tidy_args(&ids, &doomed, retention);
                 handles.push((n, moved, scope.spawn(move || self.tidy_node(&node.name, &args, &labelled))));
             }
             for (n, moved, handle) in handles {

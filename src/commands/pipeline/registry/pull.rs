@@ -205,8 +205,8 @@ pub(super) fn retain(
     scope: &retain::Scope,
     stamp: u64,
 ) -> Result<Option<RetentionReport>, ExecError> {
-    let mut lines = vec!["@@retain".to_string(), scope.keep.word(), stamp.to_string()];
-    lines.extend(scope.labelled.iter().cloned());
+    let mut lines = vec!["@@retain".to_string()];
+    lines.extend(retain::retain_args(scope.keep, stamp, &[], scope.labelled));
     lines.push("@@end".into());
     session.send(&lines)?;
     let listed = parse_survey(&session.read_until(READY)?);
