@@ -19,6 +19,12 @@ pub use context::Context;
 
 /// Parses the command line, runs the command, prints any error; returns the exit status.
 pub fn run() -> i32 {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|first| first == crate::exec::docker_api::HELPER) {
+        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        return crate::exec::docker_api::helper(&rest);
+    }
+    crate::exec::use_docker_api();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! a signal can kill them, watched so that no wait on them is silent (`watch`), and failing
 //! with the command and its stderr in the error.
 
+pub mod docker_api;
 pub mod watch;
 
 use std::ffi::{OsStr, OsString};
@@ -17,6 +18,14 @@ pub use watch::Watch;
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Whether Docker's exec and save may run through this binary's own API client (the binary
+/// turns it on; a test harness spawning `docker` keeps the CLI).
+static DOCKER_API: AtomicBool = AtomicBool::new(false);
+
+/// Lets `docker exec` and `docker save` run through this binary (see [`docker_api`]).
+pub fn use_docker_api() {
+    DOCKER_API.store(true, Ordering::Relaxed);
+}
 
 pub fn set_verbosity(level: u8) {
     VERBOSITY.store(level, Ordering::Relaxed);
@@ -276,7 +285,8 @@ fn one_shot(
     io: impl FnOnce(duct::Expression) -> duct::Expression,
 ) -> Result<std::process::Output, ExecError> {
     announce(cmd)?;
-    let expr = cmd.envs.iter().fold(duct::cmd(&cmd.program, &cmd.args).unchecked(), |e, (k, v)| e.env(k, v));
+    let (program, args) = launched(cmd);
+    let expr = cmd.envs.iter().fold(duct::cmd(program, args).unchecked(), |e, (k, v)| e.env(k, v));
     let could_not_start = |source| ExecError::CouldNotStart { cmd: cmd.to_string(), source };
     let handle = io(expr).start().map_err(could_not_start)?;
     let pids = handle.pids();
@@ -291,8 +301,9 @@ fn one_shot(
 pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<(Child, Watch), ExecError> {
     let piped = |yes| if yes { Stdio::piped() } else { Stdio::null() };
     announce(cmd)?;
-    let child = Command::new(&cmd.program)
-        .args(&cmd.args)
+    let (program, args) = launched(cmd);
+    let child = Command::new(program)
+        .args(args)
         .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
         .stdin(piped(stdin_piped))
         .stdout(piped(stdout_piped))
@@ -302,6 +313,24 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<(Child,
     register(&[child.id()]);
     let watch = Watch::new(&[child.id()]);
     Ok((child, watch))
+}
+
+/// The program and arguments that run `cmd`: Docker's `exec` and `save` through this
+/// binary's own API client where the CLI would talk to a local socket, else as given.
+fn launched(cmd: &Cmd) -> (OsString, Vec<OsString>) {
+    let as_given = || (cmd.program.clone(), cmd.args.clone());
+    if !DOCKER_API.load(Ordering::Relaxed) || cmd.program != "docker" {
+        return as_given();
+    }
+    let env = |key: &str| {
+        let set = cmd.envs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.to_string_lossy().into_owned());
+        set.or_else(|| std::env::var(key).ok())
+    };
+    let args: Vec<String> = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    match (docker_api::helper_args(&args), docker_api::local_socket(&env), std::env::current_exe()) {
+        (Some(helper), Some(_), Ok(exe)) => (exe.into(), helper.into_iter().map(OsString::from).collect()),
+        _ => as_given(),
+    }
 }
 
 /// What every start does first: refuse after a cancel (but for cleanup), then log the argv.
