@@ -313,8 +313,8 @@ fn new_name_for_present_content_is_retagged_and_several_images_share_one_export(
     let out = kindload().args(["-v", "load", &a, &b, "--cluster", &cluster.name]).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert_eq!(log.matches("+ docker save").count(), 1, "one export for both images:\n{log}");
-    assert!(log.contains(&format!("+ docker save {a} {b}")), "{log}");
+    assert_eq!(log.matches(" docker save ").count(), 1, "one export for both images:\n{log}");
+    assert!(log.contains(&format!(" docker save {a} {b}\n")), "{log}");
 
     let alias = format!("kl-test/{}-b:alias", cluster.name);
     support::run_ok(std::process::Command::new("docker").args(["tag", &b, &alias]));
@@ -598,4 +598,41 @@ fn podman_exports_several_images_in_one_archive() {
     assert_on_every_node(&cluster, &format!("docker.io/{b}"), &b_id);
     remove_image("podman", &a);
     remove_image("podman", &b);
+}
+
+/// Docker's `exec` and `save` run through kindload's own Engine API client where the CLI
+/// would use the local socket, and through the CLI with KINDLOAD_DOCKER_CLI=1: both load and
+/// verify every node, and `-v` shows which ran.
+#[test]
+fn docker_exec_and_save_by_the_engine_api_or_by_the_cli() {
+    if !engine_available("docker") {
+        return;
+    }
+    let cluster = TestCluster::start(
+        "dockapi",
+        ClusterSpec { provider: "docker", containerd: "2.1", workers: 1, snapshotter: None },
+    );
+    for (i, cli) in [false, true].into_iter().enumerate() {
+        let tag = format!("kl-test/{}-{i}:v1", cluster.name);
+        let id = sha256_id(&build_image("docker", &tag, &format!("by the {}", if cli { "cli" } else { "api" })));
+        let mut cmd = kindload();
+        cmd.args(["-v", "load", &tag, "--cluster", &cluster.name, "--output", "json"]);
+        if cli {
+            cmd.env("KINDLOAD_DOCKER_CLI", "1");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_all(&Run { code: out.status.code(), json, stderr: stderr.clone() }, "loaded");
+        let logged = |prefix: &str| stderr.lines().filter(|l| l.starts_with(prefix)).count();
+        let (exec, save) = (logged("+ docker exec "), logged("+ docker save "));
+        let (api_exec, api_save) = (logged("+ (Engine API) docker exec "), logged("+ (Engine API) docker save "));
+        assert!(exec + api_exec >= 4 && save + api_save == 1, "a session and an import per node: {stderr}");
+        match cli {
+            false => assert_eq!((exec, save), (0, 0), "{stderr}"),
+            true => assert_eq!((api_exec, api_save), (0, 0), "{stderr}"),
+        }
+        assert_on_every_node(&cluster, &format!("docker.io/{tag}"), &id);
+        remove_image("docker", &tag);
+    }
 }

@@ -284,8 +284,8 @@ fn one_shot(
     cmd: &Cmd,
     io: impl FnOnce(duct::Expression) -> duct::Expression,
 ) -> Result<std::process::Output, ExecError> {
-    announce(cmd)?;
     let (program, args) = launched(cmd);
+    announce(cmd, program != cmd.program)?;
     let expr = cmd.envs.iter().fold(duct::cmd(program, args).unchecked(), |e, (k, v)| e.env(k, v));
     let could_not_start = |source| ExecError::CouldNotStart { cmd: cmd.to_string(), source };
     let handle = io(expr).start().map_err(could_not_start)?;
@@ -300,8 +300,8 @@ fn one_shot(
 /// registered for cancellation; the caller moves the bytes and ends with [`finish`].
 pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<(Child, Watch), ExecError> {
     let piped = |yes| if yes { Stdio::piped() } else { Stdio::null() };
-    announce(cmd)?;
     let (program, args) = launched(cmd);
+    announce(cmd, program != cmd.program)?;
     let child = Command::new(program)
         .args(args)
         .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
@@ -333,13 +333,14 @@ fn launched(cmd: &Cmd) -> (OsString, Vec<OsString>) {
     }
 }
 
-/// What every start does first: refuse after a cancel (but for cleanup), then log the argv.
-fn announce(cmd: &Cmd) -> Result<(), ExecError> {
+/// What every start does first: refuse after a cancel (but for cleanup), then log the argv
+/// (and whether this binary's Engine API client runs it).
+fn announce(cmd: &Cmd, by_api: bool) -> Result<(), ExecError> {
     if cancelled() && !cmd.cleanup {
         return Err(ExecError::Cancelled { cmd: cmd.to_string() });
     }
     if verbose() {
-        eprintln!("+ {cmd}");
+        eprintln!("+ {}{cmd}", if by_api { "(Engine API) " } else { "" });
     }
     Ok(())
 }
