@@ -46,16 +46,18 @@ pub fn local_socket(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     Some(PathBuf::from("/var/run/docker.sock")).filter(|p| p.exists())
 }
 
-/// The helper's argv for a Docker CLI call it stands in for: `exec [-i] NODE ARGV...` and
-/// `save REF...`, nothing else (any other flag goes to the CLI).
+/// The helper's argv for a Docker CLI call it stands in for: `exec [-i] NODE ARGV...`,
+/// `save REF...`, `image inspect REF`, `container inspect NAME...` and the listing of names
+/// by label (`ps --all --filter label=L --format {{.Names}}`); nothing else (any other flag
+/// goes to the CLI).
 pub fn helper_args(args: &[String]) -> Option<Vec<String>> {
-    let stands_in = match args.first().map(String::as_str) {
-        Some("exec") => {
-            let rest = args.get(1..).unwrap_or_default();
-            let rest = rest.strip_prefix(&["-i".to_string()]).unwrap_or(rest);
-            rest.len() >= 2 && !rest[0].starts_with('-')
-        }
-        Some("save") => args.len() >= 2 && args[1..].iter().all(|a| !a.starts_with('-')),
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let plain = |rest: &[&str]| !rest.is_empty() && rest.iter().all(|a| !a.starts_with('-'));
+    let stands_in = match words[..] {
+        ["exec", "-i", node, _, ..] | ["exec", node, _, ..] => !node.starts_with('-'),
+        ["save", ref rest @ ..] | ["container", "inspect", ref rest @ ..] => plain(rest),
+        ["image", "inspect", reference] => plain(&[reference]),
+        ["ps", "--all", "--filter", label, "--format", "{{.Names}}"] => label.starts_with("label="),
         _ => false,
     };
     stands_in.then(|| std::iter::once(HELPER.to_string()).chain(args.iter().cloned()).collect())
@@ -76,6 +78,9 @@ pub fn helper(args: &[String]) -> i32 {
             daemon.exec(&rest[0], &rest[1..], stdin)
         }
         Some("save") => daemon.save(&args[1..]).map(|()| 0),
+        Some("image") => daemon.inspect("images", &args[2..]),
+        Some("container") => daemon.inspect("containers", &args[2..]),
+        Some("ps") => daemon.names_labelled(args[3].trim_start_matches("label=")).map(|()| 0),
         _ => Err(Failure::Local(format!("kindload {HELPER}: unknown call {args:?}"))),
     };
     match result {
@@ -163,10 +168,50 @@ impl Daemon {
         Ok(())
     }
 
+    /// `image inspect` or `container inspect` (`kind`: `images` or `containers`): the found
+    /// objects as one JSON array, each missing one named on stderr, exit 1 if any is missing.
+    fn inspect(&self, kind: &str, names: &[String]) -> Result<i32, Failure> {
+        let mut found = Vec::new();
+        let mut code = 0;
+        for name in names {
+            match self.request("GET", &format!("/{kind}/{}/json", encode(name)), None, false)?.json() {
+                Ok(object) => found.push(object),
+                Err(Failure::Daemon(message)) => {
+                    eprintln!("Error response from daemon: {message}");
+                    code = 1;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        println!("{}", Value::Array(found));
+        Ok(code)
+    }
+
+    /// The names of the containers, running or not, that carry `label`, one per line.
+    fn names_labelled(&self, label: &str) -> Result<(), Failure> {
+        let filters = json!({ "label": [label] }).to_string();
+        let listed =
+            self.request("GET", &format!("/containers/json?all=1&filters={}", encode(&filters)), None, false)?;
+        let mut out = io::stdout().lock();
+        for container in listed.json()?.as_array().into_iter().flatten() {
+            let names = container.get("Names").and_then(Value::as_array).into_iter().flatten();
+            // Linked containers' names hold a second slash; `{{.Names}}` leaves them out.
+            let own: Vec<&str> = names.filter_map(Value::as_str).filter_map(|n| n.strip_prefix('/')).collect();
+            let own: Vec<&str> = own.into_iter().filter(|n| !n.contains('/')).collect();
+            writeln!(out, "{}", own.join(","))?;
+        }
+        Ok(())
+    }
+
     /// One request on a connection of its own; `upgrade` asks to take the connection over
-    /// (an exec's streams).
-    fn request(&self, method: &str, path: &str, body: Option<&Value>, upgrade: bool) -> io::Result<Response> {
-        let mut stream = UnixStream::connect(&self.socket)?;
+    /// (an exec's streams). A daemon that does not answer is told as the CLI tells it.
+    fn request(&self, method: &str, path: &str, body: Option<&Value>, upgrade: bool) -> Result<Response, Failure> {
+        let mut stream = UnixStream::connect(&self.socket).map_err(|_| {
+            Failure::Local(format!(
+                "Cannot connect to the Docker daemon at unix://{}. Is the docker daemon running?",
+                self.socket.display()
+            ))
+        })?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: kindload\r\n");
         if method != "GET" {
@@ -178,7 +223,7 @@ impl Daemon {
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
         stream.write_all(body.as_bytes())?;
-        Response::read(stream)
+        Ok(Response::read(stream)?)
     }
 }
 
@@ -366,6 +411,17 @@ mod tests {
         assert_eq!(helper_args(&strings(&["save", "a:1", "b:2"])).unwrap(), strings(&[HELPER, "save", "a:1", "b:2"]));
         assert!(helper_args(&strings(&["save", "-o", "x.tar", "a:1"])).is_none());
         assert!(helper_args(&strings(&["inspect", "a:1"])).is_none());
+        assert!(helper_args(&strings(&["image", "inspect", "a:1"])).is_some());
+        assert!(helper_args(&strings(&["image", "inspect", "a:1", "b:1"])).is_none(), "one image at a time");
+        assert!(helper_args(&strings(&["container", "inspect", "n1", "n2"])).is_some());
+        assert!(helper_args(&strings(&["container", "inspect", "--format", "x", "n1"])).is_none());
+        let ps = ["ps", "--all", "--filter", "label=io.x-k8s.kind.cluster=dev", "--format", "{{.Names}}"];
+        assert!(helper_args(&strings(&ps)).is_some());
+        assert!(helper_args(&strings(&ps[..5])).is_none(), "another format");
+        assert!(
+            helper_args(&strings(&["ps", "--filter", "label=x", "--format", "{{.Names}}"])).is_none(),
+            "running only"
+        );
     }
 
     #[test]

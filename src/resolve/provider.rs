@@ -35,7 +35,7 @@ impl Provider {
     }
 
     pub fn inspect_cmd(&self, names: &[String]) -> Cmd {
-        Cmd::new(self.name()).arg("inspect").args(names)
+        Cmd::new(self.name()).args(["container", "inspect"]).args(names)
     }
 
     /// A command run on the node, no stdin.
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn nodes_lists_by_label_then_inspects_control_plane_first() {
         let runner = FakeRunner::new().on(&["podman", "ps"], 0, "dev-worker\ndev-control-plane\n", "").on(
-            &["podman", "inspect"],
+            &["podman", "container", "inspect"],
             0,
             INSPECT,
             "",
@@ -170,7 +170,7 @@ mod tests {
             seen[0],
             ["podman", "ps", "--all", "--filter", "label=io.x-k8s.kind.cluster=dev", "--format", "{{.Names}}"]
         );
-        assert_eq!(seen[1], ["podman", "inspect", "dev-worker", "dev-control-plane"]);
+        assert_eq!(seen[1], ["podman", "container", "inspect", "dev-worker", "dev-control-plane"]);
     }
 
     #[test]
