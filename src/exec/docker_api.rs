@@ -206,12 +206,8 @@ impl Daemon {
     /// One request on a connection of its own; `upgrade` asks to take the connection over
     /// (an exec's streams). A daemon that does not answer is told as the CLI tells it.
     fn request(&self, method: &str, path: &str, body: Option<&Value>, upgrade: bool) -> Result<Response, Failure> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|_| {
-            Failure::Local(format!(
-                "Cannot connect to the Docker daemon at unix://{}. Is the docker daemon running?",
-                self.socket.display()
-            ))
-        })?;
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|e| Failure::Local(unreachable(&self.socket, &e)))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: kindload\r\n");
         if method != "GET" {
@@ -295,6 +291,18 @@ impl Response {
     fn into_parts(self) -> (BufReader<UnixStream>, UnixStream) {
         let stream = self.reader.get_ref().try_clone().expect("a connected socket can be cloned");
         (self.reader, stream)
+    }
+}
+
+/// A daemon that cannot be reached, in the CLI's words (which engine detection reads).
+fn unreachable(socket: &std::path::Path, error: &io::Error) -> String {
+    let path = socket.display();
+    match error.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "permission denied while trying to connect to the Docker daemon socket at unix://{path}: \
+             dial unix {path}: connect: permission denied"
+        ),
+        _ => format!("Cannot connect to the Docker daemon at unix://{path}. Is the docker daemon running?"),
     }
 }
 
@@ -442,6 +450,20 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".docker")).unwrap();
         std::fs::write(dir.path().join(".docker/config.json"), r#"{"currentContext":"colima"}"#).unwrap();
         assert_eq!(local_socket(&with(vec![("HOME", home)])), None, "a context of the user's choosing");
+    }
+
+    #[test]
+    fn an_unreachable_daemon_is_told_in_the_clis_words() {
+        let socket = std::path::Path::new("/var/run/docker.sock");
+        let denied = unreachable(socket, &io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(denied.starts_with(
+            "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock:"
+        ));
+        let refused = unreachable(socket, &io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            refused,
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+        );
     }
 
     #[test]
