@@ -1,11 +1,12 @@
-//! `docker exec` and `docker save` through Docker's Engine API on its local socket. They are
-//! the commands a load runs most, with every byte of a node's stream in them. The Docker
-//! CLI costs about 10 ms of CPU to start and copies each byte once more on its way; on a
-//! 2-core machine loading three images at once that is a tenth of the whole load. So where
-//! the CLI would talk to a local socket, `spawn` runs them as `kindload __docker exec|save
-//! …` instead: a small process that speaks to the daemon itself, with the CLI's exit status
-//! and stderr, so that everything around it (pipes, the stall watch, cancelling) stays one
-//! way. `KINDLOAD_DOCKER_CLI=1` keeps the CLI.
+//! The Docker calls a load makes most, through Docker's Engine API on its local socket:
+//! `docker exec` and `docker save`, with every byte of a node's stream in them, and the
+//! image's inspect, the nodes' listing and inspect before them. The Docker CLI costs about
+//! 10 ms of CPU to start and copies each byte of a stream once more on its way; on a 2-core
+//! machine loading three images at once that was a tenth of the whole load. So where the CLI
+//! would talk to a local socket, `spawn` runs them as `kindload __docker …` instead: a small
+//! process that speaks to the daemon itself, with the CLI's output, exit status and errors,
+//! so that everything around it (pipes, the stall watch, cancelling) stays one way.
+//! `KINDLOAD_DOCKER_CLI=1` keeps the CLI.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;

@@ -18,11 +18,11 @@ pub use watch::Watch;
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-/// Whether Docker's exec and save may run through this binary's own API client (the binary
-/// turns it on; a test harness spawning `docker` keeps the CLI).
+/// Whether the Docker calls a load makes most may run through this binary's own API client
+/// (the binary turns it on; a test harness spawning `docker` keeps the CLI).
 static DOCKER_API: AtomicBool = AtomicBool::new(false);
 
-/// Lets `docker exec` and `docker save` run through this binary (see [`docker_api`]).
+/// Lets the Docker calls [`docker_api::helper_args`] names run through this binary.
 pub fn use_docker_api() {
     DOCKER_API.store(true, Ordering::Relaxed);
 }
@@ -315,8 +315,8 @@ pub fn spawn(cmd: &Cmd, stdin_piped: bool, stdout_piped: bool) -> Result<(Child,
     Ok((child, watch))
 }
 
-/// The program and arguments that run `cmd`: Docker's `exec` and `save` through this
-/// binary's own API client where the CLI would talk to a local socket, else as given.
+/// The program and arguments that run `cmd`: the Docker calls [`docker_api`] stands in for
+/// through this binary, where the CLI would talk to a local socket; else as given.
 fn launched(cmd: &Cmd) -> (OsString, Vec<OsString>) {
     let as_given = || (cmd.program.clone(), cmd.args.clone());
     if !DOCKER_API.load(Ordering::Relaxed) || cmd.program != "docker" {
