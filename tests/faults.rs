@@ -106,15 +106,10 @@ fn a_run_killed_while_it_holds_claims_does_not_hold_up_the_next() {
     first.kill().unwrap();
     first.wait().unwrap();
     // the killed run's shells see their stdin close and give the claims back
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for("the killed run's claims and registrations to go", Duration::from_secs(10), || {
         let left: Vec<String> = cluster.nodes.iter().map(|n| cluster.run_state(n)).filter(|s| !s.is_empty()).collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the killed run's claims and registrations are still there: {left:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (!left.is_empty()).then(|| format!("still there: {left:?}"))
+    });
     load_ok(&cluster, &image, &id);
     assert_clean(&cluster);
     remove_image("docker", &image);

@@ -67,6 +67,10 @@ pub fn helper_args(args: &[String]) -> Option<Vec<String>> {
 /// The helper's main: `exec [-i] NODE ARGV...` or `save REF...` (after [`HELPER`]). Exits
 /// as the CLI does: the command's status, or 1 with the daemon's message.
 pub fn helper(args: &[String]) -> i32 {
+    if helper_args(args).is_none() {
+        eprintln!("kindload {HELPER}: not a call it stands in for: {args:?} (it is run by kindload itself)");
+        return 2;
+    }
     let Some(socket) = local_socket(&|k| std::env::var(k).ok()) else {
         eprintln!("kindload {HELPER}: no local Docker socket");
         return 1;
@@ -82,7 +86,7 @@ pub fn helper(args: &[String]) -> i32 {
         Some("image") => daemon.inspect("images", &args[2..]),
         Some("container") => daemon.inspect("containers", &args[2..]),
         Some("ps") => daemon.names_labelled(args[3].trim_start_matches("label=")).map(|()| 0),
-        _ => Err(Failure::Local(format!("kindload {HELPER}: unknown call {args:?}"))),
+        _ => unreachable!("helper_args admits no other call"),
     };
     match result {
         Ok(code) => code,
@@ -420,6 +424,7 @@ mod tests {
         assert_eq!(helper_args(&strings(&["save", "a:1", "b:2"])).unwrap(), strings(&[HELPER, "save", "a:1", "b:2"]));
         assert!(helper_args(&strings(&["save", "-o", "x.tar", "a:1"])).is_none());
         assert!(helper_args(&strings(&["inspect", "a:1"])).is_none());
+        assert_eq!(helper(&strings(&["exec", "-i"])), 2, "a call it does not stand in for is refused");
         assert!(helper_args(&strings(&["image", "inspect", "a:1"])).is_some());
         assert!(helper_args(&strings(&["image", "inspect", "a:1", "b:1"])).is_none(), "one image at a time");
         assert!(helper_args(&strings(&["container", "inspect", "n1", "n2"])).is_some());

@@ -684,9 +684,15 @@ pub fn build_ok(engine: &str, args: &[&str], context: &Path) -> String {
 
 /// Polls `check` every 50 ms until it holds; fails naming `what` after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    wait_for(what, limit, || (!check()).then(String::new));
+}
+
+/// As [`wait_until`], where `pending` tells what is not so yet (None once it is), which a
+/// time-out shows.
+pub fn wait_for(what: &str, limit: Duration, mut pending: impl FnMut() -> Option<String>) {
     let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+    while let Some(left) = pending() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}: {left}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

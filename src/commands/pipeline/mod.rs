@@ -149,35 +149,32 @@ pub fn run(ctx: &Context, req: LoadRequest) -> Result<(LoadReport, Vec<Image>)> 
     // Each node is surveyed in a session that stays open: with a registry for its pull,
     // without one for its sideload (`transfer::lock`).
     let asked = Asked { names: &names, records: &records, ..Default::default() };
-    let (nodes, sessions, sideload) = match &route {
+    let (nodes, sessions) = match &route {
         Ok(route) => {
-            let (nodes, sessions) = registry::survey_held(provider, containers, route, &names, &records);
-            (nodes, sessions, Default::default())
+            let (nodes, pulls) = registry::survey_held(provider, containers, route, &names, &records);
+            (nodes, HeldSessions { pulls, ..Default::default() })
         }
         Err(_) if req.transfer => {
             let script = crate::transfer::lock::session_script(retain::SESSION_FUNCTIONS);
-            let (nodes, sessions) = registry::by_name(node::probe_all_held(provider, containers, &script, &asked));
-            (nodes, Default::default(), sessions)
+            let (nodes, sideload) = registry::by_name(node::probe_all_held(provider, containers, &script, &asked));
+            (nodes, HeldSessions { sideload, ..Default::default() })
         }
         Err(_) => {
             let nodes = node::probe_all_asking(ctx.runner(), provider, containers, Depth::Light, &asked);
-            (nodes, Default::default(), Default::default())
+            (nodes, HeldSessions::default())
         }
     };
     let nodes = match select_nodes(nodes, &req.select.nodes) {
         Ok(nodes) => nodes,
         Err(e) => {
-            registry::close_sessions(&sessions);
-            registry::close_sessions(&sideload);
+            sessions.close();
             registry::finish_early(&early);
             return Err(e);
         }
     };
     let mut pipeline = Pipeline::new(ctx, provider, nodes, req.options, route, early, sessions);
-    pipeline.sideload = sideload;
     let result = pipeline.carry_out(images, archive, req.transfer, &req.wanted, &cluster.name);
-    registry::close_sessions(&pipeline.sessions);
-    registry::close_sessions(&pipeline.sideload);
+    pipeline.sessions.close();
     registry::finish_early(&pipeline.early);
     result
 }
@@ -259,6 +256,21 @@ impl Pipeline<'_> {
     }
 }
 
+/// The sessions the nodes' surveys left open: with a registry, for the route's pulls;
+/// without one, for a sideload's claims (`transfer::lock`). Each node has at most one.
+#[derive(Default)]
+struct HeldSessions {
+    pulls: registry::Sessions,
+    sideload: registry::Sessions,
+}
+
+impl HeldSessions {
+    fn close(&self) {
+        registry::close_sessions(&self.pulls);
+        registry::close_sessions(&self.sideload);
+    }
+}
+
 struct Pipeline<'a> {
     ctx: &'a Context,
     provider: Provider,
@@ -270,9 +282,7 @@ struct Pipeline<'a> {
     /// The cluster's registry, or why there is none to use (None: nothing to say).
     route: registry::RouteLookup,
     early: registry::EarlyPushes,
-    sessions: registry::Sessions,
-    /// Without a registry: each node's session from its light survey, until it claims.
-    sideload: registry::Sessions,
+    sessions: HeldSessions,
     /// This run's claims on the nodes it sends to (see `transfer::lock`).
     claims: crate::transfer::lock::NodeClaims,
     /// Versions of a repository each node keeps.
@@ -295,7 +305,7 @@ impl<'a> Pipeline<'a> {
         options: LoadOptions,
         route: registry::RouteLookup,
         early: registry::EarlyPushes,
-        sessions: registry::Sessions,
+        sessions: HeldSessions,
     ) -> Self {
         let before = nodes
             .iter()
@@ -330,7 +340,6 @@ impl<'a> Pipeline<'a> {
             retained: Default::default(),
             pushes: Default::default(),
             claims: Default::default(),
-            sideload: Default::default(),
         }
     }
 

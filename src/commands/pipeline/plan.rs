@@ -58,7 +58,7 @@ impl Pipeline<'_> {
         let wanted: Vec<Vec<usize>> =
             (0..images.len()).map(|i| (0..self.nodes.len()).filter(|&n| needs(i, n)).collect()).collect();
         let pulled = self.through_registry(images, &wanted, &mut outcomes);
-        super::registry::close_sessions(&self.sessions);
+        super::registry::close_sessions(&self.sessions.pulls);
         let pulled = pulled?;
         let needs = |i: usize, n: usize| needs(i, n) && !pulled[i][n];
         let receiving: Vec<usize> = (0..self.nodes.len()).filter(|&n| (0..images.len()).any(|i| needs(i, n))).collect();
@@ -129,11 +129,11 @@ impl Pipeline<'_> {
         }
         let who = lock::describe_run(&loading.join(", "));
         let claimable = lock::Claimable { layers: claimable, hints };
-        let mut sessions = self.sideload.lock().expect("sessions");
+        let mut sessions = self.sessions.sideload.lock().expect("sessions");
         let held = nodes.iter().map(|node| sessions.remove(&node.name)).collect();
         drop(sessions);
         // The nodes that receive nothing are done with their sessions.
-        super::registry::close_sessions(&self.sideload);
+        super::registry::close_sessions(&self.sessions.sideload);
         self.claims =
             lock::survey_and_claim(self.provider, &mut nodes, held, &who, &claimable, super::retain::SESSION_FUNCTIONS);
     }

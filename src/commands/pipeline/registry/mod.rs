@@ -261,7 +261,7 @@ impl Pipeline<'_> {
     /// Every trusting node pulls, concurrently, each through the session it was surveyed in.
     fn pull_all(&self, route: &Route, image: &Image, reference: &str, nodes: &[usize]) -> Vec<(usize, Outcome)> {
         let keep = self.options.keep_superseded;
-        let mut sessions = self.sessions.lock().expect("sessions");
+        let mut sessions = self.sessions.pulls.lock().expect("sessions");
         let outcomes = std::thread::scope(|scope| {
             let handles: Vec<_> = nodes
                 .iter()
